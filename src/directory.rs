@@ -1,0 +1,272 @@
+//! The organisation directory: who the units are, how they write their names,
+//! which addresses and domains are theirs. Loaded from .csv or .xlsx.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use calamine::{Data, Reader, open_workbook_auto};
+
+use crate::types::OrgId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("cannot read organisation directory {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("organisation directory {path}, line {line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl DirectoryError {
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organisation {
+    pub id: OrgId,
+    pub name: String,
+    pub aliases: Vec<String>,
+    /// Lower case.
+    pub emails: Vec<String>,
+    /// Lower case, without a leading `@`.
+    pub domains: Vec<String>,
+    pub category: String,
+    pub contact: String,
+}
+
+impl Organisation {
+    /// The name and every alias.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    orgs: Vec<Organisation>,
+    by_email: HashMap<String, usize>,
+}
+
+const HEADER: [&str; 7] = [
+    "id", "name", "aliases", "emails", "domains", "category", "contact",
+];
+
+impl Directory {
+    pub fn load(path: &Path) -> Result<Self, DirectoryError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let rows = match ext.as_deref() {
+            Some("xlsx") => read_xlsx(path)?,
+            _ => read_csv(path)?,
+        };
+        Self::from_rows(path, rows)
+    }
+
+    fn from_rows(path: &Path, rows: Vec<Vec<String>>) -> Result<Self, DirectoryError> {
+        let invalid = |line: usize, message: String| DirectoryError::Invalid {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let mut iter = rows.into_iter().enumerate();
+        let (_, header) = iter
+            .next()
+            .ok_or_else(|| invalid(1, "the file is empty".into()))?;
+        let header: Vec<String> = header
+            .iter()
+            .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+            .collect();
+        let col = |name: &str| header.iter().position(|h| h == name);
+        let cols: Vec<Option<usize>> = HEADER.iter().map(|h| col(h)).collect();
+        for (i, h) in HEADER.iter().enumerate().take(2) {
+            if cols[i].is_none() {
+                return Err(invalid(
+                    1,
+                    format!(
+                        "the header row needs a `{h}` column (expected {})",
+                        HEADER.join(",")
+                    ),
+                ));
+            }
+        }
+        let mut dir = Directory::default();
+        let mut ids = HashMap::new();
+        for (i, row) in iter {
+            let line = i + 1;
+            let get = |c: usize| {
+                cols[c]
+                    .and_then(|idx| row.get(idx))
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_default()
+            };
+            let list = |c: usize| -> Vec<String> {
+                get(c)
+                    .split([';', '；'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            };
+            if row.iter().all(|c| c.trim().is_empty()) {
+                continue;
+            }
+            let id = get(0);
+            let name = get(1);
+            if id.is_empty() || name.is_empty() {
+                return Err(invalid(line, "`id` and `name` must not be empty".into()));
+            }
+            if ids.insert(id.clone(), line).is_some() {
+                return Err(invalid(line, format!("id `{id}` is used twice")));
+            }
+            let emails: Vec<String> = list(3).into_iter().map(|e| e.to_lowercase()).collect();
+            for e in &emails {
+                if !e.contains('@') {
+                    return Err(invalid(line, format!("`{e}` is not a mail address")));
+                }
+            }
+            let org = Organisation {
+                id: OrgId(id),
+                name,
+                aliases: list(2),
+                emails,
+                domains: list(4)
+                    .into_iter()
+                    .map(|d| d.trim_start_matches('@').to_lowercase())
+                    .collect(),
+                category: get(5),
+                contact: get(6),
+            };
+            dir.push(org);
+        }
+        Ok(dir)
+    }
+
+    fn push(&mut self, org: Organisation) {
+        let idx = self.orgs.len();
+        for e in &org.emails {
+            self.by_email.insert(e.clone(), idx);
+        }
+        self.orgs.push(org);
+    }
+
+    pub fn from_orgs(orgs: Vec<Organisation>) -> Self {
+        let mut dir = Directory::default();
+        for o in orgs {
+            dir.push(o);
+        }
+        dir
+    }
+
+    pub fn all(&self) -> &[Organisation] {
+        &self.orgs
+    }
+
+    pub fn get(&self, id: &OrgId) -> Option<&Organisation> {
+        self.orgs.iter().find(|o| &o.id == id)
+    }
+
+    pub fn by_email(&self, addr: &str) -> Option<&Organisation> {
+        self.by_email
+            .get(&addr.to_lowercase())
+            .map(|&i| &self.orgs[i])
+    }
+
+    /// Organisations that list the domain of `addr` (or a parent of it).
+    pub fn by_domain(&self, addr: &str) -> Vec<&Organisation> {
+        let Some(domain) = addr.rsplit_once('@').map(|(_, d)| d.to_lowercase()) else {
+            return Vec::new();
+        };
+        self.orgs
+            .iter()
+            .filter(|o| {
+                o.domains
+                    .iter()
+                    .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+            })
+            .collect()
+    }
+}
+
+fn read_csv(path: &Path) -> Result<Vec<Vec<String>>, DirectoryError> {
+    let bytes = std::fs::read(path).map_err(|e| DirectoryError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    // Excel on a Chinese Windows saves CSV as GBK; accept that as well as UTF-8.
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => encoding_rs::GB18030.decode(&bytes).0.into_owned(),
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| DirectoryError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        rows.push(rec.iter().map(str::to_owned).collect());
+    }
+    Ok(rows)
+}
+
+fn read_xlsx(path: &Path) -> Result<Vec<Vec<String>>, DirectoryError> {
+    let err = |message: String| DirectoryError::Read {
+        path: path.to_owned(),
+        message,
+    };
+    let mut wb = open_workbook_auto(path).map_err(|e| err(e.to_string()))?;
+    let sheet = wb
+        .sheet_names()
+        .first()
+        .cloned()
+        .ok_or_else(|| err("the workbook has no sheet".into()))?;
+    let range = wb.worksheet_range(&sheet).map_err(|e| err(e.to_string()))?;
+    Ok(range
+        .rows()
+        .map(|r| {
+            r.iter()
+                .map(|c| match c {
+                    Data::Empty => String::new(),
+                    Data::Float(f) if f.fract() == 0.0 => format!("{f:.0}"),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_directory_loads_with_emails_and_domains() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/organisations.csv");
+        let d = Directory::load(&p).unwrap();
+        assert!(d.all().len() >= 26);
+        assert_eq!(
+            d.by_email("NJKJJRCC@nanjing.gov.cn").unwrap().id.as_str(),
+            "nj-kjj"
+        );
+        let by_dom = d.by_domain("someone@mail.kjj.nanjing.gov.cn");
+        assert_eq!(by_dom.len(), 1);
+        assert_eq!(by_dom[0].id.as_str(), "nj-kjj");
+    }
+
+    #[test]
+    fn a_missing_name_column_is_reported() {
+        let rows = vec![vec!["id".into(), "title".into()]];
+        let err = Directory::from_rows(Path::new("x.csv"), rows).unwrap_err();
+        assert!(err.to_string().contains("`name`"), "{err}");
+    }
+}

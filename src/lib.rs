@@ -1,0 +1,26 @@
+//! baosong (报送): collects the forms units email in answer to an official notice.
+//!
+//! Pipeline stages, one module each:
+//! - [`source`]: where raw messages come from (files, Maildir, IMAP).
+//! - [`intake`]: MIME tree, archives and forwarded mail → decoded headers and files.
+//! - [`extract`]: tables out of Excel/WPS/Word/PDF, red seals on scans, media facts.
+//! - [`classify`]: which document and which form (electronic / scan / media) a file is.
+//! - [`matching`]: which organisation sent it, for which campaign and deadline, late or not.
+//! - [`pipeline`]: the stages above run over one raw message, without I/O.
+//! - [`report`]: the JSON report of `baosong ingest`.
+//!
+//! Around them: [`config`] (TOML), [`directory`] (organisations), [`types`]
+//! (domain types), [`clock`] (the one clock).
+#![forbid(unsafe_code)]
+
+pub mod classify;
+pub mod clock;
+pub mod config;
+pub mod directory;
+pub mod extract;
+pub mod intake;
+pub mod matching;
+pub mod pipeline;
+pub mod report;
+pub mod source;
+pub mod types;

@@ -1,0 +1,207 @@
+//! Domain types shared by every stage: identifiers, document kinds, problems.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An organisation (unit) of the directory, e.g. `nj-kjj`.
+    OrgId
+);
+id_type!(
+    /// A campaign (one notice), e.g. `js-2025`.
+    CampaignId
+);
+id_type!(
+    /// A deadline inside a campaign, e.g. `recommend`.
+    DeadlineId
+);
+id_type!(
+    /// A form definition, e.g. `tuijianbiao`.
+    FormId
+);
+id_type!(
+    /// A configured mailbox, e.g. `kjt`.
+    MailboxName
+);
+
+/// IMAP UID of a message in one mailbox under one UIDVALIDITY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Uid(pub u32);
+
+/// Lower-case hex SHA-256 of some bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sha256(pub String);
+
+impl Sha256 {
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        Self(hex::encode(sha2::Sha256::digest(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which document of a notice a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    /// 推荐表
+    RecommendationForm,
+    /// 统计表
+    StatisticsForm,
+    /// 总结报告 / 活动总结
+    SummaryReport,
+    Photo,
+    Video,
+    /// 媒体报道 (screenshots, links, clippings)
+    MediaCoverage,
+    Other,
+}
+
+impl DocumentKind {
+    pub const ALL: [DocumentKind; 7] = [
+        Self::RecommendationForm,
+        Self::StatisticsForm,
+        Self::SummaryReport,
+        Self::Photo,
+        Self::Video,
+        Self::MediaCoverage,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RecommendationForm => "recommendation_form",
+            Self::StatisticsForm => "statistics_form",
+            Self::SummaryReport => "summary_report",
+            Self::Photo => "photo",
+            Self::Video => "video",
+            Self::MediaCoverage => "media_coverage",
+            Self::Other => "other",
+        }
+    }
+
+    /// The name a unit contact knows the document by.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::RecommendationForm => "推荐表",
+            Self::StatisticsForm => "统计表",
+            Self::SummaryReport => "总结报告",
+            Self::Photo => "活动照片",
+            Self::Video => "视频",
+            Self::MediaCoverage => "媒体报道",
+            Self::Other => "其他材料",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for DocumentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// In which form a document arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocForm {
+    /// 电子版: an editable Office/WPS/ODF file (or a PDF with a text layer and no seal).
+    Electronic,
+    /// 盖章扫描件: a scan or photo of the printed, stamped form.
+    Scan,
+    /// Photos and videos.
+    Media,
+    Other,
+}
+
+impl DocForm {
+    pub const ALL: [DocForm; 4] = [Self::Electronic, Self::Scan, Self::Media, Self::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Electronic => "electronic",
+            Self::Scan => "scan",
+            Self::Media => "media",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Electronic => "电子版",
+            Self::Scan => "盖章扫描件",
+            Self::Media => "影像资料",
+            Self::Other => "其他",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for DocForm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something wrong with a message or a file, said so a unit contact can fix it.
+///
+/// `code` is stable (for the database and tests); `message` is the Chinese
+/// sentence that goes into the report and the acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub code: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
