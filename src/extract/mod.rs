@@ -1,6 +1,9 @@
 //! Extract: what is inside one file: the form's table, a red seal on a scan,
 //! media facts. Parsing only: no I/O.
 
+pub mod media;
+pub mod seal;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
