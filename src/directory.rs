@@ -156,6 +156,13 @@ impl Directory {
         self.orgs.push(org);
     }
 
+    /// The directory bundled with the example configuration (江苏 units).
+    pub fn example() -> Self {
+        let text = include_str!("../examples/organisations.csv");
+        let rows = parse_csv(text).unwrap_or_default();
+        Self::from_rows(Path::new("examples/organisations.csv"), rows).unwrap_or_default()
+    }
+
     pub fn from_orgs(orgs: Vec<Organisation>) -> Self {
         let mut dir = Directory::default();
         for o in orgs {
@@ -204,17 +211,20 @@ fn read_csv(path: &Path) -> Result<Vec<Vec<String>>, DirectoryError> {
         Ok(s) => s.to_owned(),
         Err(_) => encoding_rs::GB18030.decode(&bytes).0.into_owned(),
     };
+    parse_csv(&text).map_err(|e| DirectoryError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, csv::Error> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(text.as_bytes());
     let mut rows = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| DirectoryError::Read {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        rows.push(rec.iter().map(str::to_owned).collect());
+        rows.push(rec?.iter().map(str::to_owned).collect());
     }
     Ok(rows)
 }

@@ -15,6 +15,7 @@
 
 pub mod classify;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod directory;
 pub mod extract;

@@ -1,1 +1,398 @@
-//! matching
+//! Matching: which organisation sent a message (address, domain, then content),
+//! which campaign and deadline it answers, and whether it came late.
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{CampaignConfig, Config};
+use crate::directory::{Directory, Organisation};
+use crate::pipeline::{MatchedBy, OrgMatch};
+use crate::types::{DeadlineId, DocumentKind, MailboxName, OrgId};
+
+/// Folds a name for comparison: full-width to half-width, lower case, no
+/// whitespace or punctuation, and each synonym pair (long, short) folded to the
+/// short spelling (科学技术 → 科技).
+pub fn normalise(s: &str, synonyms: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = match c {
+            '\u{3000}' => ' ',
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        };
+        if c.is_whitespace() || is_punct(c) {
+            continue;
+        }
+        out.extend(c.to_lowercase());
+    }
+    for (long, short) in synonyms {
+        let l = normalise(long, &[]);
+        let s = normalise(short, &[]);
+        if !l.is_empty() && out.contains(&l) {
+            out = out.replace(&l, &s);
+        }
+    }
+    out
+}
+
+fn is_punct(c: char) -> bool {
+    c.is_ascii_punctuation()
+        || matches!(
+            c,
+            '、' | '，'
+                | '。'
+                | '：'
+                | '；'
+                | '（'
+                | '）'
+                | '《'
+                | '》'
+                | '“'
+                | '”'
+                | '‘'
+                | '’'
+                | '【'
+                | '】'
+                | '—'
+                | '－'
+                | '·'
+                | '！'
+                | '？'
+                | '〔'
+                | '〕'
+                | '「'
+                | '」'
+        )
+}
+
+/// Places to look for a unit's name, strongest first.
+#[derive(Debug, Clone, Default)]
+pub struct ContentEvidence {
+    /// Unit cells of the forms (推荐单位 / 地方/部门).
+    pub form_units: Vec<String>,
+    pub subject: String,
+    pub filenames: Vec<String>,
+    /// The sender's display name.
+    pub from_name: String,
+    /// The end of the body, where signatures are.
+    pub signature: String,
+}
+
+/// Finds the organisation: a coordinator's assignment or learned address, the
+/// directory's addresses, a domain only one organisation has, then names in
+/// the content.
+pub fn match_organisation(
+    from: Option<&str>,
+    content: &ContentEvidence,
+    dir: &Directory,
+    learned: &[(String, OrgId)],
+    config: &Config,
+) -> OrgMatch {
+    let syn = &config.organisations.synonyms;
+    if let Some(addr) = from.map(str::to_lowercase) {
+        if let Some((_, id)) = learned.iter().find(|(a, _)| a.eq_ignore_ascii_case(&addr))
+            && let Some(org) = dir.get(id)
+        {
+            return found(
+                org,
+                MatchedBy::Manual,
+                format!("{addr} was assigned to {}", org.id),
+            );
+        }
+        if let Some(org) = dir.by_email(&addr) {
+            return found(
+                org,
+                MatchedBy::Address,
+                format!("sender {addr} is listed for {}", org.id),
+            );
+        }
+        let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        let public = config
+            .organisations
+            .public_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain));
+        if !public {
+            let orgs = dir.by_domain(&addr);
+            if orgs.len() == 1 {
+                return found(
+                    orgs[0],
+                    MatchedBy::Domain,
+                    format!("domain {domain} belongs to {}", orgs[0].id),
+                );
+            }
+        }
+    }
+    let places: [(&str, Vec<&str>); 5] = [
+        (
+            "form unit cell",
+            content.form_units.iter().map(String::as_str).collect(),
+        ),
+        ("subject", vec![content.subject.as_str()]),
+        (
+            "file name",
+            content.filenames.iter().map(String::as_str).collect(),
+        ),
+        ("sender name", vec![content.from_name.as_str()]),
+        ("signature", vec![content.signature.as_str()]),
+    ];
+    for (place, texts) in places {
+        for text in texts {
+            match find_named(text, dir, syn) {
+                Named::One(org, name) => {
+                    return found(org, MatchedBy::Content, format!("{place} names {name}"));
+                }
+                Named::Several(ids) => {
+                    return OrgMatch {
+                        id: None,
+                        name: None,
+                        matched_by: MatchedBy::None,
+                        evidence: format!("{place} names several units: {}", ids.join(", ")),
+                    };
+                }
+                Named::None => {}
+            }
+        }
+    }
+    OrgMatch {
+        id: None,
+        name: None,
+        matched_by: MatchedBy::None,
+        evidence: match from {
+            Some(a) => format!("{a} is not in the directory and no unit is named"),
+            None => "no sender address and no unit is named".into(),
+        },
+    }
+}
+
+fn found(org: &Organisation, by: MatchedBy, evidence: String) -> OrgMatch {
+    OrgMatch {
+        id: Some(org.id.clone()),
+        name: Some(org.name.clone()),
+        matched_by: by,
+        evidence,
+    }
+}
+
+enum Named<'a> {
+    None,
+    One(&'a Organisation, String),
+    Several(Vec<String>),
+}
+
+/// The organisation whose name or alias appears in `text`; the longest name
+/// wins, so 南京市科学技术协会 beats 南京市科学技术局's shorter alias.
+fn find_named<'a>(text: &str, dir: &'a Directory, syn: &[(String, String)]) -> Named<'a> {
+    let t = normalise(text, syn);
+    if t.is_empty() {
+        return Named::None;
+    }
+    let mut best: Vec<(&Organisation, usize, String)> = Vec::new();
+    for org in dir.all() {
+        let longest = org
+            .names()
+            .filter_map(|n| {
+                let k = normalise(n, syn);
+                (k.chars().count() >= 3 && t.contains(&k)).then(|| (k.chars().count(), n))
+            })
+            .max_by_key(|(len, _)| *len);
+        if let Some((len, name)) = longest {
+            best.push((org, len, name.to_owned()));
+        }
+    }
+    let Some(max) = best.iter().map(|(_, l, _)| *l).max() else {
+        return Named::None;
+    };
+    // A name contained in a longer matched name is not a second candidate.
+    let top: Vec<_> = best.into_iter().filter(|(_, l, _)| *l == max).collect();
+    match top.len() {
+        1 => {
+            let (org, _, name) = top.into_iter().next().expect("one element");
+            Named::One(org, name)
+        }
+        _ => Named::Several(top.iter().map(|(o, _, _)| o.id.to_string()).collect()),
+    }
+}
+
+/// Finds the campaign: the mailbox it arrived in (or the addresses it was sent
+/// to), then keywords, then the only campaign there is.
+pub fn match_campaign<'c>(
+    config: &'c Config,
+    mailbox: Option<&MailboxName>,
+    recipients: &[String],
+    text: &str,
+) -> Option<&'c CampaignConfig> {
+    let mut candidates: Vec<&CampaignConfig> = match mailbox {
+        Some(m) => config
+            .campaigns
+            .iter()
+            .filter(|c| c.mailboxes.contains(m))
+            .collect(),
+        None => {
+            let boxes: Vec<&MailboxName> = config
+                .mailboxes
+                .iter()
+                .filter(|mb| {
+                    recipients
+                        .iter()
+                        .any(|r| r.eq_ignore_ascii_case(&mb.address))
+                })
+                .map(|mb| &mb.name)
+                .collect();
+            config
+                .campaigns
+                .iter()
+                .filter(|c| c.mailboxes.iter().any(|m| boxes.contains(&m)))
+                .collect()
+        }
+    };
+    if candidates.is_empty() {
+        candidates = config.campaigns.iter().collect();
+    }
+    if candidates.len() == 1 {
+        return candidates.first().copied();
+    }
+    let t = normalise(text, &[]);
+    let by_word: Vec<_> = candidates
+        .iter()
+        .copied()
+        .filter(|c| c.keywords.iter().any(|k| t.contains(&normalise(k, &[]))))
+        .collect();
+    if by_word.len() == 1 {
+        return by_word.first().copied();
+    }
+    None
+}
+
+/// Finds the deadline the documents answer; with no telling documents, the
+/// first deadline not yet passed when the mail arrived (else the last one).
+pub fn match_deadline(
+    campaign: &CampaignConfig,
+    kinds: &[DocumentKind],
+    arrived: Option<DateTime<Utc>>,
+) -> Option<DeadlineId> {
+    let tz = campaign.tz();
+    let score = |d: &crate::config::DeadlineConfig| {
+        d.requires
+            .iter()
+            .filter(|r| kinds.contains(&r.kind))
+            .count()
+    };
+    let best = campaign.deadlines.iter().map(score).max().unwrap_or(0);
+    let pool: Vec<_> = campaign
+        .deadlines
+        .iter()
+        .filter(|d| best == 0 || score(d) == best)
+        .collect();
+    if pool.len() == 1 {
+        return Some(pool[0].id.clone());
+    }
+    let mut dated: Vec<_> = pool
+        .into_iter()
+        .filter_map(|d| d.due_instant(tz).ok().map(|t| (t, d)))
+        .collect();
+    dated.sort_by_key(|(t, _)| *t);
+    let at = arrived.unwrap_or_else(crate::clock::now);
+    dated
+        .iter()
+        .find(|(t, _)| *t >= at)
+        .or(dated.last())
+        .map(|(_, d)| d.id.clone())
+}
+
+/// Late when the mail reached the mailbox after the deadline's instant.
+pub fn is_late(
+    campaign: &CampaignConfig,
+    deadline: &DeadlineId,
+    arrived: Option<DateTime<Utc>>,
+) -> Option<bool> {
+    let d = campaign.deadlines.iter().find(|d| &d.id == deadline)?;
+    let due = d.due_instant(campaign.tz()).ok()?;
+    arrived.map(|a| a > due)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn setup() -> (Config, Directory) {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Config::example(base).unwrap();
+        let d = Directory::load(&base.join("examples/organisations.csv")).unwrap();
+        (c, d)
+    }
+
+    #[test]
+    fn synonyms_fold_long_names_to_short() {
+        let syn = vec![("科学技术".to_string(), "科技".to_string())];
+        assert_eq!(
+            normalise("南京市 科学技术局", &syn),
+            normalise("南京市科技局", &syn)
+        );
+        assert_eq!(normalise("ＡＢＣ１２", &[]), "abc12");
+    }
+
+    #[test]
+    fn unknown_qq_sender_is_matched_by_subject() {
+        let (c, d) = setup();
+        let ev = ContentEvidence {
+            subject: "报送：扬州市科技局2025年科技活动周推荐表".into(),
+            ..Default::default()
+        };
+        let m = match_organisation(Some("12345@qq.com"), &ev, &d, &[], &c);
+        assert_eq!(m.id.unwrap().as_str(), "yz-kjj");
+        assert_eq!(m.matched_by, MatchedBy::Content);
+    }
+
+    #[test]
+    fn form_unit_cell_beats_file_name() {
+        let (c, d) = setup();
+        let ev = ContentEvidence {
+            form_units: vec!["南通市科学技术协会（盖章）".into()],
+            filenames: vec!["南通市科技局推荐表.xlsx".into()],
+            ..Default::default()
+        };
+        let m = match_organisation(Some("someone@163.com"), &ev, &d, &[], &c);
+        assert_eq!(m.id.unwrap().as_str(), "nt-kx");
+    }
+
+    #[test]
+    fn address_beats_content_and_domain_needs_a_unique_owner() {
+        let (c, d) = setup();
+        let m = match_organisation(
+            Some("kx@nju.edu.cn"),
+            &ContentEvidence::default(),
+            &d,
+            &[],
+            &c,
+        );
+        assert_eq!(m.matched_by, MatchedBy::Address);
+        let m = match_organisation(
+            Some("zhang@nju.edu.cn"),
+            &ContentEvidence::default(),
+            &d,
+            &[],
+            &c,
+        );
+        assert_eq!(
+            (m.matched_by, m.id.unwrap().as_str()),
+            (MatchedBy::Domain, "nju-kx")
+        );
+        let m = match_organisation(Some("x@163.com"), &ContentEvidence::default(), &d, &[], &c);
+        assert_eq!(m.matched_by, MatchedBy::None);
+    }
+
+    #[test]
+    fn deadline_follows_the_documents_then_the_date() {
+        let (c, _) = setup();
+        let js = c.campaign(&"js-2025".into()).unwrap();
+        let d = match_deadline(js, &[DocumentKind::StatisticsForm], None).unwrap();
+        assert_eq!(d.as_str(), "summary");
+        let may1 = "2025-05-01T00:00:00Z".parse().ok();
+        assert_eq!(match_deadline(js, &[], may1).unwrap().as_str(), "recommend");
+        let late = "2025-05-06T16:30:00Z".parse().ok();
+        assert_eq!(is_late(js, &"recommend".into(), late), Some(true));
+        let in_time = "2025-05-06T15:30:00Z".parse().ok();
+        assert_eq!(is_late(js, &"recommend".into(), in_time), Some(false));
+    }
+}

@@ -3,11 +3,13 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Config;
+use crate::classify::classify;
+use crate::config::{Config, DeadlineConfig};
 use crate::directory::Directory;
-use crate::extract::Table;
-use crate::intake::Header;
-use crate::source::RawMessage;
+use crate::extract::{self, Table};
+use crate::intake::{self, Header, OwnIdentity};
+use crate::matching::{self, ContentEvidence};
+use crate::source::{Origin, RawMessage};
 use crate::types::{CampaignId, DeadlineId, DocForm, DocumentKind, OrgId, Problem, Sha256};
 
 /// How the organisation was found.
@@ -96,6 +98,242 @@ pub struct Context<'a> {
 }
 
 /// Runs every stage over one message.
-pub fn analyse(_raw: &RawMessage, _ctx: &Context<'_>) -> Analysis {
-    unimplemented!()
+pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
+    let config = ctx.config;
+    let own = own_identity(config);
+    let intake = intake::parse(&raw.bytes, &config.limits, &own);
+    let header = intake.header.clone();
+    let subject = header.subject.clone().unwrap_or_default();
+
+    let mut documents = Vec::with_capacity(intake.files.len());
+    let mut form_units = Vec::new();
+    let mut extraction_text = String::new();
+    for file in &intake.files {
+        let ex = extract::extract(file, &config.forms, &config.limits);
+        let (kind, form) = classify(file, &ex, &subject, &config.forms);
+        if let Some(u) = &ex.unit {
+            form_units.push(u.clone());
+        }
+        if extraction_text.len() < 8 * 1024 {
+            extraction_text.push_str(&ex.text);
+            extraction_text.push('\n');
+        }
+        let mut problems = file.problems.clone();
+        problems.extend(ex.problems.iter().map(|p| name_file(p, &file.filename)));
+        documents.push(Document {
+            filename: file.filename.clone(),
+            path: file.path.clone(),
+            media_type: file.media_type.clone(),
+            size: file.data.len() as u64,
+            sha256: file.sha256.clone(),
+            kind,
+            form,
+            sealed: ex.sealed,
+            seal_confidence: ex.seal_confidence,
+            table: ex.table,
+            problems,
+        });
+    }
+
+    let evidence = ContentEvidence {
+        form_units: form_units.clone(),
+        subject: subject.clone(),
+        filenames: intake.files.iter().map(|f| f.path.clone()).collect(),
+        from_name: header.from_name.clone().unwrap_or_default(),
+        signature: tail_chars(&intake.body_text, 400),
+    };
+    let organisation = matching::match_organisation(
+        header.from.as_deref(),
+        &evidence,
+        ctx.directory,
+        ctx.learned,
+        config,
+    );
+
+    let arrived_at = raw
+        .received_at
+        .or(header.received.map(|t| t.with_timezone(&Utc)))
+        .or(header.date.map(|t| t.with_timezone(&Utc)));
+    let mailbox = match &raw.origin {
+        Origin::Imap { mailbox, .. } | Origin::Maildir { mailbox, .. } => Some(mailbox),
+        Origin::File { .. } => None,
+    };
+    let mut recipients = header.to.clone();
+    recipients.extend(header.cc.iter().cloned());
+    recipients.extend(header.delivered_to.iter().cloned());
+    let names: Vec<&str> = documents.iter().map(|d| d.filename.as_str()).collect();
+    let campaign_text = format!(
+        "{subject}\n{}\n{}\n{extraction_text}",
+        names.join("\n"),
+        intake.body_text
+    );
+    let campaign = matching::match_campaign(config, mailbox, &recipients, &campaign_text);
+    let kinds: Vec<DocumentKind> = documents.iter().map(|d| d.kind).collect();
+    let deadline = campaign.and_then(|c| matching::match_deadline(c, &kinds, arrived_at));
+    let late = match (campaign, &deadline) {
+        (Some(c), Some(d)) => matching::is_late(c, d, arrived_at),
+        _ => None,
+    };
+
+    let mut problems = intake.problems.clone();
+    if let (Some(c), Some(d)) = (campaign, &deadline)
+        && let Some(dl) = c.deadlines.iter().find(|x| &x.id == d)
+    {
+        problems.extend(deadline_checks(dl, &documents));
+    }
+    if let Some(org_id) = &organisation.id {
+        for doc in &mut documents {
+            doc.problems.extend(unit_mismatch(doc, org_id, ctx));
+        }
+    }
+    if intake.files.is_empty() && intake.auto_generated.is_none() && intake.links.is_empty() {
+        problems.push(Problem::new(
+            "no_attachment",
+            "邮件中没有附件。如果忘记添加附件，请把材料作为附件重新发送。",
+        ));
+    }
+
+    let ack = decide_ack(&header, intake.auto_generated.as_deref(), &organisation);
+    Analysis {
+        sha256: Sha256::of(&raw.bytes),
+        size: raw.bytes.len() as u64,
+        header,
+        auto_generated: intake.auto_generated.clone(),
+        organisation,
+        campaign: campaign.map(|c| c.id.clone()),
+        deadline,
+        arrived_at,
+        late,
+        documents,
+        problems,
+        ack,
+        body_excerpt: intake.body_text.chars().take(2000).collect(),
+    }
+}
+
+/// Who we are, for loop detection: our mailboxes and our Message-ID domain.
+pub fn own_identity(config: &Config) -> OwnIdentity {
+    let mut addresses: Vec<String> = config
+        .mailboxes
+        .iter()
+        .map(|m| m.address.to_lowercase())
+        .collect();
+    if let Some(a) = crate::types::bare_address(&config.smtp.from) {
+        addresses.push(a);
+    }
+    OwnIdentity {
+        addresses,
+        message_id_domain: config.smtp.message_id_domain.to_lowercase(),
+    }
+}
+
+/// Problem messages from the extractor speak of "the file"; name it.
+fn name_file(p: &Problem, filename: &str) -> Problem {
+    if p.message.contains(filename) {
+        p.clone()
+    } else {
+        Problem::new(p.code.clone(), format!("《{filename}》：{}", p.message))
+    }
+}
+
+fn tail_chars(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    s.chars().skip(count.saturating_sub(n)).collect()
+}
+
+/// Rules a deadline sets beyond which documents are required: item limits,
+/// photo and video rules.
+fn deadline_checks(dl: &DeadlineConfig, documents: &[Document]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if let Some(max) = dl.max_items_per_unit {
+        let items: usize = documents
+            .iter()
+            .filter(|d| d.kind == DocumentKind::RecommendationForm)
+            .filter_map(|d| d.table.as_ref()?.rows.as_ref().map(Vec::len))
+            .max()
+            .unwrap_or(0);
+        if items > max as usize {
+            out.push(Problem::new(
+                "too_many_items",
+                format!("推荐表中共{items}项活动，每个单位最多推荐{max}项，请删减后重新发送。"),
+            ));
+        }
+    }
+    if let Some(rule) = &dl.photos {
+        let photos: Vec<&Document> = documents
+            .iter()
+            .filter(|d| d.kind == DocumentKind::Photo)
+            .collect();
+        if (photos.len() as u32) < rule.min_count {
+            out.push(Problem::new(
+                "too_few_photos",
+                format!(
+                    "收到活动照片{}张，要求不少于{}张，请补充后发送。",
+                    photos.len(),
+                    rule.min_count
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// A form whose unit cell names another organisation than the sender's.
+fn unit_mismatch(doc: &Document, org: &OrgId, ctx: &Context<'_>) -> Option<Problem> {
+    let table = doc.table.as_ref()?;
+    let unit = table
+        .fields
+        .as_ref()
+        .and_then(|f| f.get("unit"))
+        .or_else(|| table.rows.as_ref()?.first()?.get("unit"))?;
+    let text = unit.text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let ev = ContentEvidence {
+        form_units: vec![text.to_owned()],
+        ..Default::default()
+    };
+    let m = matching::match_organisation(None, &ev, ctx.directory, &[], ctx.config);
+    let other = m.id.filter(|id| id != org)?;
+    let ours = ctx
+        .directory
+        .get(org)
+        .map(|o| o.name.clone())
+        .unwrap_or_default();
+    let theirs = m.name.unwrap_or_else(|| other.to_string());
+    Some(Problem::new(
+        "unit_mismatch",
+        format!(
+            "《{}》中填写的单位为“{text}”（{theirs}），与发件单位{ours}不一致，请核对。",
+            doc.filename
+        ),
+    ))
+}
+
+fn decide_ack(header: &Header, auto: Option<&str>, org: &OrgMatch) -> AckDecision {
+    if let Some(reason) = auto {
+        return AckDecision {
+            send: false,
+            to: None,
+            reason: format!("auto-generated mail ({reason})"),
+        };
+    }
+    let to = header.reply_to.clone().or_else(|| header.from.clone());
+    match to {
+        None => AckDecision {
+            send: false,
+            to: None,
+            reason: "no sender address to answer".into(),
+        },
+        Some(to) => AckDecision {
+            send: true,
+            to: Some(to),
+            reason: if org.id.is_some() {
+                "acknowledge receipt".into()
+            } else {
+                "acknowledge receipt and ask which unit sent it".into()
+            },
+        },
+    }
 }

@@ -205,3 +205,13 @@ impl Problem {
         }
     }
 }
+
+/// The bare address in a `Name <addr>` string, lower case.
+pub fn bare_address(s: &str) -> Option<String> {
+    let addr = match (s.rfind('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &s[a + 1..b],
+        _ => s,
+    };
+    let addr = addr.trim();
+    addr.contains('@').then(|| addr.to_lowercase())
+}
