@@ -8,6 +8,7 @@
 //! - [`matching`]: which organisation sent it, for which campaign and deadline, late or not.
 //! - [`pipeline`]: the stages above run over one raw message, without I/O.
 //! - [`report`]: the JSON report of `baosong ingest`.
+//! - [`schedule`]: when reminders and digests are due.
 //!
 //! Around them: [`config`] (TOML), [`directory`] (organisations), [`types`]
 //! (domain types), [`clock`] (the one clock).
@@ -23,5 +24,6 @@ pub mod intake;
 pub mod matching;
 pub mod pipeline;
 pub mod report;
+pub mod schedule;
 pub mod source;
 pub mod types;
