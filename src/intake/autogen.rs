@@ -78,8 +78,9 @@ fn header_reason(name: &str, value: &str) -> Option<String> {
 /// write mid-sentence (退信, 休假), anywhere for the unmistakable ones.
 fn subject_reason(subject: &str) -> Option<String> {
     let s = subject.trim().to_lowercase();
-    const PREFIXES: [&str; 14] = [
+    const PREFIXES: [&str; 15] = [
         "自动回复",
+        "自动答复",
         "退信",
         "系统退信",
         "休假",
@@ -94,8 +95,9 @@ fn subject_reason(subject: &str) -> Option<String> {
         "auto:",
         "autoreply",
     ];
-    const ANYWHERE: [&str; 6] = [
+    const ANYWHERE: [&str; 7] = [
         "自动回复",
+        "自动答复",
         "系统退信",
         "退信通知",
         "undeliverable:",

@@ -289,7 +289,7 @@ pub(crate) fn walk(
         if !text.is_empty() {
             text.push('\n');
         }
-        text.push_str(piece.trim());
+        text.push_str(piece.replace("\r\n", "\n").trim());
     }
     if !text.is_empty() {
         if !bodies.text.is_empty() {
