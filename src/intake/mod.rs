@@ -1,8 +1,23 @@
 //! Intake: a raw message becomes headers, body text and a flat list of files
 //! (attachments, archive entries, files of forwarded mail), plus problems.
 //! Parsing only: no I/O.
+//!
+//! - [`mime`]: the MIME tree (mail-parser) and its decoding fixes;
+//! - [`archive`]: the flat file list, .zip opened under the limits;
+//! - [`sniff`]: what a file really is, and what is wrong with it;
+//! - [`autogen`]: auto-replies, bounces, lists, our own mail;
+//! - [`text`]: charsets, RFC 2231, HTML to text, large-attachment links.
+
+mod archive;
+mod autogen;
+mod mime;
+pub mod sniff;
+mod text;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use chrono::{DateTime, FixedOffset};
+use mail_parser::{Message, MessageParser, MimeHeaders};
 
 use crate::config::Limits;
 use crate::types::{Problem, Sha256};
@@ -67,7 +82,101 @@ pub struct Intake {
     pub links: Vec<String>,
 }
 
+pub use sniff::sniff;
+pub use text::html_to_text;
+
 /// Parses a raw message. Never panics; what cannot be read becomes a problem.
-pub fn parse(_raw: &[u8], _limits: &Limits, _own: &OwnIdentity) -> Intake {
-    Intake::default()
+pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
+    let mut intake = Intake::default();
+    if raw.len() as u64 > limits.max_message_bytes {
+        // Headers only: they are at the top and bounded by the first blank line.
+        let end = header_end(raw).unwrap_or(raw.len().min(256 * 1024));
+        if let Some(msg) = guarded(|| MessageParser::new().parse_headers(&raw[..end])) {
+            read_headers(&msg, own, &mut intake);
+        }
+        intake.problems.push(Problem::new(
+            "message_too_large",
+            format!(
+                "邮件大小{:.1} MB，超过{:.0} MB的上限，未读取附件，请压缩附件或分几封邮件发送",
+                raw.len() as f64 / 1048576.0,
+                limits.max_message_bytes as f64 / 1048576.0
+            ),
+        ));
+        return intake;
+    }
+    let Some(msg) = guarded(|| MessageParser::new().parse(raw)) else {
+        intake.problems.push(Problem::new(
+            "message_unreadable",
+            "邮件格式无法识别，未能读取内容，请重新发送",
+        ));
+        return intake;
+    };
+    read_headers(&msg, own, &mut intake);
+    let mut bodies = mime::Bodies::default();
+    let mut collector = archive::Collector::new(limits);
+    if guarded(|| {
+        mime::walk(&msg, "", 0, &mut bodies, &mut collector);
+        Some(())
+    })
+    .is_none()
+    {
+        intake.problems.push(Problem::new(
+            "message_unreadable",
+            "邮件的部分内容无法读取，请重新发送",
+        ));
+    }
+    let (files, too_many) = collector.finish();
+    intake.files = files;
+    intake.problems.extend(too_many);
+    intake.body_text = bodies.text;
+    text::large_attachment_links(&bodies.raw, &mut intake.links);
+    if !intake.links.is_empty() {
+        intake.problems.push(Problem::new(
+            "large_attachment_link",
+            "邮件中的附件是“超大附件”下载链接，链接会过期，我们无法自动下载，\
+             请把文件直接作为附件发送，文件较大时可压缩为 .zip 后发送",
+        ));
+    }
+    intake
+}
+
+/// mail-parser and the walk over its tree are third-party code fed hostile
+/// input; a panic there must become a problem, not take the daemon down.
+/// `catch_unwind` needs no unsafe code, so `forbid(unsafe_code)` holds.
+fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok().flatten()
+}
+
+fn header_end(raw: &[u8]) -> Option<usize> {
+    let limit = raw.len().min(1 << 20);
+    raw[..limit]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| {
+            raw[..limit]
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|p| p + 2)
+        })
+}
+
+fn read_headers(msg: &Message<'_>, own: &OwnIdentity, intake: &mut Intake) {
+    intake.header = mime::header(msg);
+    let headers = mime::raw_headers(msg);
+    let content_type = msg.root_part().content_type().map(|ct| match ct.subtype() {
+        Some(sub) => format!("{}/{}", ct.ctype(), sub).to_lowercase(),
+        None => ct.ctype().to_lowercase(),
+    });
+    let h = &intake.header;
+    intake.auto_generated = autogen::check(
+        &autogen::Facts {
+            headers: &headers,
+            from: h.from.as_deref(),
+            subject: h.subject.as_deref(),
+            message_id: h.message_id.as_deref(),
+            content_type: content_type.as_deref(),
+        },
+        own,
+    );
 }
