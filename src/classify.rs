@@ -59,6 +59,7 @@ fn is_office(media_type: &str) -> bool {
         || media_type.contains("kingsoft")
         || media_type == "application/rtf"
         || media_type.contains("macroenabled")
+        || media_type.contains("encrypted")
 }
 
 /// Kind and form of one file.

@@ -17,7 +17,7 @@ pub fn normalise(s: &str, synonyms: &[(String, String)]) -> String {
         let c = match c {
             '\u{3000}' => ' ',
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            _ => c,
+            _ => simplified(c),
         };
         if c.is_whitespace() || is_punct(c) {
             continue;
@@ -32,6 +32,76 @@ pub fn normalise(s: &str, synonyms: &[(String, String)]) -> String {
         }
     }
     out
+}
+
+/// Traditional characters that occur in unit names and form titles, folded to
+/// simplified ones so a 港澳台 unit's 推薦表 or 科學技術協會 is recognised. A
+/// short table is enough here; full conversion crates carry megabytes of data.
+fn simplified(c: char) -> char {
+    const PAIRS: &[(char, char)] = &[
+        ('薦', '荐'),
+        ('統', '统'),
+        ('計', '计'),
+        ('總', '总'),
+        ('結', '结'),
+        ('報', '报'),
+        ('單', '单'),
+        ('學', '学'),
+        ('協', '协'),
+        ('會', '会'),
+        ('術', '术'),
+        ('館', '馆'),
+        ('動', '动'),
+        ('簡', '简'),
+        ('稱', '称'),
+        ('時', '时'),
+        ('間', '间'),
+        ('點', '点'),
+        ('聯', '联'),
+        ('繫', '系'),
+        ('係', '系'),
+        ('電', '电'),
+        ('話', '话'),
+        ('號', '号'),
+        ('數', '数'),
+        ('經', '经'),
+        ('費', '费'),
+        ('員', '员'),
+        ('參', '参'),
+        ('與', '与'),
+        ('體', '体'),
+        ('導', '导'),
+        ('開', '开'),
+        ('機', '机'),
+        ('構', '构'),
+        ('場', '场'),
+        ('傳', '传'),
+        ('區', '区'),
+        ('縣', '县'),
+        ('廳', '厅'),
+        ('險', '险'),
+        ('發', '发'),
+        ('資', '资'),
+        ('國', '国'),
+        ('屆', '届'),
+        ('週', '周'),
+        ('際', '际'),
+        ('圖', '图'),
+        ('書', '书'),
+        ('視', '视'),
+        ('頻', '频'),
+        ('紹', '绍'),
+        ('詳', '详'),
+        ('掃', '扫'),
+        ('蓋', '盖'),
+        ('這', '这'),
+        ('樣', '样'),
+    ];
+    PAIRS
+        .iter()
+        .find(|(t, _)| *t == c)
+        .map(|(_, s)| *s)
+        .unwrap_or(c)
 }
 
 fn is_punct(c: char) -> bool {
@@ -330,6 +400,7 @@ mod tests {
             normalise("南京市科技局", &syn)
         );
         assert_eq!(normalise("ＡＢＣ１２", &[]), "abc12");
+        assert_eq!(normalise("推薦表", &[]), "推荐表");
     }
 
     #[test]

@@ -21,8 +21,9 @@ impl FileSourceError {
 }
 
 /// Expands command-line paths into message files: a Maildir (a folder with
-/// `cur`/`new`) gives its messages, another folder its files, recursively,
-/// in name order.
+/// `cur`/`new`) gives its messages, another folder its `.eml` and `.mbox`
+/// files, recursively, in name order. A file named on the command line is
+/// always read.
 pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FileSourceError> {
     let mut out = Vec::new();
     for p in paths {
@@ -66,12 +67,18 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), FileSourceError> {
                 if !is_maildir && !matches!(e.file_name().and_then(|n| n.to_str()), Some("tmp")) {
                     collect(&e, out)?;
                 }
-            } else {
+            } else if is_maildir || is_mail_file(&e) {
                 out.push(e);
             }
         }
     }
     Ok(())
+}
+
+fn is_mail_file(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["eml", "mbox", "mbx", "msg"].contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Reads one file: an mbox gives every message in it, anything else is one message.
