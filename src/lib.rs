@@ -9,6 +9,7 @@
 //! - [`pipeline`]: the stages above run over one raw message, without I/O.
 //! - [`report`]: the JSON report of `baosong ingest`.
 //! - [`schedule`]: when reminders and digests are due.
+//! - [`status`]: what each unit has sent against what a deadline requires.
 //!
 //! Around them: [`config`] (TOML), [`directory`] (organisations), [`types`]
 //! (domain types), [`clock`] (the one clock).
@@ -26,4 +27,5 @@ pub mod pipeline;
 pub mod report;
 pub mod schedule;
 pub mod source;
+pub mod status;
 pub mod types;
