@@ -8,6 +8,8 @@
 //! - [`matching`]: which organisation sent it, for which campaign and deadline, late or not.
 //! - [`pipeline`]: the stages above run over one raw message, without I/O.
 //! - [`report`]: the JSON report of `baosong ingest`.
+//! - [`outbound`]: acks, reminders and the digest: templates, composition, SMTP/file transport.
+//! - [`export`]: the consolidated .xlsx attached to the digest.
 //!
 //! Around them: [`config`] (TOML), [`directory`] (organisations), [`types`]
 //! (domain types), [`clock`] (the one clock).
@@ -18,9 +20,11 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod directory;
+pub mod export;
 pub mod extract;
 pub mod intake;
 pub mod matching;
+pub mod outbound;
 pub mod pipeline;
 pub mod report;
 pub mod source;
