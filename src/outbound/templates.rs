@@ -182,10 +182,10 @@ impl Templates {
             ErrorKind::UndefinedError => "uses an unknown variable".to_owned(),
             _ => e.to_string(),
         };
-        if let Some(detail) = e.detail() {
-            if !message.contains(detail) {
-                message = format!("{message}: {detail}");
-            }
+        if let Some(detail) = e.detail()
+            && !message.contains(detail)
+        {
+            message = format!("{message}: {detail}");
         }
         TemplateError::Invalid {
             path,
