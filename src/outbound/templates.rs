@@ -330,6 +330,33 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_variable() {
+        fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        out.push(k.clone());
+                        keys(v, out);
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+                _ => {}
+            }
+        }
+        let readme = include_str!("../../templates/README.md");
+        let mut all = vec!["needs_action".to_owned()];
+        keys(&serde_json::to_value(sample::ack()).unwrap(), &mut all);
+        keys(&serde_json::to_value(sample::reminder()).unwrap(), &mut all);
+        keys(&serde_json::to_value(sample::digest()).unwrap(), &mut all);
+        for k in all {
+            assert!(
+                readme.contains(&format!("{k}`")) || readme.contains(&format!("{k}.")),
+                "templates/README.md lacks `{k}`"
+            );
+        }
+    }
+
+    #[test]
     fn tidy_text_collapses_blank_runs() {
         assert_eq!(tidy_text("\n\na  \n\n\n\nb\n\n"), "a\n\nb\n");
     }
