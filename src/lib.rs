@@ -10,6 +10,8 @@
 //! - [`report`]: the JSON report of `baosong ingest`.
 //! - [`schedule`]: when reminders and digests are due.
 //! - [`status`]: what each unit has sent against what a deadline requires.
+//! - [`outbound`]: acks, reminders and the digest: templates, composition, SMTP/file transport.
+//! - [`export`]: the consolidated .xlsx attached to the digest.
 //!
 //! Around them: [`config`] (TOML), [`directory`] (organisations), [`types`]
 //! (domain types), [`clock`] (the one clock).
@@ -20,9 +22,11 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod directory;
+pub mod export;
 pub mod extract;
 pub mod intake;
 pub mod matching;
+pub mod outbound;
 pub mod pipeline;
 pub mod report;
 pub mod schedule;

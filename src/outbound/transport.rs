@@ -1,0 +1,297 @@
+//! Sending stored bytes: SMTP (implicit TLS, STARTTLS, or plain on loopback)
+//! or `.eml` files in a directory for dry runs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::address::{Address, Envelope};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use crate::config::{SmtpConfig, SmtpTransport, TlsMode};
+
+/// How long one SMTP exchange may take before it counts as a (transient) failure.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("smtp.host is not set")]
+    NoHost,
+    #[error("smtp.ca_file {}: {message}", path.display())]
+    CaFile { path: PathBuf, message: String },
+    #[error("smtp TLS setup: {0}")]
+    Tls(String),
+    #[error("smtp check failed: {0}")]
+    Check(String),
+}
+
+/// Why a send failed, and whether trying again later can help.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The server answered with an error code.
+    #[error("server answered {code}: {message}")]
+    Rejected { code: u16, message: String },
+    /// A sender or recipient address is malformed: retrying cannot help.
+    #[error("bad address `{address}`: {message}")]
+    Address { address: String, message: String },
+    /// No answer: connection refused or dropped, TLS failure, timeout.
+    #[error("cannot reach the mail server: {0}")]
+    Connection(String),
+    /// Writing the .eml file failed.
+    #[error("cannot write {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl SendError {
+    /// 4xx answers, unreachable servers and disk errors may pass; 5xx and bad addresses will not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Rejected { code, .. } => (400..500).contains(code),
+            Self::Address { .. } => false,
+            Self::Connection(_) | Self::File { .. } => true,
+        }
+    }
+
+    /// The SMTP reply code, when the server gave one.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Self::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    fn from_smtp(e: lettre::transport::smtp::Error) -> Self {
+        match e.status() {
+            Some(code) => Self::Rejected {
+                code: code.to_string().parse().unwrap_or(0),
+                message: e.to_string(),
+            },
+            None => Self::Connection(e.to_string()),
+        }
+    }
+}
+
+/// Where outgoing mail goes.
+#[derive(Clone)]
+pub enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Each mail becomes `<message-id>.eml` in this directory.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Smtp(_) => f.write_str("Transport::Smtp"),
+            Self::File(dir) => write!(f, "Transport::File({})", dir.display()),
+        }
+    }
+}
+
+/// Installs rustls' ring provider as the process default. lettre picks its
+/// own, but any other rustls user in the process would panic if both ring
+/// and aws-lc-rs got linked and nobody chose (CRATES.md); losing the race to
+/// another installer is fine.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Transport {
+    /// Builds the transport. Relative paths (`directory`, `ca_file`) are read
+    /// against `base_dir` (the config file's folder); `password` is the
+    /// resolved secret when a username is set.
+    pub fn from_config(
+        smtp: &SmtpConfig,
+        base_dir: &Path,
+        password: Option<&str>,
+    ) -> Result<Self, TransportError> {
+        match smtp.transport {
+            SmtpTransport::File => Ok(Self::File(base_dir.join(&smtp.directory))),
+            SmtpTransport::Smtp => {
+                install_crypto_provider();
+                let host = smtp.host.as_deref().ok_or(TransportError::NoHost)?;
+                let mut builder = match smtp.tls {
+                    TlsMode::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+                    mode => {
+                        let params = tls_parameters(smtp, base_dir, host)?;
+                        let tls = if mode == TlsMode::Implicit {
+                            Tls::Wrapper(params)
+                        } else {
+                            Tls::Required(params)
+                        };
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(tls)
+                    }
+                };
+                builder = builder.port(port(smtp)).timeout(Some(TIMEOUT));
+                if let Some(user) = &smtp.username {
+                    builder = builder
+                        .credentials(Credentials::new(
+                            user.clone(),
+                            password.unwrap_or_default().to_owned(),
+                        ))
+                        .authentication(vec![Mechanism::Plain, Mechanism::Login]);
+                }
+                Ok(Self::Smtp(builder.build()))
+            }
+        }
+    }
+
+    /// Sends stored bytes as they are.
+    pub async fn send_raw(
+        &self,
+        envelope_from: &str,
+        to: &[String],
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        match self {
+            Self::Smtp(smtp) => {
+                let envelope = envelope(envelope_from, to)?;
+                smtp.send_raw(&envelope, bytes)
+                    .await
+                    .map(drop)
+                    .map_err(SendError::from_smtp)
+            }
+            Self::File(dir) => {
+                let dir = dir.clone();
+                let bytes = bytes.to_vec();
+                tokio::task::spawn_blocking(move || write_eml(&dir, &bytes))
+                    .await
+                    .map_err(|e| SendError::Connection(format!("file writer stopped: {e}")))?
+            }
+        }
+    }
+}
+
+fn port(smtp: &SmtpConfig) -> u16 {
+    smtp.port.unwrap_or(match smtp.tls {
+        TlsMode::Implicit => 465,
+        TlsMode::Starttls => 587,
+        TlsMode::None => 25,
+    })
+}
+
+fn tls_parameters(
+    smtp: &SmtpConfig,
+    base_dir: &Path,
+    host: &str,
+) -> Result<TlsParameters, TransportError> {
+    let mut builder = TlsParameters::builder(host.to_owned());
+    if let Some(ca) = &smtp.ca_file {
+        let path = base_dir.join(ca);
+        let pem = std::fs::read(&path).map_err(|e| TransportError::CaFile {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| TransportError::CaFile {
+            path,
+            message: e.to_string(),
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| TransportError::Tls(e.to_string()))
+}
+
+fn envelope(from: &str, to: &[String]) -> Result<Envelope, SendError> {
+    let parse = |a: &str| {
+        a.trim().parse::<Address>().map_err(|e| SendError::Address {
+            address: a.to_owned(),
+            message: e.to_string(),
+        })
+    };
+    let rcpts = to.iter().map(|a| parse(a)).collect::<Result<Vec<_>, _>>()?;
+    Envelope::new(Some(parse(from)?), rcpts).map_err(|e| SendError::Address {
+        address: to.join(", "),
+        message: e.to_string(),
+    })
+}
+
+/// Writes `<message-id>.eml` via a temporary file and a rename, so a reader
+/// never sees half a message and a resend of the same mail replaces it.
+fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), SendError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SendError::File { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let id = mail_parser::MessageParser::new()
+        .parse_headers(bytes)
+        .and_then(|m| m.message_id().map(str::to_owned))
+        .unwrap_or_else(|| crate::types::Sha256::of(bytes).0);
+    let name: String = id
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' | '<' | '>' | ':' | '\0' => '_',
+            c => c,
+        })
+        .collect();
+    let path = dir.join(format!("{name}.eml"));
+    let tmp = dir.join(format!(".{name}.eml.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    Ok(())
+}
+
+/// For `baosong check-config`: connects, says EHLO (upgrading with STARTTLS
+/// where configured), logs in when a username is set, and reports what the
+/// server offers. The password never appears in the result.
+pub async fn check(
+    smtp: &SmtpConfig,
+    base_dir: &Path,
+    password: Option<&str>,
+) -> Result<String, TransportError> {
+    if smtp.transport == SmtpTransport::File {
+        let dir = base_dir.join(&smtp.directory);
+        return Ok(format!(
+            "file transport: mail is written to {}",
+            dir.display()
+        ));
+    }
+    install_crypto_provider();
+    let host = smtp.host.as_deref().ok_or(TransportError::NoHost)?;
+    let port = port(smtp);
+    let hello = ClientId::default();
+    let fail = |stage: &str, e: lettre::transport::smtp::Error| {
+        TransportError::Check(format!("{host}:{port}: {stage}: {e}"))
+    };
+    let implicit = match smtp.tls {
+        TlsMode::Implicit => Some(tls_parameters(smtp, base_dir, host)?),
+        _ => None,
+    };
+    let mut conn =
+        AsyncSmtpConnection::connect_tokio1((host, port), Some(TIMEOUT), &hello, implicit, None)
+            .await
+            .map_err(|e| fail("connect", e))?;
+    if smtp.tls == TlsMode::Starttls {
+        conn.starttls(tls_parameters(smtp, base_dir, host)?, &hello)
+            .await
+            .map_err(|e| fail("STARTTLS", e))?;
+    }
+    let info = conn.server_info().to_string();
+    let mut report = format!(
+        "{host}:{port} ({}): {info}",
+        if conn.is_encrypted() {
+            "encrypted"
+        } else {
+            "not encrypted"
+        }
+    );
+    if let Some(user) = &smtp.username {
+        let creds = Credentials::new(user.clone(), password.unwrap_or_default().to_owned());
+        conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+            .await
+            .map_err(|e| fail("login", e))?;
+        report.push_str(&format!("; logged in as {user}"));
+    }
+    let _ = conn.quit().await;
+    Ok(report)
+}
