@@ -69,6 +69,18 @@ pub enum CellState {
     Problem,
 }
 
+impl CellState {
+    /// The word a coordinator reads in the cell.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Received => "已收",
+            Self::Late => "逾期",
+            Self::Missing => "缺",
+            Self::Problem => "有问题",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cell {
     pub state: CellState,

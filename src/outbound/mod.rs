@@ -17,6 +17,7 @@ pub mod transport;
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
+pub use crate::status::CellState;
 pub use compose::{Outgoing, new_message_id, to_bytes};
 pub use templates::{Rendered, TemplateError, Templates};
 pub use transport::{SendError, Transport};
@@ -147,27 +148,6 @@ pub struct Cell {
     pub sealed: Option<bool>,
     /// Short detail shown in the cell, e.g. `5月5日` or `简介超字数`; may be empty.
     pub text: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CellState {
-    Received,
-    Late,
-    Missing,
-    Problem,
-}
-
-impl CellState {
-    /// The word a coordinator reads in the cell.
-    pub fn label_zh(self) -> &'static str {
-        match self {
-            Self::Received => "已收",
-            Self::Late => "逾期",
-            Self::Missing => "缺",
-            Self::Problem => "有问题",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
