@@ -304,6 +304,9 @@ pub struct SmtpConfig {
     /// Most acknowledgements to one address per hour.
     #[serde(default = "default_ack_rate")]
     pub ack_per_recipient_per_hour: u32,
+    /// Folder with the operator's mail templates; the built-in ones otherwise.
+    #[serde(default)]
+    pub templates: Option<PathBuf>,
 }
 
 fn default_outdir() -> PathBuf {
@@ -334,6 +337,7 @@ impl Default for SmtpConfig {
             reply_to: None,
             message_id_domain: default_msgid_domain(),
             ack_per_recipient_per_hour: default_ack_rate(),
+            templates: None,
         }
     }
 }
@@ -484,6 +488,9 @@ pub struct CampaignConfig {
     /// Words in a subject or file name that point to this campaign (e.g. `科普月`).
     #[serde(default)]
     pub keywords: Vec<String>,
+    /// Directory categories the notice addresses (e.g. `设区市科技局`); empty: every unit.
+    #[serde(default)]
+    pub categories: Vec<String>,
     #[serde(rename = "deadline")]
     pub deadlines: Vec<DeadlineConfig>,
 }

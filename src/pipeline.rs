@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::classify::classify;
-use crate::config::{Config, DeadlineConfig};
+use crate::config::{Config, DeadlineConfig, Limits};
 use crate::directory::Directory;
 use crate::extract::{self, Table};
 use crate::intake::{self, Header, OwnIdentity};
@@ -208,6 +208,51 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         problems,
         ack,
         body_excerpt: intake.body_text.chars().take(2000).collect(),
+    }
+}
+
+/// The analysis of a message whose files could not be read in time (or made
+/// a parser panic): headers only, the given problem, and an ack that says so.
+pub fn headers_only(raw: &RawMessage, ctx: &Context<'_>, problem: Problem) -> Analysis {
+    let config = ctx.config;
+    let limits = Limits {
+        max_attachments: 1,
+        max_message_bytes: 1,
+        ..config.limits.clone()
+    };
+    let intake = intake::parse(&raw.bytes, &limits, &own_identity(config));
+    let header = intake.header;
+    let evidence = ContentEvidence {
+        subject: header.subject.clone().unwrap_or_default(),
+        from_name: header.from_name.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let organisation = matching::match_organisation(
+        header.from.as_deref(),
+        &evidence,
+        ctx.directory,
+        ctx.learned,
+        config,
+    );
+    let arrived_at = raw
+        .received_at
+        .or(header.received.map(|t| t.with_timezone(&Utc)))
+        .or(header.date.map(|t| t.with_timezone(&Utc)));
+    let ack = decide_ack(&header, intake.auto_generated.as_deref(), &organisation);
+    Analysis {
+        sha256: Sha256::of(&raw.bytes),
+        size: raw.bytes.len() as u64,
+        header,
+        auto_generated: intake.auto_generated,
+        organisation,
+        campaign: None,
+        deadline: None,
+        arrived_at,
+        late: None,
+        documents: Vec::new(),
+        problems: vec![problem],
+        ack,
+        body_excerpt: String::new(),
     }
 }
 

@@ -160,7 +160,12 @@ mod tests {
 
     #[test]
     fn missing_lists_what_nothing_was_received_for() {
-        let r = [got(DocumentKind::RecommendationForm, DocForm::Electronic, false, 0)];
+        let r = [got(
+            DocumentKind::RecommendationForm,
+            DocForm::Electronic,
+            false,
+            0,
+        )];
         assert_eq!(missing(&recommend(), &r), ["推荐表盖章扫描件"]);
         assert!(missing(&recommend(), &[]).len() == 2);
     }
@@ -169,8 +174,18 @@ mod tests {
     fn a_clean_resend_beats_an_earlier_one_with_problems() {
         let col = columns(&recommend())[1];
         let r = [
-            got(DocumentKind::RecommendationForm, DocForm::Electronic, false, 2),
-            got(DocumentKind::RecommendationForm, DocForm::Electronic, true, 0),
+            got(
+                DocumentKind::RecommendationForm,
+                DocForm::Electronic,
+                false,
+                2,
+            ),
+            got(
+                DocumentKind::RecommendationForm,
+                DocForm::Electronic,
+                true,
+                0,
+            ),
         ];
         assert_eq!(cell(&col, &r).state, CellState::Late);
     }
