@@ -533,3 +533,57 @@ async fn maildir_move_after_processing() {
     src.quiet(2).await;
     src.stop().await;
 }
+
+#[tokio::test]
+async fn lost_connection_and_server_restart_are_survived() {
+    let d = Dovecot::start(false);
+    d.append(USER, "INBOX", &message(1));
+    let mut src = Running::imap(mailbox(&d, AfterProcessing::Seen), PASSWORD, None);
+    commit(src.next().await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // BYE in the middle of IDLE.
+    d.kick(USER);
+    let (_, u2) = d.append(USER, "INBOX", &message(2));
+    let m = src.next().await;
+    assert_eq!(uid_of(&m).1, u2);
+    commit(m);
+
+    // The server is away for a while: connection refused, then back.
+    d.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    d.restart();
+    let (_, u3) = d.append(USER, "INBOX", &message(3));
+    let m = tokio::time::timeout(Duration::from_secs(20), src.rx.recv())
+        .await
+        .expect("delivered after the server came back")
+        .unwrap();
+    assert_eq!(uid_of(&m).1, u3);
+    commit(m);
+    eventually("all \\Seen", || seen(&d, u2) && seen(&d, u3)).await;
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn without_idle_and_move_it_polls_and_copies() {
+    // No IDLE, no MOVE: poll, and move by COPY + \Deleted + UID EXPUNGE.
+    let d = Dovecot::start_with_capability(false, "IMAP4rev1 LITERAL+ SASL-IR ID UIDPLUS");
+    d.append(USER, "INBOX", &message(1));
+    let mut cfg = mailbox(&d, AfterProcessing::Move);
+    cfg.move_to = Some("Processed".into());
+    cfg.poll_interval_secs = 1;
+    let report = imap::check(&cfg, PASSWORD).await.unwrap();
+    assert!(!report.idle, "{report:?}");
+
+    let mut src = Running::imap(cfg, PASSWORD, None);
+    commit(src.next().await);
+    d.append(USER, "INBOX", &message(2));
+    let m = src.next().await;
+    assert_eq!(m.raw.bytes, message(2));
+    commit(m);
+    eventually("both moved", || {
+        d.probe().uids("INBOX").is_empty() && d.probe().uids("Processed").len() == 2
+    })
+    .await;
+    src.stop().await;
+}

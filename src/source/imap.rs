@@ -115,6 +115,11 @@ pub async fn run(
                 info!(mailbox = %cfg.name, "the IMAP password changed; using the new one");
                 password = fresh;
             }
+        } else if let SourceError::Consumer(_) = err {
+            warn!(
+                mailbox = %cfg.name, uidvalidity, next_uid = last_uid + 1,
+                retry_in_secs = delay.as_secs(), "offering the message again after a store failure"
+            );
         } else if err.is_retryable() {
             warn!(
                 mailbox = %cfg.name, host = %imap.host, error = %err, uidvalidity, last_uid,

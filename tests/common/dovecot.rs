@@ -27,6 +27,16 @@ impl Dovecot {
     /// STARTTLS and [`Dovecot::tls_port`] answers with implicit TLS, under a
     /// certificate for `localhost` and `127.0.0.1` signed by [`Dovecot::ca_pem`].
     pub fn start(tls: bool) -> Dovecot {
+        Self::start_with(tls, None)
+    }
+
+    /// Like [`Dovecot::start`], but announcing exactly `capability` after login
+    /// (e.g. without IDLE and MOVE, to test the fallbacks).
+    pub fn start_with_capability(tls: bool, capability: &str) -> Dovecot {
+        Self::start_with(tls, Some(capability))
+    }
+
+    fn start_with(tls: bool, capability: Option<&str>) -> Dovecot {
         let dir = tempfile::Builder::new()
             .prefix("baosong-dovecot-")
             .tempdir()
@@ -68,7 +78,7 @@ auth_mechanisms = plain login
 disable_plaintext_auth = no
 mail_location = maildir:{r}/mail/%u
 imap_id_log = *
-{ssl}service imap-login {{
+{capability}{ssl}service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
     port = {port}
@@ -89,6 +99,9 @@ userdb {{
 "#,
             r = root.display(),
             tls_port = tls_port.unwrap_or(0),
+            capability = capability
+                .map(|c| format!("imap_capability = {c}\n"))
+                .unwrap_or_default(),
         );
         std::fs::write(root.join("dovecot.conf"), conf).unwrap();
         let d = Dovecot {
@@ -196,25 +209,41 @@ userdb {{
         new
     }
 
+    /// Drops every IMAP connection of `user` (the server says BYE).
+    pub fn kick(&self, user: &str) {
+        run(Command::new("doveadm")
+            .arg("-c")
+            .arg(self.conf())
+            .args(["kick", user]));
+    }
+
+    /// Stops the server and waits until every process is gone.
     pub fn stop(&self) {
         let _ = Command::new("doveadm")
             .arg("-c")
             .arg(self.conf())
             .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status();
+        // The master removes its pid file once every child is gone.
+        let pid = self.dir.path().join("run/master.pid");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pid.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a stopped server again, on the same ports and with the same mail.
+    pub fn restart(&self) {
+        self.stop();
+        self.launch();
     }
 }
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
         self.stop();
-        // The master removes its pid file once every child is gone; the temp dir
-        // is removed after that.
-        let pid = self.dir.path().join("run/master.pid");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pid.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 
