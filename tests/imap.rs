@@ -587,3 +587,15 @@ async fn without_idle_and_move_it_polls_and_copies() {
     .await;
     src.stop().await;
 }
+
+#[tokio::test]
+async fn plain_text_is_refused_off_loopback() {
+    let d = Dovecot::start(false);
+    let mut cfg = mailbox(&d, AfterProcessing::Seen);
+    cfg.imap.as_mut().unwrap().host = "imap.example.cn".into();
+    let (tx, _rx) = mpsc::channel(1);
+    let err = imap::run(cfg, PASSWORD.into(), None, tx, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::Config { .. }), "{err:?}");
+}

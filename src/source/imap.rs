@@ -167,6 +167,21 @@ fn connector(
     imap: &ImapConfig,
 ) -> Result<Option<tokio_rustls::TlsConnector>, SourceError> {
     if imap.tls == TlsMode::None {
+        // The password would cross the network in clear text.
+        let loopback = imap.host == "localhost"
+            || imap
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(SourceError::Config {
+                mailbox: cfg.name.to_string(),
+                message: format!(
+                    "`tls = \"none\"` is only allowed for localhost, not {}",
+                    imap.host
+                ),
+            });
+        }
         return Ok(None);
     }
     tls::connector(imap.ca_file.as_deref())
@@ -523,8 +538,9 @@ async fn read_new(
                 };
                 drop(f);
                 debug!(%mailbox, uidvalidity, uid, size = raw.bytes.len(), "delivering message");
-                match deliver(ctx.tx, raw).await? {
-                    Disposition::Committed => {
+                match deliver(ctx.tx, raw, ctx.cancel).await? {
+                    None => return Ok(()),
+                    Some(Disposition::Committed) => {
                         *cursor = Some((uidvalidity, uid));
                         apply_after(s, ctx, caps, uid).await?;
                         info!(%mailbox, uidvalidity, uid, after = ?ctx.cfg.after, "message committed");
@@ -532,7 +548,7 @@ async fn read_new(
                     }
                     // The store could not keep it: leave it untouched and offer
                     // it again after a backoff, before anything newer.
-                    Disposition::Failed(reason) => {
+                    Some(Disposition::Failed(reason)) => {
                         warn!(%mailbox, uidvalidity, uid, reason = %reason, "message not stored; will retry");
                         return Err(SourceError::Consumer(reason));
                     }

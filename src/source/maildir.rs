@@ -102,15 +102,16 @@ async fn poll(
             received_at: Some(e.received_at),
         };
         debug!(mailbox = %cfg.name, key = %e.key, "delivering message");
-        match deliver(tx, raw).await? {
-            Disposition::Committed => {
+        match deliver(tx, raw, cancel).await? {
+            None => return Ok(()),
+            Some(Disposition::Committed) => {
                 apply_after(cfg, root, &e)?;
                 if cfg.after == AfterProcessing::Keep {
                     kept.insert(e.key.clone());
                 }
                 info!(mailbox = %cfg.name, key = %e.key, after = ?cfg.after, "message committed");
             }
-            Disposition::Failed(reason) => {
+            Some(Disposition::Failed(reason)) => {
                 warn!(mailbox = %cfg.name, key = %e.key, reason = %reason, "message not stored; will retry");
                 return Err(SourceError::Consumer(reason));
             }

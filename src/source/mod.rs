@@ -57,6 +57,11 @@ pub struct RawMessage {
     pub received_at: Option<DateTime<Utc>>,
 }
 
+/// A directive the daemon's tracing filter must end with (`EnvFilter::add_directive`):
+/// async-imap traces every command it sends through `log`, the LOGIN password
+/// and whole messages included.
+pub const LOG_FILTER_DIRECTIVE: &str = "async_imap=info";
+
 /// What the consumer says after handling a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -157,17 +162,21 @@ impl Backoff {
     }
 }
 
-/// Waits for the consumer's verdict on a delivered message. Cancellation does
-/// not cut this short: the message in hand is finished first.
+/// Hands `raw` to the consumer and waits for its verdict; None when cancelled
+/// before the consumer took it. Once taken, cancellation does not cut the wait
+/// short: the message in hand is finished first.
 pub(crate) async fn deliver(
     tx: &tokio::sync::mpsc::Sender<Delivery>,
     raw: RawMessage,
-) -> Result<Disposition, SourceError> {
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Disposition>, SourceError> {
     let (done, verdict) = tokio::sync::oneshot::channel();
-    tx.send(Delivery { raw, done })
-        .await
-        .map_err(|_| SourceError::ConsumerGone)?;
-    Ok(verdict
-        .await
-        .unwrap_or_else(|_| Disposition::Failed("the consumer dropped the message".into())))
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Ok(None),
+        sent = tx.send(Delivery { raw, done }) => sent.map_err(|_| SourceError::ConsumerGone)?,
+    }
+    Ok(Some(verdict.await.unwrap_or_else(|_| {
+        Disposition::Failed("the consumer dropped the message".into())
+    })))
 }
