@@ -599,3 +599,28 @@ async fn plain_text_is_refused_off_loopback() {
         .unwrap_err();
     assert!(matches!(err, SourceError::Config { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_fixed_password_file_is_picked_up_without_restart() {
+    let d = Dovecot::start(false);
+    let (_, uid) = d.append(USER, "INBOX", &message(1));
+    let file = d.dir().join("imap-password");
+    std::fs::write(&file, "wrong\n").unwrap();
+    let mut cfg = mailbox(&d, AfterProcessing::Seen);
+    cfg.imap.as_mut().unwrap().password = Secret {
+        env: None,
+        file: Some(file.clone()),
+    };
+    let mut src = Running::imap(cfg, "wrong", None);
+    // Dovecot answers a failed login after its 2 s auth_failure_delay.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    // Dovecot's auth penalty slows the retry down a little more.
+    let m = tokio::time::timeout(Duration::from_secs(30), src.rx.recv())
+        .await
+        .expect("delivered once the password file is fixed")
+        .unwrap();
+    assert_eq!(uid_of(&m).1, uid);
+    commit(m);
+    src.stop().await;
+}

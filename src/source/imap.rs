@@ -100,21 +100,22 @@ pub async fn run(
             Err(e @ (SourceError::Config { .. } | SourceError::ConsumerGone)) => return Err(e),
             Err(e) => e,
         };
-        let delay = backoff.delay(&err);
+        let mut delay = backoff.delay(&err);
         let (uidvalidity, last_uid) = cursor.unwrap_or_default();
         if let SourceError::Auth { .. } = err {
-            error!(
-                mailbox = %cfg.name, host = %imap.host, user = %imap.username, error = %err,
-                retry_in_secs = delay.as_secs(),
-                "IMAP login refused; check the username and password (授权码 for 163/QQ mail) and that IMAP is enabled for the account"
-            );
             // The operator may have fixed the secret's file or variable meanwhile.
             if let Ok(fresh) = imap.password.resolve("imap.password")
                 && fresh != password
             {
                 info!(mailbox = %cfg.name, "the IMAP password changed; using the new one");
                 password = fresh;
+                delay = Duration::from_secs(1);
             }
+            error!(
+                mailbox = %cfg.name, host = %imap.host, user = %imap.username, error = %err,
+                retry_in_secs = delay.as_secs(),
+                "IMAP login refused; check the username and password (授权码 for 163/QQ mail) and that IMAP is enabled for the account"
+            );
         } else if let SourceError::Consumer(_) = err {
             warn!(
                 mailbox = %cfg.name, uidvalidity, next_uid = last_uid + 1,
