@@ -1,0 +1,389 @@
+//! Finding a form's table in a document: the header row (rows layout) or the
+//! labels (fields layout), mapped to the form definition's canonical keys.
+
+use std::collections::BTreeMap;
+
+use super::grid::{Cell, Doc, Grid};
+use super::validate::{self, At};
+use super::values::half_width;
+use super::{FieldValue, Table};
+use crate::config::{FieldDef, FormDef, Layout};
+use crate::types::Problem;
+
+/// Rows searched for a header: titles and notes rarely take more.
+const HEADER_SEARCH_ROWS: usize = 60;
+/// A header must name at least this many of the form's columns.
+const MIN_HEADER_FIELDS: usize = 3;
+/// A longer cell is content, not a label.
+const MAX_LABEL_CHARS: usize = 40;
+
+/// Label text reduced to what identifies it: full width to half width, no
+/// bracketed notes （100字以内，方案可附后）, no whitespace or line breaks, no
+/// punctuation (、，/：…).
+pub fn normalise(s: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for c in half_width(s).chars() {
+        match c {
+            '(' | '[' | '【' | '〔' | '<' | '《' => depth += 1,
+            ')' | ']' | '】' | '〕' | '>' | '》' => depth = depth.saturating_sub(1),
+            _ if depth > 0 => {}
+            c if c.is_whitespace() => {}
+            c if is_punct(c) => {}
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
+fn is_punct(c: char) -> bool {
+    c.is_ascii_punctuation() || "、，。：；！？“”‘’·—…～﹑・".contains(c)
+}
+
+/// How well a cell names a field: exact (after normalising) beats "starts with".
+fn label_match(cell: &str, field: &FieldDef) -> Option<u8> {
+    if cell.is_empty() || cell.chars().count() > MAX_LABEL_CHARS {
+        return None;
+    }
+    let mut best = None;
+    for l in &field.labels {
+        let l = normalise(l);
+        if l.is_empty() {
+            continue;
+        }
+        if cell == l {
+            return Some(2);
+        }
+        if l.chars().count() >= 2 && cell.starts_with(&l) {
+            best = Some(1);
+        }
+    }
+    best
+}
+
+/// The field a cell names best, preferring one whose group is `group`.
+fn best_field<'f>(
+    cell: &str,
+    form: &'f FormDef,
+    groups: &[String],
+) -> Option<(usize, &'f FieldDef)> {
+    form.fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let q = label_match(cell, f)?;
+            let in_group = f
+                .group
+                .as_deref()
+                .is_some_and(|g| groups.iter().any(|x| x.starts_with(&normalise(g))));
+            Some(((q, in_group, std::cmp::Reverse(i)), (i, f)))
+        })
+        .max_by_key(|(k, _)| *k)
+        .map(|(_, v)| v)
+}
+
+/// What was found for one form in one document.
+#[derive(Debug)]
+pub struct Found {
+    pub table: Table,
+    pub unit: Option<String>,
+    pub problems: Vec<Problem>,
+    /// How many of the form's fields were recognised.
+    pub score: usize,
+}
+
+/// Finds `form` in `doc`; None when the document does not hold it.
+pub fn find(doc: &Doc, form: &FormDef, file: &str) -> Option<Found> {
+    match form.layout {
+        Layout::Rows => doc
+            .grids
+            .iter()
+            .filter_map(|g| find_rows(g, doc, form, file))
+            .max_by_key(|f| f.score),
+        Layout::Fields => find_fields(doc, form, file),
+    }
+}
+
+/// Cells of `row` normalised, with a covered copy of its left neighbour blanked
+/// (a title merged across columns is one label, not six).
+fn normalised_row(row: &[Cell]) -> Vec<String> {
+    row.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let left_copy = c.covered && i > 0 && row[i - 1].text == c.text;
+            if left_copy {
+                String::new()
+            } else {
+                normalise(&c.text)
+            }
+        })
+        .collect()
+}
+
+/// Column → field index for one header row.
+fn header_map(row: &[Cell], form: &FormDef, exact_only: bool) -> Vec<(usize, usize)> {
+    let cells = normalised_row(row);
+    let mut best: BTreeMap<usize, (u8, usize)> = BTreeMap::new();
+    for (col, cell) in cells.iter().enumerate() {
+        for (fi, f) in form.fields.iter().enumerate() {
+            if let Some(q) = label_match(cell, f).filter(|&q| !exact_only || q == 2) {
+                let better = best.get(&fi).is_none_or(|&(bq, _)| q > bq);
+                if better {
+                    best.insert(fi, (q, col));
+                }
+            }
+        }
+    }
+    let mut map: Vec<(usize, usize)> = Vec::new();
+    for (fi, (_, col)) in best {
+        // One column, one field: the first field listed for it wins.
+        if !map.iter().any(|&(c, _)| c == col) {
+            map.push((col, fi));
+        }
+    }
+    map.sort();
+    map
+}
+
+fn cell_text(row: &[Cell], col: usize) -> &str {
+    row.get(col).map_or("", |c| c.text.as_str())
+}
+
+/// A note line under the table ends it: 说明：…, 注：…, 填表说明…
+fn is_note_row(cells: &[String]) -> bool {
+    let first = cells.iter().find(|c| !c.is_empty());
+    first.is_some_and(|c| {
+        [
+            "说明",
+            "注",
+            "备注",
+            "填表说明",
+            "填报说明",
+            "填表人",
+            "审核人",
+        ]
+        .iter()
+        .any(|p| c.starts_with(p) && c.chars().count() > p.chars().count())
+    })
+}
+
+fn is_example_or_total(cells: &[String]) -> bool {
+    cells.iter().any(|c| {
+        matches!(
+            c.as_str(),
+            "合计" | "总计" | "小计" | "共计" | "示例" | "样例" | "例" | "填写示例"
+        ) || c.starts_with("例如")
+            || c.starts_with("示例")
+    })
+}
+
+fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found> {
+    let (header_row, mut map) = (0..grid.rows.len().min(HEADER_SEARCH_ROWS))
+        .map(|r| (r, header_map(&grid.rows[r], form, false)))
+        .filter(|(_, m)| m.len() >= MIN_HEADER_FIELDS)
+        .max_by_key(|(r, m)| (m.len(), std::cmp::Reverse(*r)))?;
+    let mut data_start = header_row + 1;
+    // A second header row (labels split under a merged group) adds exact matches.
+    if let Some(next) = grid.rows.get(header_row + 1) {
+        let extra: Vec<(usize, usize)> = header_map(next, form, true)
+            .into_iter()
+            .filter(|&(c, f)| !map.iter().any(|&(mc, mf)| mc == c || mf == f))
+            .collect();
+        if !extra.is_empty() {
+            map.extend(extra);
+            map.sort();
+            data_start += 1;
+        }
+    }
+    let mut problems = Vec::new();
+    for f in form.fields.iter().filter(|f| f.required) {
+        let fi = form.fields.iter().position(|x| x.key == f.key);
+        if !map.iter().any(|&(_, m)| Some(m) == fi) {
+            problems.push(Problem::new(
+                "field_missing",
+                format!(
+                    "{file}：{}中没有“{}”栏，请按附件模板填写",
+                    form.name,
+                    f.display_name()
+                ),
+            ));
+        }
+    }
+    let mut rows = Vec::new();
+    for row in grid.rows.iter().skip(data_start) {
+        let cells = normalised_row(row);
+        if is_note_row(&cells) {
+            break;
+        }
+        if is_example_or_total(&cells) || header_map(row, form, true).len() >= MIN_HEADER_FIELDS {
+            continue;
+        }
+        // A record has content beyond its 序号; bracketed template notes normalise to nothing.
+        let has_content = map.iter().any(|&(col, fi)| {
+            form.fields[fi].key != "seq" && !normalise(cell_text(row, col)).is_empty()
+        });
+        if !has_content {
+            continue;
+        }
+        let at = At {
+            file,
+            item: Some(rows.len() + 1),
+        };
+        let mut rec = BTreeMap::new();
+        for &(col, fi) in &map {
+            let f = &form.fields[fi];
+            let raw = cell_text(row, col);
+            let text = if normalise(raw).is_empty() { "" } else { raw };
+            rec.insert(
+                f.key.clone(),
+                validate::read_value(f, text, at, &mut problems),
+            );
+        }
+        validate::check(form, &rec, at, &mut problems);
+        rows.push(rec);
+    }
+    let unit = form.fields.iter().find(|f| f.is_unit).and_then(|f| {
+        let from_record = rows
+            .first()
+            .and_then(|r: &BTreeMap<String, FieldValue>| r.get(&f.key))
+            .map(|v| v.text.clone())
+            .filter(|t| !t.is_empty());
+        from_record.or_else(|| unit_line(doc, grid, header_row, f))
+    });
+    Some(Found {
+        score: map.len(),
+        table: Table {
+            form_id: form.id.clone(),
+            form: form.name.clone(),
+            rows: Some(rows),
+            fields: None,
+        },
+        unit,
+        problems,
+    })
+}
+
+/// Template wording printed after 推荐单位： in the notices, not a unit's name.
+const UNIT_PLACEHOLDERS: &[&str] = &[
+    "地方科技管理部门科协省级学会单位科协",
+    "各区市科技管理部门各部门",
+];
+
+/// Splits `label：value` at the first colon outside brackets
+/// (实物投入情况（如：捐赠图书…） has none).
+fn split_label(text: &str) -> Option<(&str, &str)> {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '（' | '(' => depth += 1,
+            '）' | ')' => depth = depth.saturating_sub(1),
+            '：' | ':' if depth == 0 => return Some((&text[..i], &text[i + c.len_utf8()..])),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The value of a `label：value` text whose label names `field`.
+fn inline_value(text: &str, field: &FieldDef) -> Option<String> {
+    let (label, value) = split_label(text)?;
+    if label_match(&normalise(label), field) != Some(2) {
+        return None;
+    }
+    // "南京市科学技术局（公章）": the stamp note is not part of the name.
+    let value = ["（公章）", "(公章)", "（盖章）", "(盖章)", "（章）"]
+        .iter()
+        .fold(value.to_owned(), |v, s| v.replace(s, ""));
+    let value = value.trim().to_owned();
+    let n = normalise(&value);
+    (!n.is_empty() && !UNIT_PLACEHOLDERS.contains(&n.as_str())).then_some(value)
+}
+
+/// "推荐单位：X（公章）" above the header, or anywhere in the loose lines.
+fn unit_line(doc: &Doc, grid: &Grid, header_row: usize, field: &FieldDef) -> Option<String> {
+    grid.rows[..header_row]
+        .iter()
+        .flatten()
+        .map(|c| c.text.as_str())
+        .chain(doc.lines.iter().map(String::as_str))
+        .find_map(|t| inline_value(t, field))
+}
+
+fn find_fields(doc: &Doc, form: &FormDef, file: &str) -> Option<Found> {
+    let mut texts: BTreeMap<usize, String> = BTreeMap::new();
+    for grid in &doc.grids {
+        for row in &grid.rows {
+            let cells = normalised_row(row);
+            for (c, cell) in cells.iter().enumerate() {
+                if let Some((fi, v)) = inline_pair(&row[c].text, form) {
+                    keep_first(&mut texts, fi, v);
+                    continue;
+                }
+                let groups: Vec<String> = cells[..c].to_vec();
+                let Some((fi, _)) = best_field(cell, form, &groups) else {
+                    continue;
+                };
+                // The value is the next non-empty cell that is not a merged copy of
+                // the label (ods merges are unknown: the covered cell reads empty).
+                let value = row[c + 1..]
+                    .iter()
+                    .find(|v| !(v.text.trim().is_empty() || v.covered && v.text == row[c].text))
+                    .filter(|v| best_field(&normalise(&v.text), form, &[]).is_none())
+                    .map_or(String::new(), |v| v.text.clone());
+                keep_first(&mut texts, fi, value);
+            }
+        }
+    }
+    for line in &doc.lines {
+        if let Some((fi, v)) = inline_pair(line, form) {
+            keep_first(&mut texts, fi, v);
+        }
+    }
+    let score = texts.len();
+    if score < MIN_HEADER_FIELDS.max(form.fields.len() / 3) {
+        return None;
+    }
+    let mut problems = Vec::new();
+    let at = At { file, item: None };
+    let mut fields = BTreeMap::new();
+    for (fi, f) in form.fields.iter().enumerate() {
+        if let Some(t) = texts.get(&fi) {
+            fields.insert(f.key.clone(), validate::read_value(f, t, at, &mut problems));
+        }
+    }
+    validate::check(form, &fields, at, &mut problems);
+    let unit = form
+        .fields
+        .iter()
+        .find(|f| f.is_unit)
+        .and_then(|f| fields.get(&f.key))
+        .map(|v| v.text.clone())
+        .filter(|t| !t.is_empty());
+    Some(Found {
+        score,
+        table: Table {
+            form_id: form.id.clone(),
+            form: form.name.clone(),
+            rows: None,
+            fields: Some(fields),
+        },
+        unit,
+        problems,
+    })
+}
+
+/// The first non-empty value found for a field wins.
+fn keep_first(texts: &mut BTreeMap<usize, String>, fi: usize, value: String) {
+    let slot = texts.entry(fi).or_default();
+    if slot.trim().is_empty() {
+        *slot = value;
+    }
+}
+
+/// A `label：value` cell or line naming one of the form's fields, with its value.
+fn inline_pair(text: &str, form: &FormDef) -> Option<(usize, String)> {
+    form.fields
+        .iter()
+        .enumerate()
+        .find_map(|(i, f)| inline_value(text, f).map(|v| (i, v)))
+}
