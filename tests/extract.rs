@@ -54,7 +54,7 @@ fn view(x: &Extraction) -> Value {
         "table": x.table,
         "unit": x.unit,
         "problems": x.problems,
-        "text_start": x.text.chars().take(40).collect::<String>(),
+        "text_start": x.text.chars().take(80).collect::<String>(),
     })
 }
 
@@ -104,6 +104,8 @@ goldens! {
     tongji_formula_xlsx => "tongji_formula.xlsx",
     tuijian_problems_xlsx => "tuijian_problems.xlsx",
     budget_xlsx_is_not_a_form => "budget.xlsx",
+    tuijian_template_xlsx => "tuijian_template.xlsx",
+    tongji_side_docx => "tongji_side.docx",
     report_pdf_text_layer => "report.pdf",
 }
 
@@ -250,4 +252,21 @@ fn garbage_is_a_problem_not_a_panic() {
         "{:?}",
         x.problems
     );
+}
+
+#[test]
+fn pdf_text_layer_reads_in_reading_order() {
+    let x = read("report.pdf");
+    assert!(x.table.is_none());
+    assert!(!x.is_scan);
+    for want in [
+        "南京市2025年全国科技活动周和全国科技工作者日活动总结报告",
+        // Quote marks drawn by a font of their own are placed by glyph widths,
+        // which the reader does not compute: they may land later in the line.
+        "南京市科学技术局围绕矢志创新，共建科技强国主题",
+        "参与群众5.6万人次",
+        "一、主要做法。二、活动成效。三、下一步打算。",
+    ] {
+        assert!(x.text.contains(want), "{want} not in {}", x.text);
+    }
 }

@@ -209,7 +209,14 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
             ));
         }
     }
-    let mut rows = Vec::new();
+    let unit_field = form.fields.iter().find(|f| f.is_unit);
+    let line_unit = unit_field.and_then(|f| unit_line(doc, grid, header_row, f));
+    let given: Vec<&str> = unit_field
+        .filter(|_| line_unit.is_some())
+        .map(|f| f.key.as_str())
+        .into_iter()
+        .collect();
+    let mut rows: Vec<BTreeMap<String, FieldValue>> = Vec::new();
     for row in grid.rows.iter().skip(data_start) {
         let cells = normalised_row(row);
         if is_note_row(&cells) {
@@ -239,16 +246,15 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
                 validate::read_value(f, text, at, &mut problems),
             );
         }
-        validate::check(form, &rec, at, &mut problems);
+        validate::check(form, &rec, &given, at, &mut problems);
         rows.push(rec);
     }
-    let unit = form.fields.iter().find(|f| f.is_unit).and_then(|f| {
-        let from_record = rows
-            .first()
-            .and_then(|r: &BTreeMap<String, FieldValue>| r.get(&f.key))
+    let unit = unit_field.and_then(|f| {
+        rows.first()
+            .and_then(|r| r.get(&f.key))
             .map(|v| v.text.clone())
-            .filter(|t| !t.is_empty());
-        from_record.or_else(|| unit_line(doc, grid, header_row, f))
+            .filter(|t| !t.is_empty())
+            .or(line_unit)
     });
     Some(Found {
         score: map.len(),
@@ -351,7 +357,7 @@ fn find_fields(doc: &Doc, form: &FormDef, file: &str) -> Option<Found> {
             fields.insert(f.key.clone(), validate::read_value(f, t, at, &mut problems));
         }
     }
-    validate::check(form, &fields, at, &mut problems);
+    validate::check(form, &fields, &[], at, &mut problems);
     let unit = form
         .fields
         .iter()

@@ -108,10 +108,13 @@ fn is_empty(v: Option<&FieldValue>) -> bool {
     v.is_none_or(|v| v.value.is_null() && v.text.trim().is_empty())
 }
 
-/// Checks one record or the fields of a fields form: required, length, place, phone.
+/// Checks one record or the fields of a fields form: required, length, place,
+/// phone. `given` lists keys the form states elsewhere (the unit in a
+/// "推荐单位：X" line), which are then not required in the record.
 pub fn check(
     form: &FormDef,
     values: &BTreeMap<String, FieldValue>,
+    given: &[&str],
     at: At,
     problems: &mut Vec<Problem>,
 ) {
@@ -120,7 +123,7 @@ pub fn check(
         let label = field.display_name();
         let v = values.get(&field.key);
         if is_empty(v) {
-            if field.required {
+            if field.required && !given.contains(&field.key.as_str()) {
                 let what = if at.item.is_some() { "" } else { &form.name };
                 problems.push(Problem::new(
                     "field_missing",
