@@ -357,3 +357,51 @@ fn step(b: &mut Builder, c: char, flags: impl Fn() -> ParaFlags) {
         c => b.line.push(c),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn deadline() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    #[test]
+    fn doc_piece_table_cells_are_read() {
+        // LibreOffice's Word 97 export of the fixture 推荐表 (make_forms.py).
+        let data = include_bytes!("../../tests/fixtures/forms/tuijian.doc");
+        let doc = read(data, deadline()).unwrap();
+        let g = &doc.grids[0];
+        let header: Vec<&str> = g.rows[1].iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(header[0], "序号");
+        assert_eq!(header[2], "活动简介\n（100字以内，方案可附后）");
+        assert_eq!(g.rows[2][1].text, "玄武区科普嘉年华");
+        // Empty cells keep their column: row end is told by fTtp, not by two marks.
+        assert_eq!(g.rows[5].len(), 6);
+        assert_eq!(g.rows[5][0].text, "4");
+        assert!(doc.lines.iter().any(|l| l.starts_with("推荐单位：")));
+    }
+
+    #[test]
+    fn field_codes_are_dropped_and_results_kept() {
+        let mut b = Builder::default();
+        for c in "第\u{13} PAGE \\* MERGEFORMAT \u{14}3\u{15}页\r".chars() {
+            step(&mut b, c, ParaFlags::default);
+        }
+        assert_eq!(b.doc.lines, vec!["第3页"]);
+    }
+
+    #[test]
+    fn row_end_and_cell_end_sprms_are_read() {
+        // sprmPFInTable 1, sprmPFTtp 1, then sprmTDefTable with a 2-byte size.
+        let grpprl = [0x16, 0x24, 1, 0x17, 0x24, 1, 0x08, 0xD6, 3, 0, 9, 9];
+        let f = flags_of(&grpprl);
+        assert!(f.in_table && f.ttp && !f.inner);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_compound_file_is_an_error() {
+        assert!(read(b"not a doc", deadline()).is_err());
+    }
+}

@@ -393,3 +393,146 @@ fn inline_pair(text: &str, form: &FormDef) -> Option<(usize, String)> {
         .enumerate()
         .find_map(|(i, f)| inline_value(text, f).map(|v| (i, v)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn forms() -> Vec<FormDef> {
+        Config::example(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .forms
+    }
+
+    fn grid(rows: &[&[&str]]) -> Doc {
+        let mut doc = Doc::default();
+        doc.grids.push(Grid {
+            name: "Sheet1".into(),
+            rows: rows
+                .iter()
+                .map(|r| r.iter().map(|t| Cell::new(*t)).collect())
+                .collect(),
+        });
+        doc
+    }
+
+    const HEADER: &[&str] = &[
+        "序 号",
+        "活动名称",
+        "活动简介\n（100字以内，方案可附后）",
+        "举办时间、地点\n（地点精确到县级）",
+        "推荐单位",
+        "联系人及电话",
+    ];
+    const RECORD: &[&str] = &[
+        "1",
+        "科普日",
+        "科普讲座。",
+        "5月20日，南京市玄武区",
+        "南京市科协",
+        "王芳 13812345678",
+    ];
+
+    fn rows_of(doc: &Doc) -> Vec<BTreeMap<String, FieldValue>> {
+        let forms = forms();
+        find(doc, &forms[0], "t.xlsx").unwrap().table.rows.unwrap()
+    }
+
+    #[test]
+    fn labels_are_normalised() {
+        assert_eq!(
+            normalise("举办时间、地点\n（地点精确到县级）"),
+            "举办时间地点"
+        );
+        assert_eq!(normalise("地方／部门（盖章）："), "地方部门");
+        assert_eq!(normalise("　序　号 "), "序号");
+    }
+
+    #[test]
+    fn header_below_title_rows_is_found() {
+        let doc = grid(&[
+            &["附件1"],
+            &["2025年……推荐表"],
+            &["推荐单位：南京市科协（公章）"],
+            HEADER,
+            RECORD,
+        ]);
+        let found = find(&doc, &forms()[0], "t.xlsx").unwrap();
+        assert_eq!(found.score, 6);
+        let rows = found.table.rows.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["name"].text, "科普日");
+        assert_eq!(found.unit.as_deref(), Some("南京市科协"));
+    }
+
+    #[test]
+    fn blank_template_rows_are_not_records() {
+        let doc = grid(&[
+            HEADER,
+            RECORD,
+            &["2", "", "（100字以内，方案可附后）", "（地点精确到县级）"],
+            &["3"],
+            &[],
+        ]);
+        assert_eq!(rows_of(&doc).len(), 1);
+    }
+
+    #[test]
+    fn example_and_total_rows_are_not_records_and_notes_end_the_table() {
+        let doc = grid(&[
+            HEADER,
+            &["示例", "××活动", "……", "××区", "××单位", "张三 138"],
+            RECORD,
+            &["合计", "1项"],
+            &["说明：各区推荐不超过3项。"],
+            &["9", "表外的行", "不读", "玄武区", "某单位", "13812345678"],
+        ]);
+        assert_eq!(rows_of(&doc).len(), 1);
+    }
+
+    #[test]
+    fn a_table_of_another_kind_is_not_guessed() {
+        let doc = grid(&[
+            &["科目编码", "科目名称", "预算数（元）"],
+            &["2060101", "行政运行", "1200000"],
+        ]);
+        assert!(forms().iter().all(|f| find(&doc, f, "b.xlsx").is_none()));
+    }
+
+    #[test]
+    fn fields_with_group_in_col_a_and_value_in_col_c_are_read() {
+        let doc = grid(&[
+            &["地方/部门（盖章）：南京市科协"],
+            &["开展次数", "", "12"],
+            &[
+                "活动经费投入数量\n（单位：万元）",
+                "中央财政经费投入情况",
+                "1.5",
+            ],
+            &[
+                "",
+                "实物投入情况\n（如：捐赠图书、光盘、创新操作室等）",
+                "无",
+            ],
+            &["", "其他经费情况", "0"],
+            &["宣传报道情况", "参与媒体数量", "3"],
+        ]);
+        let found = find(&doc, &forms()[1], "s.xlsx").unwrap();
+        let fields = found.table.fields.unwrap();
+        assert_eq!(fields["events"].value, serde_json::json!(12));
+        assert_eq!(fields["fund_central"].value, serde_json::json!(1.5));
+        assert_eq!(fields["fund_in_kind"].value, serde_json::Value::Null);
+        assert_eq!(fields["media_outlets"].value, serde_json::json!(3));
+        assert_eq!(found.unit.as_deref(), Some("南京市科协"));
+    }
+
+    #[test]
+    fn a_colon_inside_a_bracket_note_does_not_split_a_label() {
+        assert_eq!(split_label("实物投入情况（如：捐赠图书）"), None);
+        assert_eq!(
+            split_label("地方/部门（盖章）：X"),
+            Some(("地方/部门（盖章）", "X"))
+        );
+    }
+}
