@@ -216,6 +216,15 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
         .map(|f| f.key.as_str())
         .into_iter()
         .collect();
+    // Template notes of the header (（100字以内，方案可附后）) left in a filled cell.
+    let width = map.iter().map(|&(c, _)| c + 1).max().unwrap_or(0);
+    let notes: Vec<Vec<String>> = (0..width)
+        .map(|c| {
+            (header_row..data_start)
+                .flat_map(|r| bracket_notes(cell_text(&grid.rows[r], c)))
+                .collect()
+        })
+        .collect();
     let mut rows: Vec<BTreeMap<String, FieldValue>> = Vec::new();
     for row in grid.rows.iter().skip(data_start) {
         let cells = normalised_row(row);
@@ -239,8 +248,12 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
         let mut rec = BTreeMap::new();
         for &(col, fi) in &map {
             let f = &form.fields[fi];
-            let raw = cell_text(row, col);
-            let text = if normalise(raw).is_empty() { "" } else { raw };
+            let text = without_notes(cell_text(row, col), &notes[col]);
+            let text = if normalise(&text).is_empty() {
+                ""
+            } else {
+                &text
+            };
             rec.insert(
                 f.key.clone(),
                 validate::read_value(f, text, at, &mut problems),
@@ -267,6 +280,33 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
         unit,
         problems,
     })
+}
+
+/// The bracketed notes of a header cell: `（100字以内，方案可附后）`.
+fn bracket_notes(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match c {
+            '（' | '(' if start.is_none() => start = Some(i),
+            '）' | ')' => {
+                if let Some(s) = start.take() {
+                    out.push(text[s..i + c.len_utf8()].to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A cell's text without the header's template notes, trimmed.
+fn without_notes(text: &str, notes: &[String]) -> String {
+    notes
+        .iter()
+        .fold(text.to_owned(), |t, n| t.replace(n.as_str(), ""))
+        .trim()
+        .to_owned()
 }
 
 /// Template wording printed after 推荐单位： in the notices, not a unit's name.
@@ -476,6 +516,24 @@ mod tests {
             &[],
         ]);
         assert_eq!(rows_of(&doc).len(), 1);
+    }
+
+    #[test]
+    fn template_notes_left_in_a_filled_cell_are_dropped() {
+        let doc = grid(&[
+            HEADER,
+            &[
+                "1",
+                "科普日",
+                "科普讲座。（100字以内，方案可附后）",
+                "玄武区（地点精确到县级）",
+                "某单位",
+                "13812345678",
+            ],
+        ]);
+        let rows = rows_of(&doc);
+        assert_eq!(rows[0]["summary"].text, "科普讲座。");
+        assert_eq!(rows[0]["time_place"].text, "玄武区");
     }
 
     #[test]
