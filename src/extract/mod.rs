@@ -1,5 +1,16 @@
 //! Extract: what is inside one file: the form's table, a red seal on a scan,
 //! media facts. Parsing only: no I/O.
+//!
+//! Readers ([`sheet`] calamine: xlsx/xlsm/xlsb/xls/et/ods; [`docx`]; [`doc`]
+//! Word 97/WPS; [`pdf`] text layer) turn a file into a [`grid::Doc`]: cell
+//! grids with merges spread, plus loose lines. [`table`] finds each form of
+//! the configuration in it by its labels and keeps the best; [`validate`] and
+//! [`values`] type and check the values; [`places`] knows the county-level
+//! divisions. The format is told by magic bytes ([`sniff`]), not by the name.
+//!
+//! Not read: tables inside PDFs (only their text), .odt/.rtf/.wps of WPS 2000
+//! and older, text boxes, headers and footers of Word files, charts and images
+//! inside Office files.
 
 pub mod doc;
 pub mod docx;

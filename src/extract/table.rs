@@ -16,6 +16,8 @@ const HEADER_SEARCH_ROWS: usize = 60;
 const MIN_HEADER_FIELDS: usize = 3;
 /// A longer cell is content, not a label.
 const MAX_LABEL_CHARS: usize = 40;
+/// Most characters a header cell may add after a label it starts with.
+const MAX_LABEL_EXTRA: usize = 6;
 
 /// Label text reduced to what identifies it: full width to half width, no
 /// bracketed notes （100字以内，方案可附后）, no whitespace or line breaks, no
@@ -54,7 +56,10 @@ fn label_match(cell: &str, field: &FieldDef) -> Option<u8> {
         if cell == l {
             return Some(2);
         }
-        if l.chars().count() >= 2 && cell.starts_with(&l) {
+        // "联系人及电话号码", "开展次数合计": a label with a few words more. A long
+        // remainder is content that happens to start like a label.
+        let (lc, cc) = (l.chars().count(), cell.chars().count());
+        if lc >= 2 && cc <= lc + MAX_LABEL_EXTRA && cell.starts_with(&l) {
             best = Some(1);
         }
     }
