@@ -43,13 +43,12 @@ fn is_punct(c: char) -> bool {
 }
 
 /// How well a cell names a field: exact (after normalising) beats "starts with".
-fn label_match(cell: &str, field: &FieldDef) -> Option<u8> {
+fn label_match(cell: &str, labels: &[String]) -> Option<u8> {
     if cell.is_empty() || cell.chars().count() > MAX_LABEL_CHARS {
         return None;
     }
     let mut best = None;
-    for l in &field.labels {
-        let l = normalise(l);
+    for l in labels {
         if l.is_empty() {
             continue;
         }
@@ -59,28 +58,50 @@ fn label_match(cell: &str, field: &FieldDef) -> Option<u8> {
         // "联系人及电话号码", "开展次数合计": a label with a few words more. A long
         // remainder is content that happens to start like a label.
         let (lc, cc) = (l.chars().count(), cell.chars().count());
-        if lc >= 2 && cc <= lc + MAX_LABEL_EXTRA && cell.starts_with(&l) {
+        if lc >= 2 && cc <= lc + MAX_LABEL_EXTRA && cell.starts_with(l.as_str()) {
             best = Some(1);
         }
     }
     best
 }
 
-/// The field a cell names best, preferring one whose group is `group`.
-fn best_field<'f>(
-    cell: &str,
-    form: &'f FormDef,
-    groups: &[String],
-) -> Option<(usize, &'f FieldDef)> {
-    form.fields
+/// A form definition with its labels and groups normalised once.
+struct Form<'a> {
+    def: &'a FormDef,
+    labels: Vec<Vec<String>>,
+    groups: Vec<Option<String>>,
+}
+
+impl<'a> Form<'a> {
+    fn new(def: &'a FormDef) -> Self {
+        Self {
+            def,
+            labels: def
+                .fields
+                .iter()
+                .map(|f| f.labels.iter().map(|l| normalise(l)).collect())
+                .collect(),
+            groups: def
+                .fields
+                .iter()
+                .map(|f| f.group.as_deref().map(normalise))
+                .collect(),
+        }
+    }
+}
+
+/// The field a cell names best, preferring one whose group is among `groups`
+/// (the cells left of it).
+fn best_field<'f>(cell: &str, form: &Form<'f>, groups: &[String]) -> Option<(usize, &'f FieldDef)> {
+    form.def
+        .fields
         .iter()
         .enumerate()
         .filter_map(|(i, f)| {
-            let q = label_match(cell, f)?;
-            let in_group = f
-                .group
+            let q = label_match(cell, &form.labels[i])?;
+            let in_group = form.groups[i]
                 .as_deref()
-                .is_some_and(|g| groups.iter().any(|x| x.starts_with(&normalise(g))));
+                .is_some_and(|g| groups.iter().any(|x| x.starts_with(g)));
             Some(((q, in_group, std::cmp::Reverse(i)), (i, f)))
         })
         .max_by_key(|(k, _)| *k)
@@ -98,14 +119,16 @@ pub struct Found {
 }
 
 /// Finds `form` in `doc`; None when the document does not hold it.
-pub fn find(doc: &Doc, form: &FormDef, file: &str) -> Option<Found> {
-    match form.layout {
+pub fn find(doc: &Doc, def: &FormDef, file: &str) -> Option<Found> {
+    let form = Form::new(def);
+    match def.layout {
         Layout::Rows => doc
             .grids
             .iter()
-            .filter_map(|g| find_rows(g, doc, form, file))
-            .max_by_key(|f| f.score),
-        Layout::Fields => find_fields(doc, form, file),
+            .filter_map(|g| find_rows(g, doc, &form, file))
+            // The first of equally good tables.
+            .reduce(|best, f| if f.score > best.score { f } else { best }),
+        Layout::Fields => find_fields(doc, &form, file),
     }
 }
 
@@ -126,12 +149,12 @@ fn normalised_row(row: &[Cell]) -> Vec<String> {
 }
 
 /// Column → field index for one header row.
-fn header_map(row: &[Cell], form: &FormDef, exact_only: bool) -> Vec<(usize, usize)> {
+fn header_map(row: &[Cell], form: &Form, exact_only: bool) -> Vec<(usize, usize)> {
     let cells = normalised_row(row);
     let mut best: BTreeMap<usize, (u8, usize)> = BTreeMap::new();
     for (col, cell) in cells.iter().enumerate() {
-        for (fi, f) in form.fields.iter().enumerate() {
-            if let Some(q) = label_match(cell, f).filter(|&q| !exact_only || q == 2) {
+        for (fi, labels) in form.labels.iter().enumerate() {
+            if let Some(q) = label_match(cell, labels).filter(|&q| !exact_only || q == 2) {
                 let better = best.get(&fi).is_none_or(|&(bq, _)| q > bq);
                 if better {
                     best.insert(fi, (q, col));
@@ -182,7 +205,8 @@ fn is_example_or_total(cells: &[String]) -> bool {
     })
 }
 
-fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found> {
+fn find_rows(grid: &Grid, doc: &Doc, form: &Form, file: &str) -> Option<Found> {
+    let def = form.def;
     let (header_row, mut map) = (0..grid.rows.len().min(HEADER_SEARCH_ROWS))
         .map(|r| (r, header_map(&grid.rows[r], form, false)))
         .filter(|(_, m)| m.len() >= MIN_HEADER_FIELDS)
@@ -201,20 +225,20 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
         }
     }
     let mut problems = Vec::new();
-    for f in form.fields.iter().filter(|f| f.required) {
-        let fi = form.fields.iter().position(|x| x.key == f.key);
+    for f in def.fields.iter().filter(|f| f.required) {
+        let fi = def.fields.iter().position(|x| x.key == f.key);
         if !map.iter().any(|&(_, m)| Some(m) == fi) {
             problems.push(Problem::new(
                 "field_missing",
                 format!(
                     "{file}：{}中没有“{}”栏，请按附件模板填写",
-                    form.name,
+                    def.name,
                     f.display_name()
                 ),
             ));
         }
     }
-    let unit_field = form.fields.iter().find(|f| f.is_unit);
+    let unit_field = def.fields.iter().find(|f| f.is_unit);
     let line_unit = unit_field.and_then(|f| unit_line(doc, grid, header_row, f));
     let given: Vec<&str> = unit_field
         .filter(|_| line_unit.is_some())
@@ -241,7 +265,7 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
         }
         // A record has content beyond its 序号; bracketed template notes normalise to nothing.
         let has_content = map.iter().any(|&(col, fi)| {
-            form.fields[fi].key != "seq" && !normalise(cell_text(row, col)).is_empty()
+            def.fields[fi].key != "seq" && !normalise(cell_text(row, col)).is_empty()
         });
         if !has_content {
             continue;
@@ -252,7 +276,7 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
         };
         let mut rec = BTreeMap::new();
         for &(col, fi) in &map {
-            let f = &form.fields[fi];
+            let f = &def.fields[fi];
             let text = without_notes(cell_text(row, col), &notes[col]);
             let text = if normalise(&text).is_empty() {
                 ""
@@ -264,7 +288,7 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
                 validate::read_value(f, text, at, &mut problems),
             );
         }
-        validate::check(form, &rec, &given, at, &mut problems);
+        validate::check(def, &rec, &given, at, &mut problems);
         rows.push(rec);
     }
     let unit = unit_field.and_then(|f| {
@@ -277,8 +301,8 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &FormDef, file: &str) -> Option<Found
     Some(Found {
         score: map.len(),
         table: Table {
-            form_id: form.id.clone(),
-            form: form.name.clone(),
+            form_id: def.id.clone(),
+            form: def.name.clone(),
             rows: Some(rows),
             fields: None,
         },
@@ -338,7 +362,8 @@ fn split_label(text: &str) -> Option<(&str, &str)> {
 /// The value of a `label：value` text whose label names `field`.
 fn inline_value(text: &str, field: &FieldDef) -> Option<String> {
     let (label, value) = split_label(text)?;
-    if label_match(&normalise(label), field) != Some(2) {
+    let labels: Vec<String> = field.labels.iter().map(|l| normalise(l)).collect();
+    if label_match(&normalise(label), &labels) != Some(2) {
         return None;
     }
     // "南京市科学技术局（公章）": the stamp note is not part of the name.
@@ -360,7 +385,8 @@ fn unit_line(doc: &Doc, grid: &Grid, header_row: usize, field: &FieldDef) -> Opt
         .find_map(|t| inline_value(t, field))
 }
 
-fn find_fields(doc: &Doc, form: &FormDef, file: &str) -> Option<Found> {
+fn find_fields(doc: &Doc, form: &Form, file: &str) -> Option<Found> {
+    let def = form.def;
     let mut texts: BTreeMap<usize, String> = BTreeMap::new();
     for grid in &doc.grids {
         for row in &grid.rows {
@@ -391,19 +417,19 @@ fn find_fields(doc: &Doc, form: &FormDef, file: &str) -> Option<Found> {
         }
     }
     let score = texts.len();
-    if score < MIN_HEADER_FIELDS.max(form.fields.len() / 3) {
+    if score < MIN_HEADER_FIELDS.max(def.fields.len() / 3) {
         return None;
     }
     let mut problems = Vec::new();
     let at = At { file, item: None };
     let mut fields = BTreeMap::new();
-    for (fi, f) in form.fields.iter().enumerate() {
+    for (fi, f) in def.fields.iter().enumerate() {
         if let Some(t) = texts.get(&fi) {
             fields.insert(f.key.clone(), validate::read_value(f, t, at, &mut problems));
         }
     }
-    validate::check(form, &fields, &[], at, &mut problems);
-    let unit = form
+    validate::check(def, &fields, &[], at, &mut problems);
+    let unit = def
         .fields
         .iter()
         .find(|f| f.is_unit)
@@ -413,8 +439,8 @@ fn find_fields(doc: &Doc, form: &FormDef, file: &str) -> Option<Found> {
     Some(Found {
         score,
         table: Table {
-            form_id: form.id.clone(),
-            form: form.name.clone(),
+            form_id: def.id.clone(),
+            form: def.name.clone(),
             rows: None,
             fields: Some(fields),
         },
@@ -432,11 +458,13 @@ fn keep_first(texts: &mut BTreeMap<usize, String>, fi: usize, value: String) {
 }
 
 /// A `label：value` cell or line naming one of the form's fields, with its value.
-fn inline_pair(text: &str, form: &FormDef) -> Option<(usize, String)> {
-    form.fields
+fn inline_pair(text: &str, form: &Form) -> Option<(usize, String)> {
+    let (label, _) = split_label(text)?;
+    let label = normalise(label);
+    form.labels
         .iter()
-        .enumerate()
-        .find_map(|(i, f)| inline_value(text, f).map(|v| (i, v)))
+        .position(|l| label_match(&label, l) == Some(2))
+        .and_then(|i| inline_value(text, &form.def.fields[i]).map(|v| (i, v)))
 }
 
 #[cfg(test)]
