@@ -318,3 +318,12 @@ fn mutilated_files_never_panic() {
         }
     }
 }
+
+#[test]
+fn row_count_is_exposed_for_per_unit_limits() {
+    // 青岛 allows at most 3 activities per 区市; the pipeline compares with this.
+    let x = read("tuijian_problems.xlsx");
+    assert_eq!(x.table.and_then(|t| t.row_count()), Some(4));
+    let x = read("tongji.xlsx");
+    assert_eq!(x.table.and_then(|t| t.row_count()), None);
+}
