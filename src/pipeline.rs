@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::classify::classify;
 use crate::config::{Config, DeadlineConfig, Limits};
 use crate::directory::Directory;
-use crate::extract::{self, Table};
+use crate::extract::{self, Extraction, Table};
 use crate::intake::{self, Header, OwnIdentity};
 use crate::matching::{self, ContentEvidence};
 use crate::source::{Origin, RawMessage};
@@ -97,6 +97,21 @@ pub struct Context<'a> {
     pub learned: &'a [(String, OrgId)],
 }
 
+/// Intake problems after which a file is not opened again.
+const BLOCKING: &[&str] = &[
+    "encrypted_file",
+    "executable",
+    "empty_file",
+    "file_too_large",
+    "archive_encrypted",
+    "archive_corrupt",
+    "archive_too_deep",
+    "archive_too_many_entries",
+    "archive_too_large",
+    "archive_ratio",
+    "archive_unsupported",
+];
+
 /// Runs every stage over one message.
 pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
     let config = ctx.config;
@@ -109,7 +124,13 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
     let mut form_units = Vec::new();
     let mut extraction_text = String::new();
     for file in &intake.files {
-        let ex = extract::extract(file, &config.forms, &config.limits);
+        // A file intake already refused (password, program, empty, too big,
+        // unopened archive) has nothing more to read.
+        let ex = if file.problems.iter().any(|p| BLOCKING.contains(&p.code.as_str())) {
+            Extraction::default()
+        } else {
+            extract::extract(file, &config.forms, &config.limits)
+        };
         let (kind, form) = classify(file, &ex, &subject, &config.forms);
         if let Some(u) = &ex.unit {
             form_units.push(u.clone());

@@ -58,6 +58,9 @@ pub fn has_phone(text: &str) -> bool {
         (b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]))
             || (b.first() == Some(&b'0') && (10..=12).contains(&b.len()))
             || ((7..=8).contains(&b.len()) && b[0] != b'0')
+            // 港澳台: 852/853 + 8 digits, 886 + 8 or 9 digits.
+            || ((d.starts_with("852") || d.starts_with("853")) && b.len() == 11)
+            || (d.starts_with("886") && (11..=12).contains(&b.len()))
     })
 }
 
@@ -182,6 +185,7 @@ mod tests {
         assert!(has_phone("王芳，025-83236071"));
         assert!(has_phone("电话：85911893"));
         assert!(has_phone("138 1234 5678"));
+        assert!(has_phone("陳志明 852-27323232"));
         assert!(!has_phone("赵强"));
         assert!(!has_phone("2025年5月"));
     }
