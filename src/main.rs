@@ -37,12 +37,18 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BAOSONG_LOG")
+        .unwrap_or_else(|_| "warn".into())
+        // async-imap traces every command it sends, LOGIN with its password
+        // included: never let that through, whatever BAOSONG_LOG asks for.
+        .add_directive(
+            baosong::source::LOG_FILTER_DIRECTIVE
+                .parse()
+                .expect("a valid directive"),
+        );
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BAOSONG_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(filter)
         .init();
     let result: anyhow::Result<()> = (|| {
         let (config, directory) = commands::load(cli.config.as_deref())?;

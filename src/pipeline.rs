@@ -126,7 +126,11 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
     for file in &intake.files {
         // A file intake already refused (password, program, empty, too big,
         // unopened archive) has nothing more to read.
-        let ex = if file.problems.iter().any(|p| BLOCKING.contains(&p.code.as_str())) {
+        let ex = if file
+            .problems
+            .iter()
+            .any(|p| BLOCKING.contains(&p.code.as_str()))
+        {
             Extraction::default()
         } else {
             extract::extract(file, &config.forms, &config.limits)

@@ -64,7 +64,14 @@ async fn logged_with(d: &Dovecot, filter: EnvFilter) -> String {
     };
     let (tx, mut rx) = mpsc::channel(1);
     let cancel = CancellationToken::new();
-    let task = tokio::spawn(imap::run(cfg, PASSWORD.into(), None, tx, cancel.clone()));
+    let task = tokio::spawn(imap::run(
+        cfg,
+        PASSWORD.into(),
+        None,
+        tx,
+        cancel.clone(),
+        false,
+    ));
     let m = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .unwrap()

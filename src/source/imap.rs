@@ -81,6 +81,7 @@ pub async fn run(
     resume: Option<(u32, u32)>,
     tx: mpsc::Sender<Delivery>,
     cancel: CancellationToken,
+    once: bool,
 ) -> Result<(), SourceError> {
     let imap = imap_config(&cfg)?;
     let tls = connector(&cfg, imap)?;
@@ -93,11 +94,14 @@ pub async fn run(
         tls: tls.as_ref(),
         tx: &tx,
         cancel: &cancel,
+        once,
     };
     loop {
         let err = match connection(&ctx, &password, &mut cursor, &mut backoff).await {
             Ok(()) => return Ok(()),
             Err(e @ (SourceError::Config { .. } | SourceError::ConsumerGone)) => return Err(e),
+            // A one-shot run reports the failure instead of waiting it out.
+            Err(e) if once => return Err(e),
             Err(e) => e,
         };
         let mut delay = backoff.delay(&err);
@@ -145,6 +149,8 @@ struct Ctx<'a> {
     tls: Option<&'a tokio_rustls::TlsConnector>,
     tx: &'a mpsc::Sender<Delivery>,
     cancel: &'a CancellationToken,
+    /// Read what is there now, then return.
+    once: bool,
 }
 
 /// What the server offers that changes what we do.
@@ -243,7 +249,7 @@ async fn connection(
     }
     loop {
         read_new(&mut s, ctx, &caps, uidvalidity, cursor).await?;
-        if ctx.cancel.is_cancelled() {
+        if ctx.cancel.is_cancelled() || ctx.once {
             close(s).await;
             return Ok(());
         }

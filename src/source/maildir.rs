@@ -27,6 +27,7 @@ pub async fn run(
     cfg: MailboxConfig,
     tx: mpsc::Sender<Delivery>,
     cancel: CancellationToken,
+    once: bool,
 ) -> Result<(), SourceError> {
     let Some(root) = cfg.maildir.clone() else {
         return Err(SourceError::Config {
@@ -43,6 +44,7 @@ pub async fn run(
                 Duration::from_secs(cfg.poll_interval_secs)
             }
             Err(e @ (SourceError::Config { .. } | SourceError::ConsumerGone)) => return Err(e),
+            Err(e) if once => return Err(e),
             Err(e) => {
                 let delay = backoff.delay(&e);
                 warn!(
@@ -52,7 +54,7 @@ pub async fn run(
                 delay
             }
         };
-        if cancel.is_cancelled() {
+        if cancel.is_cancelled() || once {
             return Ok(());
         }
         tokio::select! {
@@ -145,15 +147,27 @@ fn unseen(root: &Path) -> Result<Vec<Entry>, SourceError> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             };
+            let received_at = delivery_time(&key).unwrap_or(meta.modified()?.into());
             out.push(Entry {
                 path: dirent.path(),
                 key,
                 flags,
-                received_at: meta.modified()?.into(),
+                received_at,
             });
         }
     }
     Ok(out)
+}
+
+/// The delivery time a Maildir name starts with (`1746000000.M1P2.host`).
+/// It survives copying and backups, which the file's mtime does not.
+fn delivery_time(key: &str) -> Option<DateTime<Utc>> {
+    let secs: i64 = key.split('.').next()?.parse().ok()?;
+    // Before 2000 or far ahead: not a delivery time.
+    (946_684_800..4_102_444_800)
+        .contains(&secs)
+        .then(|| DateTime::from_timestamp(secs, 0))
+        .flatten()
 }
 
 fn apply_after(cfg: &MailboxConfig, root: &Path, e: &Entry) -> Result<(), SourceError> {
