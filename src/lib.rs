@@ -8,6 +8,7 @@
 //! - [`matching`]: which organisation sent it, for which campaign and deadline, late or not.
 //! - [`pipeline`]: the stages above run over one raw message, without I/O.
 //! - [`report`]: the JSON report of `baosong ingest`.
+//! - [`store`]: the raw archive and the SQL database (SQLite or PostgreSQL), outbox included.
 //!
 //! Around them: [`config`] (TOML), [`directory`] (organisations), [`types`]
 //! (domain types), [`clock`] (the one clock).
@@ -23,4 +24,5 @@ pub mod matching;
 pub mod pipeline;
 pub mod report;
 pub mod source;
+pub mod store;
 pub mod types;
