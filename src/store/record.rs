@@ -399,7 +399,8 @@ async fn insert_document(
     Ok(sqlx::query_scalar(
         "INSERT INTO documents (submission_id, seq, filename, path, media_type, size, sha256, \
            kind, form, sealed, seal_confidence, form_id, form_name) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+           CASE WHEN $14 = 1 THEN $11 END, $12, $13) RETURNING id",
     )
     .bind(submission_id.0)
     .bind(seq as i64)
@@ -411,9 +412,10 @@ async fn insert_document(
     .bind(doc.kind.as_str())
     .bind(doc.form.as_str())
     .bind(bool_val(doc.sealed))
-    .bind(doc.seal_confidence.map(f64::from))
+    .bind(float_or_zero(doc.seal_confidence.map(f64::from)))
     .bind(table.map(|t| t.form_id.as_str()))
     .bind(table.map(|t| t.form.as_str()))
+    .bind(i16::from(doc.seal_confidence.is_some()))
     .fetch_one(&mut **tx)
     .await?)
 }
@@ -433,17 +435,25 @@ async fn insert_record(
     };
     sqlx::query(
         "INSERT INTO records (document_id, row_index, key, value_num, value_text, original) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         VALUES ($1, $2, $3, CASE WHEN $7 = 1 THEN $4 END, $5, $6)",
     )
     .bind(document_id)
     .bind(row_index)
     .bind(key)
-    .bind(num)
+    .bind(float_or_zero(num))
     .bind(text)
     .bind(&value.text)
+    .bind(i16::from(num.is_some()))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A nullable float goes in as a value plus a flag (`CASE WHEN flag = 1 THEN
+/// value END`): sqlx 0.9's Any driver binds a NULL f64 as float4 on
+/// PostgreSQL, and the statement prepared with it then rejects real f64s.
+fn float_or_zero(v: Option<f64>) -> f64 {
+    v.unwrap_or(0.0)
 }
 
 async fn insert_problem(
