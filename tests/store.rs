@@ -952,3 +952,63 @@ async fn archive_write_is_durable_and_idempotent() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+#[tokio::test]
+async fn reprocess_replaces_the_analysis_and_sends_nothing() {
+    for db in dbs().await {
+        let s = &db.store;
+        let msg = raw("to reprocess", file("r.eml"));
+        let mut before = analysis(
+            "unit@example.cn",
+            None,
+            at(5, 9),
+            vec![doc("附件.bin", DocumentKind::Other, DocForm::Other, None)],
+        );
+        before
+            .problems
+            .push(Problem::new("unreadable", "附件无法读取"));
+        let id = s
+            .record(&msg, &before, Some(ack_for(&msg, "unit@example.cn")))
+            .await
+            .unwrap()
+            .message_id();
+
+        // A better reader finds the form inside and the unit.
+        let after = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(5, 9),
+            vec![doc(
+                "推荐表.xlsx",
+                DocumentKind::RecommendationForm,
+                DocForm::Electronic,
+                Some(recommendation(&["科普讲座", "科普展览"])),
+            )],
+        );
+        s.update_analysis(id, &after).await.unwrap();
+
+        let detail = s.show_message(id).await.unwrap().unwrap();
+        let sub = detail.submission.unwrap();
+        assert_eq!(sub.org, Some(OrgId::from("nj-kjj")), "{}", db.label);
+        assert_eq!(sub.documents.len(), 1, "{}", db.label);
+        assert_eq!(
+            sub.documents[0].kind,
+            DocumentKind::RecommendationForm,
+            "{}",
+            db.label
+        );
+        assert!(sub.problems.is_empty(), "{}", db.label);
+        assert_eq!(detail.message.parse_status, "ok", "{}", db.label);
+        assert_eq!(detail.records.len(), 4, "{}", db.label);
+        assert_eq!(detail.outbox.len(), 1, "{}: still the one ack", db.label);
+        let items = s.messages_for_reprocess().await.unwrap();
+        assert_eq!(items.len(), 1, "{}", db.label);
+        assert_eq!(items[0].origin, file("r.eml"), "{}", db.label);
+        assert_eq!(items[0].sha256, Sha256::of(&msg.bytes), "{}", db.label);
+
+        assert!(matches!(
+            s.update_analysis(MessageId(9999), &after).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}

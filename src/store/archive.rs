@@ -62,7 +62,15 @@ impl Archive {
         };
 
         match fs::metadata(&path) {
-            Ok(meta) if meta.len() == bytes.len() as u64 => return Ok(sha),
+            // An earlier put may have failed after its rename but before its
+            // syncs: sync again, so "exists" always means "durable".
+            Ok(meta) if meta.len() == bytes.len() as u64 => {
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io(&path))?;
+                sync_dir(&dir)?;
+                return Ok(sha);
+            }
             // A torn file from a crash before our rename cannot exist (we rename
             // only complete files), so a wrong size means someone else wrote it.
             Ok(meta) => {

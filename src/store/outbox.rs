@@ -176,8 +176,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxRow>> {
-        let lease = chrono::Duration::from_std(lease)
-            .map_err(|_| StoreError::Conflict(format!("lease {lease:?} too long")))?;
+        let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(i64::MAX);
         let sql = match self.backend {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,
@@ -185,7 +184,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let mut ids: Vec<i64> = sqlx::query_scalar(sql)
             .bind(owner)
-            .bind(ts(now + lease))
+            .bind(ts(now).saturating_add(lease_secs))
             .bind(ts(now))
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
@@ -253,7 +252,8 @@ impl Store {
     }
 
     /// Acks queued for `address` since `since`, whatever became of them: the
-    /// per-recipient rate limit counts what we tried to send.
+    /// per-recipient rate limit counts what we tried to send. An ack has one
+    /// recipient, so the address is compared with the whole `to` list.
     pub async fn count_acks_to(&self, address: &str, since: DateTime<Utc>) -> Result<u32> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND to_addrs = $1 AND created_at >= $2",
