@@ -124,16 +124,15 @@ fn sqlx_is_retryable(e: &sqlx::Error) -> bool {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            match code.parse::<i32>() {
-                // SQLite: BUSY and LOCKED with their extended codes.
-                Ok(n) => matches!(n & 0xff, 5 | 6),
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Extended result codes: the low byte is BUSY (5) or LOCKED (6).
+                code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+            } else {
                 // PostgreSQL SQLSTATE: serialization failure, deadlock, lock not
-                // available, connection exceptions, too many connections, shutdown.
-                Err(_) => {
-                    matches!(&*code, "40001" | "40P01" | "55P03" | "53300")
-                        || code.starts_with("08")
-                        || code.starts_with("57P")
-                }
+                // available, too many connections, connection exceptions, shutdown.
+                matches!(&*code, "40001" | "40P01" | "55P03" | "53300")
+                    || code.starts_with("08")
+                    || code.starts_with("57P")
             }
         }
         _ => false,
