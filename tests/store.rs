@@ -1012,3 +1012,35 @@ async fn reprocess_replaces_the_analysis_and_sends_nothing() {
         ));
     }
 }
+
+/// SQLite only: two processes sharing one database file is the case where
+/// the database is busy; the caller must then retry, not drop the message.
+#[tokio::test]
+async fn busy_database_is_retryable() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("baosong.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let mut other_process = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+
+    // Waits out busy_timeout, then gives up with a retryable error.
+    let err = store.enqueue(mail("reminder:busy")).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .enqueue(mail("reminder:busy"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
