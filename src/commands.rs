@@ -1,13 +1,21 @@
 //! What each command-line verb does, so `main.rs` only parses arguments.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
 use crate::config::{Config, ConfigError};
+use crate::daemon::{self, DaemonError, RunOptions, Services};
 use crate::directory::{Directory, DirectoryError};
+use crate::outbound::{CellState, DigestDeadline, Templates};
 use crate::pipeline::{self, Context};
 use crate::report::Report;
-use crate::source::files;
+use crate::source::{RawMessage, files};
+use crate::store::{MessageId, StoreError};
+use crate::types::OrgId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -64,4 +72,573 @@ pub fn ingest(
         }
     }
     Ok(count)
+}
+
+/// Why a command stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Cancels `token` on SIGTERM or SIGINT, so the daemon finishes the mail in
+/// hand, drains and exits.
+pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: finishing the mail in hand, then stopping"),
+            _ = int.recv() => info!("SIGINT: finishing the mail in hand, then stopping"),
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+/// `baosong run`: the daemon (or one pass with `once`).
+pub async fn run(config: Config, directory: Directory, once: bool) -> Result<(), RunError> {
+    let services = Services::open(config, directory).await?;
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone()).map_err(|e| RunError::Usage(e.to_string()))?;
+    daemon::run(services.clone(), RunOptions { once }, cancel).await?;
+    services.store.close().await;
+    Ok(())
+}
+
+/// Display width of a string in a terminal: CJK and full-width take two columns.
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            let u = c as u32;
+            if (0x1100..=0x115F).contains(&u)
+                || (0x2E80..=0xA4CF).contains(&u)
+                || (0xAC00..=0xD7A3).contains(&u)
+                || (0xF900..=0xFAFF).contains(&u)
+                || (0xFE30..=0xFE4F).contains(&u)
+                || (0xFF00..=0xFF60).contains(&u)
+                || (0xFFE0..=0xFFE6).contains(&u)
+                || c == '✔'
+                || c == '✘'
+            {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn pad(s: &str, w: usize) -> String {
+    format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
+}
+
+/// The status matrix of one deadline as a text table.
+pub fn status_table(campaign: &str, d: &DigestDeadline) -> String {
+    let mut out = String::new();
+    let c = &d.counts;
+    let _ = writeln!(
+        out,
+        "{campaign} — {}（截止 {}）: {} 个单位，齐全 {}，部分 {}，未报 {}，逾期 {}",
+        d.name,
+        d.due.format("%Y-%m-%d %H:%M"),
+        c.orgs,
+        c.complete,
+        c.partial,
+        c.none,
+        c.late
+    );
+    let mut header = vec!["单位".to_owned()];
+    header.extend(d.columns.iter().cloned());
+    header.push("问题".to_owned());
+    let rows: Vec<Vec<String>> = d
+        .rows
+        .iter()
+        .map(|r| {
+            let mut v = vec![r.org_name.clone()];
+            v.extend(r.cells.iter().map(|cell| {
+                let seal = match cell.sealed {
+                    Some(true) => "·章",
+                    Some(false) => "·无章",
+                    None => "",
+                };
+                match cell.state {
+                    CellState::Missing => "—".to_owned(),
+                    s => format!("{}{seal} {}", s.label_zh(), cell.text)
+                        .trim()
+                        .to_owned(),
+                }
+            }));
+            v.push(if r.problems > 0 {
+                r.problems.to_string()
+            } else {
+                String::new()
+            });
+            v
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| width(&r[i]))
+                .chain([width(&header[i])])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| pad(c, *w))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let _ = writeln!(out, "  {}", line(&header));
+    for r in &rows {
+        let _ = writeln!(out, "  {}", line(r));
+    }
+    if !d.totals.is_empty() {
+        let t: Vec<String> = d
+            .totals
+            .iter()
+            .map(|t| format!("{} {}", t.label, t.value))
+            .collect();
+        if !t.is_empty() {
+            let _ = writeln!(out, "  合计：{}", t.join("；"));
+        }
+    }
+    out
+}
+
+/// `baosong status`: the organisation × requirement matrix of each deadline.
+pub async fn status(
+    services: &Services,
+    campaign: Option<&str>,
+    deadline: Option<&str>,
+) -> Result<String, RunError> {
+    let mut out = String::new();
+    for c in services
+        .config
+        .campaigns
+        .iter()
+        .filter(|c| campaign.is_none_or(|x| c.id.as_str() == x))
+    {
+        for d in c
+            .deadlines
+            .iter()
+            .filter(|d| deadline.is_none_or(|x| d.id.as_str() == x))
+        {
+            let st = daemon::deadline_status(services, c, d).await?;
+            out.push_str(&status_table(&c.name, &st));
+            out.push('\n');
+        }
+    }
+    let unmatched = services.store.unmatched_messages().await?;
+    let unmatched: Vec<_> = unmatched
+        .iter()
+        .filter(|m| m.auto_generated.is_none())
+        .collect();
+    if !unmatched.is_empty() {
+        let _ = writeln!(
+            out,
+            "未能确定单位的邮件（用 baosong assign 邮件号 单位ID 指定）："
+        );
+        for m in unmatched {
+            let _ = writeln!(
+                out,
+                "  #{}  {}  {}",
+                m.id,
+                m.from.as_deref().unwrap_or("?"),
+                m.subject.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// `baosong show MESSAGE`: everything stored about one message.
+pub async fn show(services: &Services, id: i64) -> Result<String, RunError> {
+    let Some(d) = services.store.show_message(MessageId(id)).await? else {
+        return Err(RunError::Usage(format!(
+            "no message #{id}; `baosong status` lists them"
+        )));
+    };
+    let m = &d.message;
+    let mut out = String::new();
+    let _ = writeln!(out, "message #{}  {}", m.id, m.origin.display());
+    let _ = writeln!(
+        out,
+        "  from:     {} <{}>",
+        m.from_name.as_deref().unwrap_or(""),
+        m.from.as_deref().unwrap_or("?")
+    );
+    let _ = writeln!(out, "  subject:  {}", m.subject.as_deref().unwrap_or(""));
+    let _ = writeln!(out, "  date:     {}", m.date.as_deref().unwrap_or(""));
+    let _ = writeln!(
+        out,
+        "  arrived:  {}",
+        m.arrived_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "  sha256:   {}  ({} bytes, archive/{})",
+        m.sha256, m.size, m.archive_path
+    );
+    if let Some(a) = &m.auto_generated {
+        let _ = writeln!(out, "  auto-generated: {a}");
+    }
+    let _ = writeln!(out, "  ack:      {}", m.ack_reason);
+    if let Some(s) = &d.submission {
+        let _ = writeln!(
+            out,
+            "  unit:     {} ({}: {})",
+            s.org_name
+                .as_deref()
+                .or(s.org.as_ref().map(OrgId::as_str))
+                .unwrap_or("unknown"),
+            s.matched_by.as_str(),
+            s.evidence
+        );
+        let _ = writeln!(
+            out,
+            "  for:      {} / {}{}{}",
+            s.campaign
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "?".into()),
+            s.deadline
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "?".into()),
+            if s.late == Some(true) { "  LATE" } else { "" },
+            if s.supersedes.is_some() {
+                "  (supersedes an earlier submission)"
+            } else {
+                ""
+            }
+        );
+        for doc in &s.documents {
+            let seal = match doc.sealed {
+                Some(true) => ", sealed",
+                Some(false) => ", no seal",
+                None => "",
+            };
+            let _ = writeln!(out, "  - {} [{} / {}{seal}]", doc.path, doc.kind, doc.form);
+            for p in &doc.problems {
+                let _ = writeln!(out, "      ! {}", p.message);
+            }
+        }
+        for p in &s.problems {
+            let _ = writeln!(out, "  ! {}", p.message);
+        }
+    }
+    if !d.records.is_empty() {
+        let _ = writeln!(out, "  values read: {}", d.records.len());
+    }
+    for o in &d.outbox {
+        let _ = writeln!(
+            out,
+            "  outbox #{} {} to {} — {}{}",
+            o.id,
+            o.kind.as_str(),
+            o.to.join(", "),
+            o.status.as_str(),
+            o.last_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    for a in &d.assignments {
+        let _ = writeln!(
+            out,
+            "  assigned to {} by {} at {}",
+            a.org,
+            a.by,
+            a.at.to_rfc3339()
+        );
+    }
+    Ok(out)
+}
+
+/// `baosong assign MESSAGE ORG`: a coordinator's match; the sender's
+/// address is learned for the next mail.
+pub async fn assign(services: &Services, id: i64, org: &str) -> Result<String, RunError> {
+    let org_id = OrgId(org.to_owned());
+    let Some(o) = services.directory.get(&org_id) else {
+        return Err(RunError::Usage(format!(
+            "no organisation `{org}` in the directory; ids are in the first column of {}",
+            services.config.organisations.file.display()
+        )));
+    };
+    let by = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "coordinator".into());
+    services.store.assign(MessageId(id), &org_id, &by).await?;
+    Ok(format!("message #{id} assigned to {} ({org})\n", o.name))
+}
+
+/// `baosong export --xlsx FILE`.
+pub async fn export_xlsx(services: &Services, path: &Path) -> Result<String, RunError> {
+    let data = daemon::export_data(services).await?;
+    let bytes = crate::export::workbook(&data).map_err(DaemonError::from)?;
+    std::fs::write(path, &bytes)
+        .map_err(|e| RunError::Usage(format!("cannot write {}: {e}", path.display())))?;
+    Ok(format!(
+        "wrote {} ({} sheets of forms, {} bytes)\n",
+        path.display(),
+        data.forms.len(),
+        bytes.len()
+    ))
+}
+
+/// `baosong reprocess`: reads every stored message again with the current
+/// config and forms. Sends nothing.
+pub async fn reprocess(services: &Services) -> Result<String, RunError> {
+    let items = services.store.messages_for_reprocess().await?;
+    let mut done = 0;
+    for item in &items {
+        let bytes = services.archive.read(&item.sha256).await?;
+        let raw = RawMessage {
+            bytes,
+            origin: item.origin.clone(),
+            received_at: item.received_at,
+        };
+        let learned = services.store.learned_addresses().await?;
+        let analysis = daemon::analyse_bounded(services, &raw, learned).await;
+        services.store.update_analysis(item.id, &analysis).await?;
+        done += 1;
+    }
+    Ok(format!(
+        "re-read {done} stored messages; no mail was sent\n"
+    ))
+}
+
+/// `baosong remind --pause ORG` / `--resume ORG` / list.
+pub async fn remind(
+    services: &Services,
+    pause: Option<&str>,
+    resume: Option<&str>,
+) -> Result<String, RunError> {
+    let known = |id: &str| {
+        let org = OrgId(id.to_owned());
+        services
+            .directory
+            .get(&org)
+            .map(|o| (org.clone(), o.name.clone()))
+            .ok_or_else(|| RunError::Usage(format!("no organisation `{id}` in the directory")))
+    };
+    if let Some(id) = pause {
+        let (org, name) = known(id)?;
+        services.store.pause_reminders(&org).await?;
+        return Ok(format!("reminders to {name} ({org}) paused\n"));
+    }
+    if let Some(id) = resume {
+        let (org, name) = known(id)?;
+        services.store.resume_reminders(&org).await?;
+        return Ok(format!("reminders to {name} ({org}) resumed\n"));
+    }
+    let paused = services.store.paused_orgs().await?;
+    if paused.is_empty() {
+        return Ok("no reminders are paused\n".into());
+    }
+    Ok(paused.iter().map(|o| format!("paused: {o}\n")).collect())
+}
+
+/// `baosong check-config`: logs in everywhere and renders every template.
+pub async fn check_config(
+    config: &Config,
+    directory: &Directory,
+) -> Result<(String, bool), RunError> {
+    let mut out = String::new();
+    let mut ok = true;
+    let _ = writeln!(
+        out,
+        "config: valid; {} organisations in the directory",
+        directory.all().len()
+    );
+    match &config.smtp.templates {
+        Some(dir) => match Templates::load(Some(&config.resolve(dir))) {
+            Ok(_) => {
+                let _ = writeln!(
+                    out,
+                    "templates: {} render with sample data",
+                    config.resolve(dir).display()
+                );
+            }
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(out, "templates: {e}");
+            }
+        },
+        None => {
+            let _ = writeln!(out, "templates: built-in");
+        }
+    }
+    for mb in &config.mailboxes {
+        match (&mb.imap, &mb.maildir) {
+            (Some(imap), _) => {
+                let pw = match imap
+                    .password
+                    .resolve(&format!("mailbox {}.imap.password", mb.name))
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        ok = false;
+                        let _ = writeln!(out, "mailbox {}: {e}", mb.name);
+                        continue;
+                    }
+                };
+                match crate::source::imap::check(mb, &pw).await {
+                    Ok(r) => {
+                        let _ = writeln!(
+                            out,
+                            "mailbox {}: logged in to {} as {}; folder {} has {} messages (UIDVALIDITY {}); {}; capabilities: {}",
+                            mb.name,
+                            imap.host,
+                            imap.username,
+                            mb.folder,
+                            r.exists,
+                            r.uidvalidity,
+                            if r.idle { "IDLE" } else { "no IDLE: polling" },
+                            r.capabilities.join(" ")
+                        );
+                    }
+                    Err(e) => {
+                        ok = false;
+                        let _ = writeln!(out, "mailbox {}: {e}", mb.name);
+                    }
+                }
+            }
+            (None, Some(dir)) => {
+                let dir = config.resolve(dir);
+                if dir.join("new").is_dir() && dir.join("cur").is_dir() {
+                    let _ = writeln!(out, "mailbox {}: Maildir {}", mb.name, dir.display());
+                } else {
+                    ok = false;
+                    let _ = writeln!(
+                        out,
+                        "mailbox {}: {} is not a Maildir (no new/ and cur/)",
+                        mb.name,
+                        dir.display()
+                    );
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    let pw = match config
+        .smtp
+        .password
+        .as_ref()
+        .map(|s| s.resolve("smtp.password"))
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(out, "smtp: {e}");
+            return Ok((out, false));
+        }
+    };
+    match crate::outbound::transport::check(&config.smtp, &config.base_dir, pw.as_deref()).await {
+        Ok(s) => {
+            let _ = writeln!(out, "smtp: {s}");
+        }
+        Err(e) => {
+            ok = false;
+            let _ = writeln!(out, "smtp: {e}");
+        }
+    }
+    Ok((out, ok))
+}
+
+/// `baosong demo`: the bundled demo mailboxes through the whole daemon on
+/// SQLite in `dir`, acks and a digest written as .eml files, then the status.
+pub async fn demo(dir: &Path) -> Result<String, RunError> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+    let source = if source.is_dir() {
+        source
+    } else {
+        PathBuf::from("examples/demo")
+    };
+    if !source.is_dir() {
+        return Err(RunError::Usage(
+            "run `baosong demo` from a clone of the repository (examples/demo holds the demo mail)"
+                .into(),
+        ));
+    }
+    let marker = dir.join(".baosong-demo");
+    if dir.exists() {
+        if !marker.exists() {
+            return Err(RunError::Usage(format!(
+                "{} exists and is not a demo folder; give another with --dir",
+                dir.display()
+            )));
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| RunError::Usage(e.to_string()))?;
+    }
+    let io = |e: std::io::Error| RunError::Usage(format!("preparing {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(&marker, b"").map_err(io)?;
+    copy_tree(&source, &dir.join("maildir")).map_err(io)?;
+    let dir = dir.canonicalize().map_err(io)?;
+    let base = std::env::current_dir().map_err(io)?;
+    let mut config = Config::example(&base).map_err(CommandError::from)?;
+    config.store.database = format!("sqlite://{}", dir.join("baosong.db").display());
+    config.store.archive = dir.join("archive");
+    config.smtp.directory = dir.join("outbox");
+    for mb in &mut config.mailboxes {
+        mb.maildir = Some(dir.join("maildir").join(mb.name.as_str()));
+    }
+    let services = Services::open(config, Directory::example()).await?;
+    daemon::run(
+        services.clone(),
+        RunOptions { once: true },
+        CancellationToken::new(),
+    )
+    .await?;
+    // The coordinators' digest, as the cron would send it.
+    daemon::enqueue_digest(&services, crate::clock::now()).await?;
+    daemon::run(
+        services.clone(),
+        RunOptions { once: true },
+        CancellationToken::new(),
+    )
+    .await?;
+    let mut out = status(&services, None, None).await?;
+    services.store.close().await;
+    let emls = std::fs::read_dir(dir.join("outbox"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "{emls} mails (acks and the digest) written as .eml to {}\ndatabase: {}\nconsolidated sheet: baosong --config … export --xlsx FILE (the digest carries it too)",
+        dir.join("outbox").display(),
+        dir.join("baosong.db").display()
+    );
+    Ok(out)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &target)?;
+        } else if e.file_name() != ".keep" {
+            std::fs::copy(e.path(), &target)?;
+        }
+    }
+    Ok(())
 }

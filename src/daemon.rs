@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -20,14 +20,14 @@ use crate::outbound::compose::{self, ComposeError};
 use crate::outbound::transport::{Transport, TransportError};
 use crate::outbound::{
     AckData, AckFile, Cell, DigestCampaign, DigestCounts, DigestData, DigestDeadline, DigestRow,
-    FailedSend, MailKind, ReminderData, Templates, TemplateError, Total, UnmatchedMail,
+    FailedSend, MailKind, ReminderData, TemplateError, Templates, Total, UnmatchedMail,
 };
 use crate::pipeline::{self, Analysis, Context};
 use crate::schedule::{self, Crons};
 use crate::source::{self, Delivery, Disposition, RawMessage, SourceError};
 use crate::status::{self, CellState, Received};
 use crate::store::{Archive, NewOutbox, OutboxKind, Recorded, StatusCell, Store, StoreError};
-use crate::types::{CampaignId, DeadlineId, DocumentKind, OrgId, Problem};
+use crate::types::{CampaignId, DeadlineId, OrgId, Problem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -129,7 +129,10 @@ pub async fn run(
                     .resolve(&format!("mailbox {}.imap.password", mb.name))?;
                 sources.spawn(async move {
                     let name = mb.name.clone();
-                    (name, source::imap::run(mb, password, resume, tx, token, opts.once).await)
+                    (
+                        name,
+                        source::imap::run(mb, password, resume, tx, token, opts.once).await,
+                    )
                 });
             }
             None => {
@@ -143,10 +146,9 @@ pub async fn run(
     drop(tx);
 
     let outbox_wake = Arc::new(Notify::new());
-    let mut tasks = JoinSet::new();
-    tasks.spawn(processor(services.clone(), rx, outbox_wake.clone()));
+    let processor = tokio::spawn(processor(services.clone(), rx, outbox_wake.clone()));
     let worker_stop = CancellationToken::new();
-    tasks.spawn(outbox_worker(
+    let worker = tokio::spawn(outbox_worker(
         services.clone(),
         transport,
         outbox_wake.clone(),
@@ -154,13 +156,27 @@ pub async fn run(
         opts.once,
         sources_done.clone(),
     ));
+    let background = CancellationToken::new();
+    let mut timers = JoinSet::new();
     if !opts.once {
-        tasks.spawn(scheduler(services.clone(), outbox_wake.clone(), cancel.clone()));
-        tasks.spawn(watchdog(cancel.clone()));
+        timers.spawn(scheduler(
+            services.clone(),
+            outbox_wake.clone(),
+            background.clone(),
+        ));
+        timers.spawn(watchdog(background.clone()));
     }
     notify(&[sd_notify::NotifyState::Ready]);
-    info!(mailboxes = config.mailboxes.len(), once = opts.once, "baosong is running");
+    info!(
+        mailboxes = config.mailboxes.len(),
+        once = opts.once,
+        "baosong is running"
+    );
 
+    if sources.is_empty() && !opts.once {
+        // No mailbox: reminders and digests only, until told to stop.
+        cancel.cancelled().await;
+    }
     while let Some(res) = sources.join_next().await {
         match res {
             Ok((name, Ok(()))) => info!(mailbox = %name, "mailbox source stopped"),
@@ -168,28 +184,24 @@ pub async fn run(
             Err(e) => error!(error = %e, "mailbox source task failed"),
         }
     }
-    // Every source has finished its message in hand; the processor drains
-    // what is queued and ends when the channel closes.
-    sources_done.cancel();
-    if cancel.is_cancelled() {
+    if !opts.once {
         notify(&[sd_notify::NotifyState::Stopping]);
+    }
+    // Every source has finished its message in hand and dropped its sender:
+    // the processor drains what is queued and ends.
+    sources_done.cancel();
+    if let Err(e) = processor.await {
+        error!(error = %e, "the message processor failed");
+    }
+    // A one-shot run sends what is due; the daemon finishes the send in hand.
+    if !opts.once {
         worker_stop.cancel();
     }
-    while let Some(res) = tasks.join_next().await {
-        if let Err(e) = res {
-            error!(error = %e, "a daemon task failed");
-        }
-        if tasks.len() <= 2 && opts.once {
-            break;
-        }
-        if !opts.once && tasks.len() <= 2 {
-            // The processor ended: stop the scheduler and watchdog too.
-            cancel.cancel();
-            worker_stop.cancel();
-        }
+    if let Err(e) = worker.await {
+        error!(error = %e, "the outbox worker failed");
     }
-    tasks.shutdown().await;
-    services.store.close().await;
+    background.cancel();
+    while timers.join_next().await.is_some() {}
     info!("baosong stopped");
     Ok(())
 }
@@ -230,15 +242,9 @@ async fn processor(services: Services, mut rx: mpsc::Receiver<Delivery>, wake: A
                 Disposition::Failed(e.to_string())
             }
         };
-        let _: Result<(), Disposition> = send_disposition(done, disposition);
+        // A source that stopped meanwhile offers the message again next time.
+        let _ = done.send(disposition);
     }
-}
-
-fn send_disposition(
-    done: oneshot::Sender<Disposition>,
-    d: Disposition,
-) -> Result<(), Disposition> {
-    done.send(d)
 }
 
 /// One message: raw bytes made durable first, then analysed (bounded in
@@ -281,7 +287,11 @@ pub async fn analyse_bounded(
             )
         }
         Err(_) => {
-            warn!(origin = raw.origin.display(), budget_secs = budget.as_secs(), "analysis overran its time budget");
+            warn!(
+                origin = raw.origin.display(),
+                budget_secs = budget.as_secs(),
+                "analysis overran its time budget"
+            );
             Problem::new(
                 "processing_timeout",
                 "邮件中的附件过多或过大，未能在规定时间内读完，已保存原件，工作人员将人工处理。",
@@ -331,7 +341,12 @@ async fn ack_outbox(
     )))
 }
 
-fn outbox_row(kind: OutboxKind, msg: &lettre::Message, message_id: String, key: String) -> NewOutbox {
+fn outbox_row(
+    kind: OutboxKind,
+    msg: &lettre::Message,
+    message_id: String,
+    key: String,
+) -> NewOutbox {
     let out = compose::Outgoing::new(msg);
     NewOutbox {
         kind,
@@ -346,10 +361,18 @@ fn outbox_row(kind: OutboxKind, msg: &lettre::Message, message_id: String, key: 
     }
 }
 
-fn local(config: &Config, campaign: Option<&CampaignConfig>, t: DateTime<Utc>) -> DateTime<FixedOffset> {
-    let tz = campaign
-        .map(CampaignConfig::tz)
-        .unwrap_or_else(|| config.schedule.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai));
+fn local(
+    config: &Config,
+    campaign: Option<&CampaignConfig>,
+    t: DateTime<Utc>,
+) -> DateTime<FixedOffset> {
+    let tz = campaign.map(CampaignConfig::tz).unwrap_or_else(|| {
+        config
+            .schedule
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai)
+    });
     t.with_timezone(&tz).fixed_offset()
 }
 
@@ -397,7 +420,9 @@ async fn ack_data(services: &Services, a: &Analysis, to: &str) -> Result<AckData
         let cells = services.store.status_matrix(&c.id, &d.id).await?;
         received.extend(received_of(&cells, org));
     }
-    let missing = dl.map(|(_, d)| status::missing(d, &received)).unwrap_or_default();
+    let missing = dl
+        .map(|(_, d)| status::missing(d, &received))
+        .unwrap_or_default();
     let files = a
         .documents
         .iter()
@@ -407,12 +432,10 @@ async fn ack_data(services: &Services, a: &Analysis, to: &str) -> Result<AckData
             kind_label: d.kind.label_zh().to_owned(),
             form_label: d.form.label_zh().to_owned(),
             sealed: d.sealed,
-            read: d.table.as_ref().and_then(|t| {
-                match (&t.rows, &t.fields) {
-                    (Some(r), _) => Some(format!("读取{}项{}", r.len(), t.form)),
-                    (_, Some(f)) => Some(format!("读取{}个数据项", f.len())),
-                    _ => None,
-                }
+            read: d.table.as_ref().and_then(|t| match (&t.rows, &t.fields) {
+                (Some(r), _) => Some(format!("读取{}项{}", r.len(), t.form)),
+                (_, Some(f)) => Some(format!("读取{}个数据项", f.len())),
+                _ => None,
             }),
             problems: d.problems.iter().map(|p| p.message.clone()).collect(),
         })
@@ -425,7 +448,9 @@ async fn ack_data(services: &Services, a: &Analysis, to: &str) -> Result<AckData
         campaign_name: dl.map(|(c, _)| c.name.clone()),
         deadline_name: dl.map(|(_, d)| d.display_name()),
         deadline_due: dl.and_then(|(c, d)| {
-            d.due_instant(c.tz()).ok().map(|t| local(config, Some(c), t))
+            d.due_instant(c.tz())
+                .ok()
+                .map(|t| local(config, Some(c), t))
         }),
         received_at: local(config, dl.map(|(c, _)| c), received_at),
         late: a.late == Some(true),
@@ -474,7 +499,9 @@ async fn outbox_worker(
         };
         let idle = rows.is_empty();
         for row in rows {
-            let result = transport.send_raw(&row.envelope_from, &row.to, &row.raw).await;
+            let result = transport
+                .send_raw(&row.envelope_from, &row.to, &row.raw)
+                .await;
             let outcome = match result {
                 Ok(()) => {
                     info!(outbox = %row.id, kind = row.kind.as_str(), to = ?row.to, "sent");
@@ -492,7 +519,10 @@ async fn outbox_worker(
                 }
                 Err(e) => {
                     error!(outbox = %row.id, error = %e, "send failed for good");
-                    services.store.mark_failed(row.id, &owner, &e.to_string()).await
+                    services
+                        .store
+                        .mark_failed(row.id, &owner, &e.to_string())
+                        .await
                 }
             };
             if let Err(e) = outcome {
@@ -503,7 +533,11 @@ async fn outbox_worker(
             if once && sources_done.is_cancelled() {
                 return;
             }
-            let pause = if once { Duration::from_millis(200) } else { Duration::from_secs(15) };
+            let pause = if once {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(15)
+            };
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
@@ -578,7 +612,10 @@ async fn watchdog(cancel: CancellationToken) {
 }
 
 /// Organisations a campaign addresses: those of its categories, or all.
-pub fn addressed<'d>(directory: &'d Directory, c: &CampaignConfig) -> Vec<&'d crate::directory::Organisation> {
+pub fn addressed<'d>(
+    directory: &'d Directory,
+    c: &CampaignConfig,
+) -> Vec<&'d crate::directory::Organisation> {
     directory
         .all()
         .iter()
@@ -588,7 +625,10 @@ pub fn addressed<'d>(directory: &'d Directory, c: &CampaignConfig) -> Vec<&'d cr
 
 /// Enqueues the reminder rounds due at `now`: one mail per unit that still
 /// misses something, at most once per (unit, deadline, offset) ever.
-pub async fn enqueue_reminders(services: &Services, now: DateTime<Utc>) -> Result<usize, DaemonError> {
+pub async fn enqueue_reminders(
+    services: &Services,
+    now: DateTime<Utc>,
+) -> Result<usize, DaemonError> {
     let config = &services.config;
     let paused = services.store.paused_orgs().await?;
     let mut count = 0;
@@ -624,7 +664,10 @@ pub async fn enqueue_reminders(services: &Services, now: DateTime<Utc>) -> Resul
             let message_id =
                 compose::new_message_id(&config.smtp.message_id_domain, MailKind::Reminder);
             let msg = compose::reminder(&services.templates, &data, &config.smtp, &message_id)?;
-            let key = format!("reminder:{}:{}:{}:{}", org.id, c.id, d.id, round.days_before);
+            let key = format!(
+                "reminder:{}:{}:{}:{}",
+                org.id, c.id, d.id, round.days_before
+            );
             let row = outbox_row(OutboxKind::Reminder, &msg, message_id, key);
             if services.store.enqueue(row).await?.is_some() {
                 count += 1;
@@ -647,27 +690,42 @@ pub async fn deadline_status(
     let mut counts = DigestCounts::default();
     for org in addressed(&services.directory, c) {
         let received = received_of(&cells, &org.id);
+        let mut late = false;
         let row_cells: Vec<Cell> = columns
             .iter()
             .map(|col| {
                 let cell = status::cell(col, &received);
                 let when = cells
                     .iter()
-                    .filter(|s| s.org == org.id && s.kind == col.kind && col.form.is_none_or(|f| f == s.form))
+                    .filter(|s| {
+                        s.org == org.id
+                            && s.kind == col.kind
+                            && col.form.is_none_or(|f| f == s.form)
+                    })
                     .map(|s| s.arrived_at)
                     .max();
+                let text = match (cell.state, when) {
+                    (CellState::Missing, _) | (_, None) => String::new(),
+                    (_, Some(t)) => local(config, Some(c), t).format("%-m月%-d日").to_string(),
+                };
+                late |= cell.late;
                 Cell {
                     state: cell.state,
                     sealed: cell.sealed,
-                    text: match (cell.state, when) {
-                        (CellState::Missing, _) | (_, None) => String::new(),
-                        (_, Some(t)) => local(config, Some(c), t).format("%-m月%-d日").to_string(),
+                    // A late copy with problems shows as a problem; say it is late too.
+                    text: if cell.late && cell.state == CellState::Problem {
+                        format!("{text} 逾期")
+                    } else {
+                        text
                     },
                 }
             })
             .collect();
         let problems = received.iter().map(|r| r.problems).sum();
-        let got = row_cells.iter().filter(|c| c.state != CellState::Missing).count();
+        let got = row_cells
+            .iter()
+            .filter(|c| c.state != CellState::Missing)
+            .count();
         let complete = got == row_cells.len();
         counts.orgs += 1;
         if complete {
@@ -677,7 +735,7 @@ pub async fn deadline_status(
         } else {
             counts.none += 1;
         }
-        if row_cells.iter().any(|c| c.state == CellState::Late) {
+        if late {
             counts.late += 1;
         }
         rows.push(DigestRow {
@@ -703,7 +761,11 @@ pub async fn deadline_status(
 }
 
 /// Sums of the numeric fields of every `fields` form (统计表) across units.
-async fn totals(services: &Services, c: &CampaignConfig, d: &DeadlineConfig) -> Result<Vec<Total>, DaemonError> {
+async fn totals(
+    services: &Services,
+    c: &CampaignConfig,
+    d: &DeadlineConfig,
+) -> Result<Vec<Total>, DaemonError> {
     let mut out = Vec::new();
     for form in services
         .config
@@ -712,16 +774,27 @@ async fn totals(services: &Services, c: &CampaignConfig, d: &DeadlineConfig) -> 
         .filter(|f| f.layout == crate::config::Layout::Fields)
         .filter(|f| d.requires.iter().any(|r| r.kind == f.kind))
     {
-        let records = services.store.records_for_form(&c.id, &d.id, &form.id).await?;
+        let records = services
+            .store
+            .records_for_form(&c.id, &d.id, &form.id)
+            .await?;
         for field in &form.fields {
-            if !matches!(field.ty, crate::config::FieldType::Integer | crate::config::FieldType::Decimal) {
+            if !matches!(
+                field.ty,
+                crate::config::FieldType::Integer | crate::config::FieldType::Decimal
+            ) {
                 continue;
             }
-            let sum: f64 = records
+            let values: Vec<f64> = records
                 .iter()
                 .filter(|r| r.key == field.key)
                 .filter_map(|r| r.value.value.as_f64())
-                .sum();
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            // Summing from +0.0: an f64 sum starts at -0.0 and would print "-0".
+            let sum = values.iter().fold(0.0, |a, b| a + b);
             let unit = field.unit.as_deref().unwrap_or("");
             let value = if sum.fract() == 0.0 {
                 format!("{sum:.0}{unit}")
@@ -750,7 +823,10 @@ pub async fn export_data(services: &Services) -> Result<ExportData, DaemonError>
                 .iter()
                 .filter(|f| d.requires.iter().any(|r| r.kind == f.kind))
             {
-                let records = services.store.records_for_form(&c.id, &d.id, &form.id).await?;
+                let records = services
+                    .store
+                    .records_for_form(&c.id, &d.id, &form.id)
+                    .await?;
                 if records.is_empty() {
                     continue;
                 }
@@ -775,7 +851,11 @@ pub async fn export_data(services: &Services) -> Result<ExportData, DaemonError>
                                 .and_then(|s| s.documents.iter().find(|doc| doc.id == r.document))
                                 .map(|doc| doc.path.clone())
                                 .unwrap_or_default(),
-                            received_at: sub.map(|s| local(config, Some(c), s.arrived_at)),
+                            received_at: local(
+                                config,
+                                Some(c),
+                                sub.map(|s| s.arrived_at).unwrap_or_else(clock::now),
+                            ),
                         });
                         rows.len() - 1
                     });
@@ -803,7 +883,13 @@ pub async fn enqueue_digest(services: &Services, at: DateTime<Utc>) -> Result<bo
     let data = digest_data(services).await?;
     let xlsx = export::workbook(&export_data(services).await?)?;
     let message_id = compose::new_message_id(&config.smtp.message_id_domain, MailKind::Digest);
-    let msg = compose::digest(&services.templates, &data, Some(&xlsx), &config.smtp, &message_id)?;
+    let msg = compose::digest(
+        &services.templates,
+        &data,
+        Some(&xlsx),
+        &config.smtp,
+        &message_id,
+    )?;
     let key = format!("digest:{}", at.to_rfc3339());
     Ok(services
         .store
@@ -856,9 +942,4 @@ pub async fn digest_data(services: &Services) -> Result<DigestData, DaemonError>
         unmatched,
         failed_sends,
     })
-}
-
-/// Kinds a deadline's requirements name, for callers that filter documents.
-pub fn required_kinds(d: &DeadlineConfig) -> Vec<DocumentKind> {
-    d.requires.iter().map(|r| r.kind).collect()
 }

@@ -12,6 +12,8 @@
 //! - [`status`]: what each unit has sent against what a deadline requires.
 //! - [`outbound`]: acks, reminders and the digest: templates, composition, SMTP/file transport.
 //! - [`export`]: the consolidated .xlsx attached to the digest.
+//! - [`daemon`]: sources → pipeline → store, outbox worker, scheduler, systemd notify.
+//! - [`store`]: the raw archive and the SQL database (SQLite or PostgreSQL), outbox included.
 //!
 //! Around them: [`config`] (TOML), [`directory`] (organisations), [`types`]
 //! (domain types), [`clock`] (the one clock).
@@ -21,6 +23,7 @@ pub mod classify;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod directory;
 pub mod export;
 pub mod extract;
@@ -32,4 +35,5 @@ pub mod report;
 pub mod schedule;
 pub mod source;
 pub mod status;
+pub mod store;
 pub mod types;

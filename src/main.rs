@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use baosong::commands;
+use baosong::daemon::Services;
 
 #[derive(Parser)]
 #[command(
@@ -18,6 +20,9 @@ struct Cli {
     /// Configuration file (TOML); without it the bundled example is used.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Pretend it is this instant (RFC 3339), e.g. to replay a campaign.
+    #[arg(long, global = true, value_parser = parse_now)]
+    now: Option<chrono::DateTime<chrono::Utc>>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,12 +38,64 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Runs the daemon: polls the mailboxes, stores, acknowledges, reminds.
+    Run {
+        /// Read what the mailboxes hold now, send what is due, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// The bundled demo: sample submissions through the whole daemon on
+    /// SQLite, acks and a digest written as .eml files, then the status.
+    Demo {
+        /// Folder for the demo's database, archive and outgoing mail.
+        #[arg(long, default_value = "baosong-demo")]
+        dir: PathBuf,
+    },
+    /// Which unit has sent what, per deadline.
+    Status {
+        #[arg(long)]
+        campaign: Option<String>,
+        #[arg(long)]
+        deadline: Option<String>,
+    },
+    /// Everything stored about one message.
+    Show { message: i64 },
+    /// Ties a message to an organisation; its sender's address is learned.
+    Assign { message: i64, org: String },
+    /// Writes the consolidated spreadsheet.
+    Export {
+        #[arg(long)]
+        xlsx: PathBuf,
+    },
+    /// Reads every stored message again after a config or form change. Sends nothing.
+    Reprocess,
+    /// Pauses or resumes reminders to one organisation; lists the paused ones.
+    Remind {
+        #[arg(long, conflicts_with = "resume")]
+        pause: Option<String>,
+        #[arg(long)]
+        resume: Option<String>,
+    },
+    /// Logs in to every mailbox and the SMTP server and renders every template.
+    CheckConfig,
+}
+
+fn parse_now(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BAOSONG_LOG")
-        .unwrap_or_else(|_| "warn".into())
+        .unwrap_or_else(|_| {
+            if matches!(cli.command, Command::Run { .. }) {
+                "info".into()
+            } else {
+                "warn".into()
+            }
+        })
         // async-imap traces every command it sends, LOGIN with its password
         // included: never let that through, whatever BAOSONG_LOG asks for.
         .add_directive(
@@ -50,22 +107,65 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .init();
-    let result: anyhow::Result<()> = (|| {
-        let (config, directory) = commands::load(cli.config.as_deref())?;
-        match cli.command {
-            Command::Ingest { json, paths } => {
-                let stdout = std::io::stdout();
-                let mut out = stdout.lock();
-                commands::ingest(&config, &directory, &paths, json, &mut out)?;
-            }
-        }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    baosong::clock::set(cli.now);
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("baosong: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if let Command::Demo { dir } = &cli.command {
+        let out = runtime.block_on(commands::demo(dir))?;
+        print!("{out}");
+        return Ok(true);
+    }
+    let (config, directory) = commands::load(cli.config.as_deref())?;
+    let print = |s: String| {
+        print!("{s}");
+        Ok(true)
+    };
+    match cli.command {
+        Command::Ingest { json, paths } => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            commands::ingest(&config, &directory, &paths, json, &mut out)?;
+            Ok(true)
+        }
+        Command::Run { once } => {
+            runtime.block_on(commands::run(config, directory, once))?;
+            Ok(true)
+        }
+        Command::CheckConfig => {
+            let (out, ok) = runtime.block_on(commands::check_config(&config, &directory))?;
+            print!("{out}");
+            Ok(ok)
+        }
+        Command::Demo { .. } => Ok(true),
+        command => runtime.block_on(async move {
+            let services = Services::open(config, directory).await?;
+            let out = match command {
+                Command::Status { campaign, deadline } => {
+                    commands::status(&services, campaign.as_deref(), deadline.as_deref()).await?
+                }
+                Command::Show { message } => commands::show(&services, message).await?,
+                Command::Assign { message, org } => {
+                    commands::assign(&services, message, &org).await?
+                }
+                Command::Export { xlsx } => commands::export_xlsx(&services, &xlsx).await?,
+                Command::Reprocess => commands::reprocess(&services).await?,
+                Command::Remind { pause, resume } => {
+                    commands::remind(&services, pause.as_deref(), resume.as_deref()).await?
+                }
+                _ => String::new(),
+            };
+            services.store.close().await;
+            print(out)
+        }),
     }
 }

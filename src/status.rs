@@ -86,6 +86,8 @@ pub struct Cell {
     pub state: CellState,
     pub sealed: Option<bool>,
     pub problems: usize,
+    /// The copy that counts arrived after the deadline.
+    pub late: bool,
 }
 
 /// The best a unit has done for one column: an in-time clean document beats a
@@ -108,6 +110,7 @@ pub fn cell(col: &Column, received: &[Received]) -> Cell {
             state: CellState::Missing,
             sealed: None,
             problems: 0,
+            late: false,
         },
         Some((rank, r)) => Cell {
             state: match rank {
@@ -117,6 +120,7 @@ pub fn cell(col: &Column, received: &[Received]) -> Cell {
             },
             sealed: r.sealed,
             problems: r.problems,
+            late: r.late,
         },
     }
 }

@@ -1,0 +1,323 @@
+//! The store: every message, submission, document, record, problem and
+//! outgoing mail in SQL (SQLite by default, PostgreSQL for several
+//! instances), plus the raw archive on disk ([`archive`]).
+//!
+//! One set of queries runs on both databases through the sqlx `Any` driver
+//! (`$N` placeholders, `RETURNING`, `ON CONFLICT`); the schema is the same in
+//! `migrations/sqlite` and `migrations/postgres`. Times are unix seconds,
+//! booleans SMALLINT 0/1, because `Any` carries only integers, floats, text
+//! and bytes.
+
+pub mod archive;
+mod outbox;
+mod query;
+mod record;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Any, AnyPool, Connection, Row, Transaction};
+
+pub use archive::Archive;
+pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
+pub use query::{
+    Assignment, DocumentInfo, MessageDetail, MessageInfo, RecordRow, ReprocessItem, StatusCell,
+    SubmissionInfo, SubmissionState,
+};
+pub use record::Recorded;
+
+use crate::types::{MailboxName, Uid};
+
+macro_rules! row_id {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+row_id!(
+    /// A stored message (`messages.id`); what `baosong show` and `assign` take.
+    MessageId
+);
+row_id!(
+    /// A submission: what one message delivered for one organisation.
+    SubmissionId
+);
+row_id!(
+    /// One file of a submission.
+    DocumentId
+);
+row_id!(
+    /// One outgoing mail.
+    OutboxId
+);
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL `{0}`: expected sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("archive file {path} has {found} bytes, expected {expected}")]
+    ArchiveMismatch {
+        path: std::path::PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    /// A write that would break a uniqueness rule the caller relies on.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A stored value this version cannot read back.
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (busy database, lost
+    /// connection, full disk); the caller then leaves the message on the
+    /// server and tries again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Database(e) => sqlx_is_retryable(e),
+            Self::Io { .. } => true,
+            Self::Migrate(_)
+            | Self::UnsupportedUrl(_)
+            | Self::ArchiveMismatch { .. }
+            | Self::Conflict(_)
+            | Self::NotFound(_)
+            | Self::Corrupt(_) => false,
+        }
+    }
+}
+
+fn sqlx_is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Extended result codes: the low byte is BUSY (5) or LOCKED (6).
+                code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+            } else {
+                // PostgreSQL SQLSTATE: serialization failure, deadlock, lock not
+                // available, too many connections, connection exceptions, shutdown.
+                matches!(&*code, "40001" | "40P01" | "55P03" | "53300")
+                    || code.starts_with("08")
+                    || code.starts_with("57P")
+            }
+        }
+        _ => false,
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database. Cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Opens (for SQLite: creates) the database and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        if backend == Backend::Sqlite {
+            prepare_sqlite(url).await?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL is a property of the file (set in prepare_sqlite); these are
+                        // per connection. FULL: a commit is on disk before we flag the
+                        // message on the server.
+                        sqlx::raw_sql(
+                            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .execute(conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection; later calls fail with a non-retryable error.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front, so two
+    /// writers queue on `busy_timeout` instead of one failing on lock upgrade.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Where the IMAP poller stands: `(uidvalidity, last_uid)`.
+    pub async fn mailbox_state(&self, mailbox: &MailboxName) -> Result<Option<(u32, Uid)>> {
+        let row = sqlx::query("SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = $1")
+            .bind(mailbox.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok((
+                to_u32(get(&r, "uidvalidity")?)?,
+                Uid(to_u32(get(&r, "last_uid")?)?),
+            ))
+        })
+        .transpose()
+    }
+
+    /// Moves the poller past `uid` (for messages it skips without recording,
+    /// and to note a new UIDVALIDITY).
+    pub async fn advance_mailbox(
+        &self,
+        mailbox: &MailboxName,
+        uidvalidity: u32,
+        uid: Uid,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        advance_mailbox(&mut tx, mailbox, uidvalidity, uid).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Creates the SQLite file (and its folder) and switches it to WAL once:
+/// changing the journal mode needs an exclusive lock that `busy_timeout`
+/// does not wait for, so pooled connections must not each try it.
+async fn prepare_sqlite(url: &str) -> Result<()> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    let file = options.get_filename();
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let conn = sqlx::SqliteConnection::connect_with(&options).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Same UIDVALIDITY: keep the highest UID. A new UIDVALIDITY restarts the count.
+async fn advance_mailbox(
+    tx: &mut Transaction<'static, Any>,
+    mailbox: &MailboxName,
+    uidvalidity: u32,
+    uid: Uid,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (mailbox) DO UPDATE SET \
+           last_uid = CASE WHEN mailbox_state.uidvalidity = excluded.uidvalidity \
+                           AND mailbox_state.last_uid > excluded.last_uid \
+                      THEN mailbox_state.last_uid ELSE excluded.last_uid END, \
+           uidvalidity = excluded.uidvalidity, \
+           updated_at = excluded.updated_at",
+    )
+    .bind(mailbox.as_str())
+    .bind(i64::from(uidvalidity))
+    .bind(i64::from(uid.0))
+    .bind(ts(crate::clock::now()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn ts(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+fn from_ts(secs: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp(secs, 0)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {secs} out of range")))
+}
+
+fn opt_from_ts(secs: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    secs.map(from_ts).transpose()
+}
+
+fn to_u32(n: i64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{n} is not a 32-bit unsigned")))
+}
+
+fn bool_col(n: Option<i16>) -> Option<bool> {
+    n.map(|v| v != 0)
+}
+
+fn bool_val(b: Option<bool>) -> Option<i16> {
+    b.map(i16::from)
+}
+
+/// A typed column by name, with the column named in the error.
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(column).map_err(StoreError::Database)
+}

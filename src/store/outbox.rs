@@ -1,0 +1,357 @@
+//! The outbox: every outgoing mail is a row first. Workers lease rows
+//! (`claim_outbox`), send, and mark them; a lease that runs out (a worker
+//! died) makes the row claimable again; a sent row is never claimed again.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+use super::{
+    Backend, MessageId, OutboxId, Result, Store, StoreError, from_ts, get, opt_from_ts, to_u32, ts,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxKind {
+    Ack,
+    Reminder,
+    Digest,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ack => "ack",
+            Self::Reminder => "reminder",
+            Self::Digest => "digest",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "ack" => Ok(Self::Ack),
+            "reminder" => Ok(Self::Reminder),
+            "digest" => Ok(Self::Digest),
+            _ => Err(StoreError::Corrupt(format!("outbox kind `{s}`"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    Pending,
+    /// Leased by a worker until `lease_until`.
+    Sending,
+    Sent,
+    /// Given up on; `last_error` says why.
+    Failed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "sending" => Ok(Self::Sending),
+            "sent" => Ok(Self::Sent),
+            "failed" => Ok(Self::Failed),
+            _ => Err(StoreError::Corrupt(format!("outbox status `{s}`"))),
+        }
+    }
+}
+
+/// A mail to send, composed in full: its bytes are fixed when the row is made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutbox {
+    pub kind: OutboxKind,
+    /// The Message-ID header inside `raw`, fixed now so a resend after a crash is the same mail.
+    pub message_id: String,
+    pub envelope_from: String,
+    pub to: Vec<String>,
+    /// For people reading `show` and the digest.
+    pub subject: String,
+    /// The message as it goes on the wire.
+    pub raw: Vec<u8>,
+    /// The received message this answers. [`Store::record`] fills it in for the ack.
+    pub related_message: Option<MessageId>,
+    /// At most one row per key, ever: `ack:<message sha256>`,
+    /// `reminder:<org>:<campaign>:<deadline>:<offset>`, `digest:<date>`.
+    pub dedupe_key: String,
+    /// Do not send before this instant; None: as soon as possible.
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// An outbox row as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: OutboxId,
+    pub kind: OutboxKind,
+    pub message_id: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub envelope_from: String,
+    pub raw: Vec<u8>,
+    pub related_message: Option<MessageId>,
+    pub dedupe_key: String,
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, kind, message_id, to_addrs, subject, envelope_from, raw, \
+     related_message, dedupe_key, status, attempts, next_attempt_at, \
+     lease_owner, lease_until, last_error, created_at, sent_at";
+
+/// Rows a worker may take: due pending rows, and rows whose lease ran out.
+const CLAIM_SQLITE: &str = "UPDATE outbox \
+     SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+     WHERE id IN (SELECT id FROM outbox \
+                  WHERE (status = 'pending' AND next_attempt_at <= $3) \
+                     OR (status = 'sending' AND lease_until <= $3) \
+                  ORDER BY next_attempt_at, id LIMIT $4) \
+     RETURNING id";
+
+/// The same on PostgreSQL: SKIP LOCKED lets concurrent workers pass over
+/// each other's rows; the outer WHERE re-checks a row another worker took
+/// between our snapshot and our lock.
+const CLAIM_POSTGRES: &str = "WITH due AS (SELECT id FROM outbox \
+                  WHERE (status = 'pending' AND next_attempt_at <= $3) \
+                     OR (status = 'sending' AND lease_until <= $3) \
+                  ORDER BY next_attempt_at, id LIMIT $4 \
+                  FOR UPDATE SKIP LOCKED) \
+     UPDATE outbox \
+     SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+     WHERE id IN (SELECT id FROM due) \
+       AND ((status = 'pending' AND next_attempt_at <= $3) \
+            OR (status = 'sending' AND lease_until <= $3)) \
+     RETURNING id";
+
+impl Store {
+    /// Adds a mail to the outbox. `None` when a row with the same
+    /// `dedupe_key` exists: that mail is (being) sent already.
+    pub async fn enqueue(&self, mail: NewOutbox) -> Result<Option<OutboxId>> {
+        let mut tx = self.begin_write().await?;
+        let id = insert(&mut tx, &mail, crate::clock::now()).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Leases up to `limit` due rows to `owner` until `now + lease`; each
+    /// row goes to one worker only.
+    pub async fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>> {
+        let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(i64::MAX);
+        let sql = match self.backend {
+            Backend::Sqlite => CLAIM_SQLITE,
+            Backend::Postgres => CLAIM_POSTGRES,
+        };
+        let mut tx = self.begin_write().await?;
+        let mut ids: Vec<i64> = sqlx::query_scalar(sql)
+            .bind(owner)
+            .bind(ts(now).saturating_add(lease_secs))
+            .bind(ts(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        ids.sort_unstable();
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            rows.push(load(&mut tx, OutboxId(id)).await?);
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Records a successful send. False when `owner` no longer holds the lease.
+    pub async fn mark_sent(&self, id: OutboxId, owner: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $3, lease_owner = NULL, \
+             lease_until = NULL, last_error = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(ts(crate::clock::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the row back to try again at `next_at`. False when `owner` no
+    /// longer holds the lease.
+    pub async fn mark_retry(
+        &self,
+        id: OutboxId,
+        owner: &str,
+        next_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = $3, last_error = $4, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(ts(next_at))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives up on the row. False when `owner` no longer holds the lease.
+    pub async fn mark_failed(&self, id: OutboxId, owner: &str, error: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'failed', last_error = $3, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Acks queued for `address` since `since`, whatever became of them: the
+    /// per-recipient rate limit counts what we tried to send. An ack has one
+    /// recipient, so the address is compared with the whole `to` list.
+    pub async fn count_acks_to(&self, address: &str, since: DateTime<Utc>) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND to_addrs = $1 AND created_at >= $2",
+        )
+        .bind(address.trim().to_lowercase())
+        .bind(ts(since))
+        .fetch_one(&self.pool)
+        .await?;
+        to_u32(n)
+    }
+
+    /// Rows given up on, oldest first.
+    pub async fn outbox_failed(&self) -> Result<Vec<OutboxRow>> {
+        self.outbox_where_status(OutboxStatus::Failed).await
+    }
+
+    /// One row by id.
+    pub async fn outbox_row(&self, id: OutboxId) -> Result<OutboxRow> {
+        let mut conn = self.pool.acquire().await?;
+        load(&mut conn, id).await
+    }
+
+    async fn outbox_where_status(&self, status: OutboxStatus) -> Result<Vec<OutboxRow>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM outbox WHERE status = $1 ORDER BY id")
+                .bind(status.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            rows.push(load(&mut conn, OutboxId(id)).await?);
+        }
+        Ok(rows)
+    }
+}
+
+/// Inserts a row unless its dedupe key is taken.
+pub(super) async fn insert(
+    tx: &mut Transaction<'static, Any>,
+    mail: &NewOutbox,
+    now: DateTime<Utc>,
+) -> Result<Option<OutboxId>> {
+    let to = mail
+        .to
+        .iter()
+        .map(|a| a.trim().to_lowercase())
+        .collect::<Vec<_>>()
+        .join(",");
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO outbox (kind, message_id, to_addrs, subject, envelope_from, raw, \
+           related_message, dedupe_key, status, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10) \
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+    )
+    .bind(mail.kind.as_str())
+    .bind(&mail.message_id)
+    .bind(to)
+    .bind(&mail.subject)
+    .bind(&mail.envelope_from)
+    .bind(mail.raw.as_slice())
+    .bind(mail.related_message.map(|m| m.0))
+    .bind(&mail.dedupe_key)
+    .bind(ts(mail.not_before.unwrap_or(now)))
+    .bind(ts(now))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
+            "outbox Message-ID {} is already used",
+            mail.message_id
+        )),
+        _ => StoreError::Database(e),
+    })?;
+    let Some(id) = id else { return Ok(None) };
+    Ok(Some(OutboxId(id)))
+}
+
+/// Loads one row with its attachments.
+pub(super) async fn load(conn: &mut sqlx::AnyConnection, id: OutboxId) -> Result<OutboxRow> {
+    let sql = format!("SELECT {COLUMNS} FROM outbox WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("outbox row {id}")))?;
+    from_row(&row)
+}
+
+fn from_row(r: &AnyRow) -> Result<OutboxRow> {
+    let to: String = get(r, "to_addrs")?;
+    Ok(OutboxRow {
+        id: OutboxId(get(r, "id")?),
+        kind: OutboxKind::parse(&get::<String>(r, "kind")?)?,
+        message_id: get(r, "message_id")?,
+        to: to
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        subject: get(r, "subject")?,
+        envelope_from: get(r, "envelope_from")?,
+        raw: get(r, "raw")?,
+        related_message: get::<Option<i64>>(r, "related_message")?.map(MessageId),
+        dedupe_key: get(r, "dedupe_key")?,
+        status: OutboxStatus::parse(&get::<String>(r, "status")?)?,
+        attempts: to_u32(get(r, "attempts")?)?,
+        next_attempt_at: from_ts(get(r, "next_attempt_at")?)?,
+        lease_owner: get(r, "lease_owner")?,
+        lease_until: opt_from_ts(get(r, "lease_until")?)?,
+        last_error: get(r, "last_error")?,
+        created_at: from_ts(get(r, "created_at")?)?,
+        sent_at: opt_from_ts(get(r, "sent_at")?)?,
+    })
+}

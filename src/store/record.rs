@@ -1,0 +1,550 @@
+//! Recording a message and what the pipeline concluded about it, in one
+//! transaction; and replacing that conclusion when a message is reprocessed.
+
+use std::collections::BTreeSet;
+
+use sqlx::{Any, Transaction};
+
+use super::archive::Archive;
+use super::outbox::{self, NewOutbox};
+use super::{
+    MessageId, Result, Store, StoreError, SubmissionId, advance_mailbox, bool_val, get, ts,
+};
+use crate::extract::FieldValue;
+use crate::pipeline::{Analysis, Document};
+use crate::source::{Origin, RawMessage};
+use crate::types::{CampaignId, DeadlineId, OrgId, Problem, Sha256};
+
+/// What [`Store::record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New {
+        message_id: MessageId,
+        submission_id: SubmissionId,
+    },
+    /// The same bytes or the same origin was recorded before; nothing changed.
+    Duplicate { message_id: MessageId },
+}
+
+impl Recorded {
+    pub fn message_id(&self) -> MessageId {
+        match *self {
+            Self::New { message_id, .. } | Self::Duplicate { message_id } => message_id,
+        }
+    }
+}
+
+/// The columns that say where a message came from.
+struct OriginCols {
+    key: String,
+    kind: &'static str,
+    mailbox: Option<String>,
+    uidvalidity: Option<i64>,
+    uid: Option<i64>,
+    maildir_key: Option<String>,
+    file_path: Option<String>,
+    file_index: Option<i64>,
+}
+
+impl OriginCols {
+    fn of(origin: &Origin) -> Self {
+        let none = Self {
+            key: String::new(),
+            kind: "",
+            mailbox: None,
+            uidvalidity: None,
+            uid: None,
+            maildir_key: None,
+            file_path: None,
+            file_index: None,
+        };
+        // The key is JSON so no mailbox name or path can make two origins collide.
+        match origin {
+            Origin::Imap {
+                mailbox,
+                uidvalidity,
+                uid,
+            } => Self {
+                key: serde_json::json!(["imap", mailbox, uidvalidity, uid.0]).to_string(),
+                kind: "imap",
+                mailbox: Some(mailbox.to_string()),
+                uidvalidity: Some(i64::from(*uidvalidity)),
+                uid: Some(i64::from(uid.0)),
+                ..none
+            },
+            Origin::Maildir { mailbox, key } => Self {
+                key: serde_json::json!(["maildir", mailbox, key]).to_string(),
+                kind: "maildir",
+                mailbox: Some(mailbox.to_string()),
+                maildir_key: Some(key.clone()),
+                ..none
+            },
+            Origin::File { path, index } => {
+                let path = path.to_string_lossy().into_owned();
+                Self {
+                    key: serde_json::json!(["file", path, index]).to_string(),
+                    kind: "file",
+                    file_path: Some(path),
+                    file_index: index.map(|i| i as i64),
+                    ..none
+                }
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Records a message whose bytes are already in the archive, with its
+    /// analysis and (if given) its acknowledgement, in one transaction.
+    ///
+    /// The same bytes or the same origin again is a [`Recorded::Duplicate`]
+    /// and changes nothing, except that an IMAP mailbox's `last_uid` moves
+    /// past it so the poller does not fetch it again.
+    pub async fn record(
+        &self,
+        raw: &RawMessage,
+        analysis: &Analysis,
+        ack: Option<NewOutbox>,
+    ) -> Result<Recorded> {
+        let now = crate::clock::now();
+        // The archive is keyed by these bytes, so the row must be too.
+        let sha = Sha256::of(&raw.bytes);
+        let origin = OriginCols::of(&raw.origin);
+        let mut tx = self.begin_write().await?;
+
+        if let Origin::Imap {
+            mailbox,
+            uidvalidity,
+            uid,
+        } = &raw.origin
+        {
+            advance_mailbox(&mut tx, mailbox, *uidvalidity, *uid).await?;
+        }
+
+        let h = &analysis.header;
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (sha256, size, archive_path, origin_key, origin_kind, mailbox, \
+               uidvalidity, uid, maildir_key, file_path, file_index, header_message_id, \
+               from_addr, from_name, subject, date_header, received_at, arrived_at, \
+               auto_generated, parse_status, ack_reason, body_excerpt, stored_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+               $17, $18, $19, $20, $21, $22, $23) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(sha.as_str())
+        .bind(raw.bytes.len() as i64)
+        .bind(Archive::relative_path(&sha).to_string_lossy().into_owned())
+        .bind(&origin.key)
+        .bind(origin.kind)
+        .bind(origin.mailbox.as_deref())
+        .bind(origin.uidvalidity)
+        .bind(origin.uid)
+        .bind(origin.maildir_key.as_deref())
+        .bind(origin.file_path.as_deref())
+        .bind(origin.file_index)
+        .bind(h.message_id.as_deref())
+        .bind(h.from.as_deref())
+        .bind(h.from_name.as_deref())
+        .bind(h.subject.as_deref())
+        .bind(h.date.map(|d| d.to_rfc3339()))
+        .bind(raw.received_at.map(ts))
+        .bind(analysis.arrived_at.map(ts))
+        .bind(analysis.auto_generated.as_deref())
+        .bind(parse_status(analysis))
+        .bind(&analysis.ack.reason)
+        .bind(&analysis.body_excerpt)
+        .bind(ts(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let Some(message_id) = inserted.map(MessageId) else {
+            let existing: i64 = sqlx::query_scalar(
+                "SELECT id FROM messages WHERE sha256 = $1 OR origin_key = $2 ORDER BY id LIMIT 1",
+            )
+            .bind(sha.as_str())
+            .bind(&origin.key)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Recorded::Duplicate {
+                message_id: MessageId(existing),
+            });
+        };
+
+        let order_at = analysis.arrived_at.or(raw.received_at).unwrap_or(now);
+        let submission_id: i64 = sqlx::query_scalar(
+            "INSERT INTO submissions (message_id, org_id, org_name, matched_by, evidence, \
+               campaign, deadline, arrived_at, late, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'current') RETURNING id",
+        )
+        .bind(message_id.0)
+        .bind(analysis.organisation.id.as_ref().map(OrgId::as_str))
+        .bind(analysis.organisation.name.as_deref())
+        .bind(analysis.organisation.matched_by.as_str())
+        .bind(&analysis.organisation.evidence)
+        .bind(analysis.campaign.as_ref().map(CampaignId::as_str))
+        .bind(analysis.deadline.as_ref().map(DeadlineId::as_str))
+        .bind(ts(order_at))
+        .bind(bool_val(analysis.late))
+        .fetch_one(&mut *tx)
+        .await?;
+        let submission_id = SubmissionId(submission_id);
+
+        insert_contents(&mut tx, message_id, submission_id, analysis).await?;
+        recompute_supersedes(
+            &mut tx,
+            analysis.organisation.id.as_ref(),
+            analysis.campaign.as_ref(),
+            analysis.deadline.as_ref(),
+        )
+        .await?;
+
+        if let Some(mut ack) = ack {
+            ack.related_message = Some(message_id);
+            // The message is new, so its ack key cannot be taken: if it is, the
+            // store is inconsistent and nothing of this message is kept.
+            if outbox::insert(&mut tx, &ack, now).await?.is_none() {
+                return Err(StoreError::Conflict(format!(
+                    "outbox key {} already used",
+                    ack.dedupe_key
+                )));
+            }
+        }
+
+        tx.commit().await?;
+        Ok(Recorded::New {
+            message_id,
+            submission_id,
+        })
+    }
+
+    /// Replaces what was concluded about a stored message (`baosong
+    /// reprocess`): submission, documents, records and problems, in one
+    /// transaction. The submission keeps its id; a coordinator's assignment
+    /// wins over the new match. Never enqueues mail.
+    pub async fn update_analysis(
+        &self,
+        message_id: MessageId,
+        analysis: &Analysis,
+    ) -> Result<SubmissionId> {
+        let mut tx = self.begin_write().await?;
+        let old = sqlx::query(
+            "SELECT s.id, s.org_id, s.campaign, s.deadline, m.received_at, m.stored_at \
+             FROM submissions s JOIN messages m ON m.id = s.message_id WHERE s.message_id = $1",
+        )
+        .bind(message_id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("message {message_id}")))?;
+        let submission_id = SubmissionId(get(&old, "id")?);
+        let old_org: Option<String> = get(&old, "org_id")?;
+        let old_campaign: Option<String> = get(&old, "campaign")?;
+        let old_deadline: Option<String> = get(&old, "deadline")?;
+        let received_at: Option<i64> = get(&old, "received_at")?;
+        let stored_at: i64 = get(&old, "stored_at")?;
+
+        let assigned: Option<String> = sqlx::query_scalar(
+            "SELECT org_id FROM assignments WHERE message_id = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(message_id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let h = &analysis.header;
+        sqlx::query(
+            "UPDATE messages SET header_message_id = $2, from_addr = $3, from_name = $4, \
+               subject = $5, date_header = $6, arrived_at = $7, auto_generated = $8, \
+               parse_status = $9, ack_reason = $10, body_excerpt = $11 WHERE id = $1",
+        )
+        .bind(message_id.0)
+        .bind(h.message_id.as_deref())
+        .bind(h.from.as_deref())
+        .bind(h.from_name.as_deref())
+        .bind(h.subject.as_deref())
+        .bind(h.date.map(|d| d.to_rfc3339()))
+        .bind(analysis.arrived_at.map(ts))
+        .bind(analysis.auto_generated.as_deref())
+        .bind(parse_status(analysis))
+        .bind(&analysis.ack.reason)
+        .bind(&analysis.body_excerpt)
+        .execute(&mut *tx)
+        .await?;
+
+        let org = &analysis.organisation;
+        let (org_id, org_name, matched_by, evidence) = match &assigned {
+            Some(a) => (
+                Some(OrgId(a.clone())),
+                None,
+                "manual",
+                "assigned by a coordinator".to_owned(),
+            ),
+            None => (
+                org.id.clone(),
+                org.name.clone(),
+                org.matched_by.as_str(),
+                org.evidence.clone(),
+            ),
+        };
+        let order_at = analysis
+            .arrived_at
+            .map(ts)
+            .or(received_at)
+            .unwrap_or(stored_at);
+        sqlx::query(
+            "UPDATE submissions SET org_id = $2, org_name = $3, matched_by = $4, evidence = $5, \
+               campaign = $6, deadline = $7, arrived_at = $8, late = $9, \
+               supersedes = NULL, state = 'current' WHERE id = $1",
+        )
+        .bind(submission_id.0)
+        .bind(org_id.as_ref().map(OrgId::as_str))
+        .bind(org_name.as_deref())
+        .bind(matched_by)
+        .bind(&evidence)
+        .bind(analysis.campaign.as_ref().map(CampaignId::as_str))
+        .bind(analysis.deadline.as_ref().map(DeadlineId::as_str))
+        .bind(order_at)
+        .bind(bool_val(analysis.late))
+        .execute(&mut *tx)
+        .await?;
+
+        delete_contents(&mut tx, message_id, submission_id).await?;
+        insert_contents(&mut tx, message_id, submission_id, analysis).await?;
+        recompute_supersedes(
+            &mut tx,
+            old_org.map(OrgId).as_ref(),
+            old_campaign.map(CampaignId).as_ref(),
+            old_deadline.map(DeadlineId).as_ref(),
+        )
+        .await?;
+        recompute_supersedes(
+            &mut tx,
+            org_id.as_ref(),
+            analysis.campaign.as_ref(),
+            analysis.deadline.as_ref(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(submission_id)
+    }
+}
+
+fn parse_status(analysis: &Analysis) -> &'static str {
+    if analysis.problems.is_empty() {
+        "ok"
+    } else {
+        "problems"
+    }
+}
+
+async fn delete_contents(
+    tx: &mut Transaction<'static, Any>,
+    message_id: MessageId,
+    submission_id: SubmissionId,
+) -> Result<()> {
+    sqlx::query("DELETE FROM problems WHERE message_id = $1")
+        .bind(message_id.0)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "DELETE FROM records WHERE document_id IN \
+         (SELECT id FROM documents WHERE submission_id = $1)",
+    )
+    .bind(submission_id.0)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM documents WHERE submission_id = $1")
+        .bind(submission_id.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Documents, their records and problems, and the message's own problems.
+async fn insert_contents(
+    tx: &mut Transaction<'static, Any>,
+    message_id: MessageId,
+    submission_id: SubmissionId,
+    analysis: &Analysis,
+) -> Result<()> {
+    for (seq, doc) in analysis.documents.iter().enumerate() {
+        let document_id = insert_document(tx, submission_id, seq, doc).await?;
+        if let Some(table) = &doc.table {
+            let rows = table.rows.iter().flatten().enumerate();
+            for (i, row) in rows {
+                for (key, value) in row {
+                    insert_record(tx, document_id, Some(i as i64), key, value).await?;
+                }
+            }
+            for (key, value) in table.fields.iter().flatten() {
+                insert_record(tx, document_id, None, key, value).await?;
+            }
+        }
+        for p in &doc.problems {
+            insert_problem(tx, message_id, Some(document_id), p).await?;
+        }
+    }
+    for p in &analysis.problems {
+        insert_problem(tx, message_id, None, p).await?;
+    }
+    Ok(())
+}
+
+async fn insert_document(
+    tx: &mut Transaction<'static, Any>,
+    submission_id: SubmissionId,
+    seq: usize,
+    doc: &Document,
+) -> Result<i64> {
+    let table = doc.table.as_ref();
+    Ok(sqlx::query_scalar(
+        "INSERT INTO documents (submission_id, seq, filename, path, media_type, size, sha256, \
+           kind, form, sealed, seal_confidence, form_id, form_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+           CASE WHEN $14 = 1 THEN $11 END, $12, $13) RETURNING id",
+    )
+    .bind(submission_id.0)
+    .bind(seq as i64)
+    .bind(&doc.filename)
+    .bind(&doc.path)
+    .bind(&doc.media_type)
+    .bind(i64::try_from(doc.size).unwrap_or(i64::MAX))
+    .bind(doc.sha256.as_str())
+    .bind(doc.kind.as_str())
+    .bind(doc.form.as_str())
+    .bind(bool_val(doc.sealed))
+    .bind(float_or_zero(doc.seal_confidence.map(f64::from)))
+    .bind(table.map(|t| t.form_id.as_str()))
+    .bind(table.map(|t| t.form.as_str()))
+    .bind(i16::from(doc.seal_confidence.is_some()))
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+async fn insert_record(
+    tx: &mut Transaction<'static, Any>,
+    document_id: i64,
+    row_index: Option<i64>,
+    key: &str,
+    value: &FieldValue,
+) -> Result<()> {
+    let (num, text) = match &value.value {
+        serde_json::Value::Null => (None, None),
+        serde_json::Value::Number(n) => (n.as_f64(), None),
+        serde_json::Value::String(s) => (None, Some(s.clone())),
+        other => (None, Some(other.to_string())),
+    };
+    sqlx::query(
+        "INSERT INTO records (document_id, row_index, key, value_num, value_text, original) \
+         VALUES ($1, $2, $3, CASE WHEN $7 = 1 THEN $4 END, $5, $6)",
+    )
+    .bind(document_id)
+    .bind(row_index)
+    .bind(key)
+    .bind(float_or_zero(num))
+    .bind(text)
+    .bind(&value.text)
+    .bind(i16::from(num.is_some()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A nullable float goes in as a value plus a flag (`CASE WHEN flag = 1 THEN
+/// value END`): sqlx 0.9's Any driver binds a NULL f64 as float4 on
+/// PostgreSQL, and the statement prepared with it then rejects real f64s.
+fn float_or_zero(v: Option<f64>) -> f64 {
+    v.unwrap_or(0.0)
+}
+
+async fn insert_problem(
+    tx: &mut Transaction<'static, Any>,
+    message_id: MessageId,
+    document_id: Option<i64>,
+    p: &Problem,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO problems (message_id, document_id, code, message) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(message_id.0)
+    .bind(document_id)
+    .bind(&p.code)
+    .bind(&p.message)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Recomputes `supersedes` and `state` for one unit's submissions to one
+/// deadline: each points to the latest earlier one that carried a document
+/// of a kind it carries too, and one so pointed to is `superseded`. Redone
+/// for the whole group because messages can be recorded out of order and
+/// assignment moves submissions between groups.
+pub(super) async fn recompute_supersedes(
+    tx: &mut Transaction<'static, Any>,
+    org: Option<&OrgId>,
+    campaign: Option<&CampaignId>,
+    deadline: Option<&DeadlineId>,
+) -> Result<()> {
+    let (Some(org), Some(campaign), Some(deadline)) = (org, campaign, deadline) else {
+        return Ok(());
+    };
+    let rows = sqlx::query(
+        "SELECT s.id, s.supersedes, s.state, d.kind FROM submissions s \
+         LEFT JOIN documents d ON d.submission_id = s.id \
+         WHERE s.org_id = $1 AND s.campaign = $2 AND s.deadline = $3 \
+         ORDER BY s.arrived_at, s.id",
+    )
+    .bind(org.as_str())
+    .bind(campaign.as_str())
+    .bind(deadline.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+
+    struct Sub {
+        id: i64,
+        supersedes: Option<i64>,
+        state: String,
+        kinds: BTreeSet<String>,
+    }
+    let mut subs: Vec<Sub> = Vec::new();
+    for r in &rows {
+        let id: i64 = get(r, "id")?;
+        let kind: Option<String> = get(r, "kind")?;
+        if subs.last().is_none_or(|s| s.id != id) {
+            subs.push(Sub {
+                id,
+                supersedes: get(r, "supersedes")?,
+                state: get(r, "state")?,
+                kinds: BTreeSet::new(),
+            });
+        }
+        if let (Some(kind), Some(last)) = (kind, subs.last_mut()) {
+            last.kinds.insert(kind);
+        }
+    }
+
+    let mut supersedes = vec![None; subs.len()];
+    for (i, sub) in subs.iter().enumerate() {
+        supersedes[i] = subs[..i]
+            .iter()
+            .rev()
+            .find(|earlier| !earlier.kinds.is_disjoint(&sub.kinds))
+            .map(|earlier| earlier.id);
+    }
+    for (i, sub) in subs.iter().enumerate() {
+        let state = if supersedes.contains(&Some(sub.id)) {
+            "superseded"
+        } else {
+            "current"
+        };
+        if sub.supersedes != supersedes[i] || sub.state != state {
+            sqlx::query("UPDATE submissions SET supersedes = $2, state = $3 WHERE id = $1")
+                .bind(sub.id)
+                .bind(supersedes[i])
+                .bind(state)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1038 @@
+//! The store against real databases: every test runs on SQLite and on
+//! PostgreSQL (see `tests/common/pg.rs` for how the server is found).
+
+#[path = "common/pg.rs"]
+mod pg;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use baosong::extract::{FieldValue, Table};
+use baosong::intake::Header;
+use baosong::pipeline::{AckDecision, Analysis, Document, MatchedBy, OrgMatch};
+use baosong::source::{Origin, RawMessage};
+use baosong::store::{
+    Archive, MessageId, NewOutbox, OutboxKind, Recorded, Store, StoreError, SubmissionState,
+};
+use baosong::types::{
+    CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailboxName, OrgId, Problem, Sha256, Uid,
+};
+
+/// One store to run a test on; dropping it removes its database.
+struct Db {
+    label: &'static str,
+    url: String,
+    store: Store,
+    _dir: tempfile::TempDir,
+    _pg: Option<pg::PgSchema>,
+}
+
+/// A fresh SQLite store and a fresh PostgreSQL store.
+async fn dbs() -> Vec<Db> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("db/baosong.db").display());
+    let store = Store::open(&url).await.expect("open SQLite store");
+    let mut out = vec![Db {
+        label: "sqlite",
+        url,
+        store,
+        _dir: dir,
+        _pg: None,
+    }];
+    if let Some(schema) = pg::PgSchema::create().await {
+        let store = Store::open(&schema.url)
+            .await
+            .expect("open PostgreSQL store");
+        out.push(Db {
+            label: "postgres",
+            url: schema.url.clone(),
+            store,
+            _dir: tempfile::tempdir().expect("tempdir"),
+            _pg: Some(schema),
+        });
+    }
+    out
+}
+
+fn at(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 5, day, hour, 0, 0).unwrap()
+}
+
+fn raw(tag: &str, origin: Origin) -> RawMessage {
+    RawMessage {
+        bytes: format!("From: unit@example.cn\r\nSubject: {tag}\r\n\r\n{tag}\r\n").into_bytes(),
+        origin,
+        received_at: None,
+    }
+}
+
+fn imap(uidvalidity: u32, uid: u32) -> Origin {
+    Origin::Imap {
+        mailbox: MailboxName::from("kjt"),
+        uidvalidity,
+        uid: Uid(uid),
+    }
+}
+
+fn file(name: &str) -> Origin {
+    Origin::File {
+        path: PathBuf::from(name),
+        index: None,
+    }
+}
+
+fn analysis(
+    from: &str,
+    org: Option<&str>,
+    arrived: DateTime<Utc>,
+    docs: Vec<Document>,
+) -> Analysis {
+    Analysis {
+        // The store hashes the raw bytes itself.
+        sha256: Sha256(String::new()),
+        size: 0,
+        header: Header {
+            from: Some(from.to_owned()),
+            subject: Some("报送材料".to_owned()),
+            message_id: Some(format!("<{}@example.cn>", arrived.timestamp())),
+            ..Header::default()
+        },
+        auto_generated: None,
+        organisation: OrgMatch {
+            id: org.map(OrgId::from),
+            name: None,
+            matched_by: if org.is_some() {
+                MatchedBy::Address
+            } else {
+                MatchedBy::None
+            },
+            evidence: "test".to_owned(),
+        },
+        campaign: Some(CampaignId::from("js-2025")),
+        deadline: Some(DeadlineId::from("recommend")),
+        arrived_at: Some(arrived),
+        late: Some(false),
+        documents: docs,
+        problems: Vec::new(),
+        ack: AckDecision {
+            send: true,
+            to: Some(from.to_owned()),
+            reason: "ok".to_owned(),
+        },
+        body_excerpt: String::new(),
+    }
+}
+
+fn doc(filename: &str, kind: DocumentKind, form: DocForm, table: Option<Table>) -> Document {
+    Document {
+        filename: filename.to_owned(),
+        path: filename.to_owned(),
+        media_type: "application/octet-stream".to_owned(),
+        size: 100,
+        sha256: Sha256::of(filename.as_bytes()),
+        kind,
+        form,
+        sealed: (form == DocForm::Scan).then_some(true),
+        seal_confidence: (form == DocForm::Scan).then_some(0.9),
+        table,
+        problems: Vec::new(),
+    }
+}
+
+fn fv(value: serde_json::Value, text: &str) -> FieldValue {
+    FieldValue {
+        value,
+        text: text.to_owned(),
+    }
+}
+
+/// A 推荐表 with one row per activity name.
+fn recommendation(names: &[&str]) -> Table {
+    Table {
+        form_id: FormId::from("tuijianbiao"),
+        form: "推荐表".to_owned(),
+        rows: Some(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    BTreeMap::from([
+                        (
+                            "seq".to_owned(),
+                            fv(serde_json::json!(i + 1), &(i + 1).to_string()),
+                        ),
+                        ("name".to_owned(), fv(serde_json::json!(n), n)),
+                    ])
+                })
+                .collect(),
+        ),
+        fields: None,
+    }
+}
+
+fn ack_for(raw: &RawMessage, to: &str) -> NewOutbox {
+    let sha = Sha256::of(&raw.bytes);
+    NewOutbox {
+        kind: OutboxKind::Ack,
+        message_id: format!("<ack.{sha}@baosong.example>"),
+        to: vec![to.to_owned()],
+        subject: "回执".to_owned(),
+        envelope_from: "baosong@example.cn".to_owned(),
+        raw: b"Subject: ack\r\nAuto-Submitted: auto-replied\r\n\r\n\xe5\xb7\xb2\xe6\x94\xb6\xe5\x88\xb0\r\n".to_vec(),
+        related_message: None,
+        dedupe_key: format!("ack:{sha}"),
+        not_before: None,
+    }
+}
+
+fn mail(key: &str) -> NewOutbox {
+    NewOutbox {
+        kind: OutboxKind::Reminder,
+        message_id: format!("<{key}@baosong.example>"),
+        to: vec!["unit@example.cn".to_owned()],
+        subject: "提醒".to_owned(),
+        envelope_from: "baosong@example.cn".to_owned(),
+        raw: format!("Subject: {key}\r\n\r\nplease\r\n").into_bytes(),
+        related_message: None,
+        dedupe_key: key.to_owned(),
+        not_before: None,
+    }
+}
+
+fn far_future() -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::days(365)
+}
+
+#[tokio::test]
+async fn same_bytes_twice_is_stored_once() {
+    for db in dbs().await {
+        let s = &db.store;
+        let first = raw("a", file("a.eml"));
+        let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
+        let r1 = s
+            .record(&first, &a, Some(ack_for(&first, "unit@example.cn")))
+            .await
+            .unwrap();
+        let Recorded::New { message_id, .. } = r1 else {
+            panic!("{}: first record is new: {r1:?}", db.label)
+        };
+
+        // Same bytes from elsewhere, with an ack of another key: still nothing new.
+        let again = RawMessage {
+            origin: file("copy-of-a.eml"),
+            ..first.clone()
+        };
+        let mut second_ack = ack_for(&again, "unit@example.cn");
+        second_ack.dedupe_key = "ack:other".to_owned();
+        second_ack.message_id = "<other@baosong.example>".to_owned();
+        let r2 = s.record(&again, &a, Some(second_ack)).await.unwrap();
+        assert_eq!(r2, Recorded::Duplicate { message_id }, "{}", db.label);
+
+        assert_eq!(
+            s.messages_for_reprocess().await.unwrap().len(),
+            1,
+            "{}",
+            db.label
+        );
+        let claimed = s
+            .claim_outbox("w", Duration::from_secs(60), far_future(), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "{}: one ack only", db.label);
+        assert_eq!(claimed[0].related_message, Some(message_id), "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn same_imap_uid_after_restart_is_a_duplicate() {
+    for db in dbs().await {
+        let first = raw("m5", imap(7, 5));
+        let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
+        let r1 = db
+            .store
+            .record(&first, &a, Some(ack_for(&first, "unit@example.cn")))
+            .await
+            .unwrap();
+        db.store.close().await;
+
+        // A restart: a new pool on the same database sees the same message.
+        let store = Store::open(&db.url).await.unwrap();
+        let kjt = MailboxName::from("kjt");
+        assert_eq!(
+            store.mailbox_state(&kjt).await.unwrap(),
+            Some((7, Uid(5))),
+            "{}",
+            db.label
+        );
+        // Bytes may differ on a re-fetch (a server adding a header): the origin decides.
+        let refetched = raw("m5 refetched", imap(7, 5));
+        let r2 = store
+            .record(&refetched, &a, Some(ack_for(&refetched, "unit@example.cn")))
+            .await
+            .unwrap();
+        assert_eq!(
+            r2,
+            Recorded::Duplicate {
+                message_id: r1.message_id()
+            },
+            "{}",
+            db.label
+        );
+
+        // An older UID never moves the poller back.
+        let older = raw("m3", imap(7, 3));
+        store.record(&older, &a, None).await.unwrap();
+        assert_eq!(
+            store.mailbox_state(&kjt).await.unwrap(),
+            Some((7, Uid(5))),
+            "{}",
+            db.label
+        );
+
+        let acks = store
+            .claim_outbox("w", Duration::from_secs(60), far_future(), 10)
+            .await
+            .unwrap();
+        assert_eq!(acks.len(), 1, "{}: no second ack", db.label);
+    }
+}
+
+#[tokio::test]
+async fn uidvalidity_reset_does_not_duplicate_messages() {
+    for db in dbs().await {
+        let s = &db.store;
+        let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
+        let before = raw("same message", imap(7, 41));
+        let r1 = s
+            .record(&before, &a, Some(ack_for(&before, "unit@example.cn")))
+            .await
+            .unwrap();
+
+        // The server renumbered its mailbox: same bytes, new UIDVALIDITY and UID.
+        let after = raw("same message", imap(8, 1));
+        let r2 = s
+            .record(&after, &a, Some(ack_for(&after, "unit@example.cn")))
+            .await
+            .unwrap();
+        assert_eq!(
+            r2,
+            Recorded::Duplicate {
+                message_id: r1.message_id()
+            },
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            s.mailbox_state(&MailboxName::from("kjt")).await.unwrap(),
+            Some((8, Uid(1))),
+            "{}: the poller follows the new UIDVALIDITY",
+            db.label
+        );
+        assert_eq!(
+            s.messages_for_reprocess().await.unwrap().len(),
+            1,
+            "{}",
+            db.label
+        );
+        let acks = s
+            .claim_outbox("w", Duration::from_secs(60), far_future(), 10)
+            .await
+            .unwrap();
+        assert_eq!(acks.len(), 1, "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn record_is_one_transaction() {
+    for db in dbs().await {
+        let s = &db.store;
+        let campaign = CampaignId::from("js-2025");
+        let deadline = DeadlineId::from("recommend");
+        let msg = raw("with an ack that clashes", imap(7, 9));
+        let mut a = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(5, 9),
+            vec![doc(
+                "推荐表.xlsx",
+                DocumentKind::RecommendationForm,
+                DocForm::Electronic,
+                Some(recommendation(&["科普进社区"])),
+            )],
+        );
+        a.problems.push(Problem::new("no_scan", "未收到盖章扫描件"));
+
+        // The ack's key is taken already: the last write of record() fails.
+        let ack = ack_for(&msg, "unit@example.cn");
+        let mut squatter = mail(&ack.dedupe_key);
+        squatter.message_id = "<squatter@baosong.example>".to_owned();
+        s.enqueue(squatter).await.unwrap().expect("enqueued");
+
+        let err = s.record(&msg, &a, Some(ack.clone())).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(_)),
+            "{}: {err}",
+            db.label
+        );
+        assert!(!err.is_retryable(), "{}", db.label);
+
+        // Nothing of the message is left, not even the mailbox position.
+        assert!(
+            s.messages_for_reprocess().await.unwrap().is_empty(),
+            "{}",
+            db.label
+        );
+        assert!(
+            s.submissions_for(&campaign, &deadline)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.label
+        );
+        assert!(
+            s.records_for_form(&campaign, &deadline, &FormId::from("tuijianbiao"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            s.mailbox_state(&MailboxName::from("kjt")).await.unwrap(),
+            None,
+            "{}",
+            db.label
+        );
+
+        // Without the clash the same call stores everything.
+        let mut ack = ack;
+        ack.dedupe_key = "ack:retry".to_owned();
+        let r = s.record(&msg, &a, Some(ack)).await.unwrap();
+        let detail = s.show_message(r.message_id()).await.unwrap().unwrap();
+        let sub = detail.submission.expect("submission");
+        assert_eq!(sub.documents.len(), 1, "{}", db.label);
+        assert_eq!(sub.problems.len(), 1, "{}", db.label);
+        assert_eq!(detail.records.len(), 2, "{}", db.label);
+        assert_eq!(detail.outbox.len(), 1, "{}", db.label);
+
+        // A closed pool fails the call; it does not half-write.
+        s.close().await;
+        let other = raw("after close", imap(7, 10));
+        assert!(s.record(&other, &a, None).await.is_err(), "{}", db.label);
+        let reopened = Store::open(&db.url).await.unwrap();
+        assert_eq!(
+            reopened.messages_for_reprocess().await.unwrap().len(),
+            1,
+            "{}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_row_is_claimed_by_one_worker_only() {
+    for db in dbs().await {
+        for i in 0..200 {
+            db.store
+                .enqueue(mail(&format!("reminder:{i}")))
+                .await
+                .unwrap()
+                .expect("new row");
+        }
+        let now = Utc::now() + chrono::Duration::seconds(1);
+        let workers = ["worker-a", "worker-b"].map(|owner| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    let rows = store
+                        .claim_outbox(owner, Duration::from_secs(600), now, 7)
+                        .await
+                        .unwrap();
+                    if rows.is_empty() {
+                        return ids;
+                    }
+                    for r in rows {
+                        assert_eq!(r.lease_owner.as_deref(), Some(owner));
+                        assert_eq!(r.attempts, 1);
+                        ids.push(r.id);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        });
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        let distinct: HashSet<_> = all.iter().collect();
+        assert_eq!(all.len(), 200, "{}: every row claimed", db.label);
+        assert_eq!(distinct.len(), 200, "{}: no row claimed twice", db.label);
+    }
+}
+
+#[tokio::test]
+async fn expired_lease_is_reclaimed() {
+    for db in dbs().await {
+        let s = &db.store;
+        s.enqueue(mail("reminder:x")).await.unwrap().unwrap();
+        let t0 = Utc::now() + chrono::Duration::seconds(1);
+        let lease = Duration::from_secs(60);
+
+        let a = s.claim_outbox("a", lease, t0, 10).await.unwrap();
+        assert_eq!(a.len(), 1, "{}", db.label);
+        let half = t0 + chrono::Duration::seconds(30);
+        assert!(
+            s.claim_outbox("b", lease, half, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.label
+        );
+
+        // Worker a died: once its lease ran out, b takes the row.
+        let later = t0 + chrono::Duration::seconds(61);
+        let b = s.claim_outbox("b", lease, later, 10).await.unwrap();
+        assert_eq!(b.len(), 1, "{}", db.label);
+        assert_eq!(b[0].id, a[0].id, "{}", db.label);
+        assert_eq!(b[0].attempts, 2, "{}", db.label);
+        assert_eq!(
+            b[0].message_id, a[0].message_id,
+            "{}: same Message-ID",
+            db.label
+        );
+
+        assert!(
+            !s.mark_sent(a[0].id, "a").await.unwrap(),
+            "{}: a lost its lease",
+            db.label
+        );
+        assert!(s.mark_sent(b[0].id, "b").await.unwrap(), "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn sent_row_is_never_claimed_again() {
+    for db in dbs().await {
+        let s = &db.store;
+        let id = s.enqueue(mail("digest:2025-05-05")).await.unwrap().unwrap();
+        let now = Utc::now() + chrono::Duration::seconds(1);
+        let rows = s
+            .claim_outbox("w", Duration::from_secs(1), now, 10)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{}", db.label);
+        assert!(s.mark_sent(id, "w").await.unwrap(), "{}", db.label);
+
+        assert!(
+            s.claim_outbox("w", Duration::from_secs(1), far_future(), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.label
+        );
+        assert!(
+            !s.mark_retry(id, "w", now, "late error").await.unwrap(),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            s.enqueue(mail("digest:2025-05-05")).await.unwrap(),
+            None,
+            "{}",
+            db.label
+        );
+        let row = s.outbox_row(id).await.unwrap();
+        assert!(row.sent_at.is_some(), "{}", db.label);
+        assert!(s.outbox_failed().await.unwrap().is_empty(), "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn failed_row_is_listed_and_retry_waits() {
+    for db in dbs().await {
+        let s = &db.store;
+        let id = s.enqueue(mail("reminder:retry")).await.unwrap().unwrap();
+        let now = Utc::now() + chrono::Duration::seconds(1);
+        s.claim_outbox("w", Duration::from_secs(60), now, 10)
+            .await
+            .unwrap();
+        let next = now + chrono::Duration::seconds(300);
+        assert!(s.mark_retry(id, "w", next, "421 try later").await.unwrap());
+        assert!(
+            s.claim_outbox("w", Duration::from_secs(60), now, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let rows = s
+            .claim_outbox("w", Duration::from_secs(60), next, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows[0].last_error.as_deref(),
+            Some("421 try later"),
+            "{}",
+            db.label
+        );
+        assert!(s.mark_failed(id, "w", "550 no such user").await.unwrap());
+        let failed = s.outbox_failed().await.unwrap();
+        assert_eq!(failed.len(), 1, "{}", db.label);
+        assert_eq!(failed[0].attempts, 2, "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn ack_rate_counts_acks_to_one_address() {
+    for db in dbs().await {
+        let s = &db.store;
+        for i in 0..3 {
+            let m = raw(&format!("m{i}"), file(&format!("{i}.eml")));
+            let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9 + i), Vec::new());
+            s.record(&m, &a, Some(ack_for(&m, "Unit@Example.cn")))
+                .await
+                .unwrap();
+        }
+        s.enqueue(mail("reminder:not-an-ack")).await.unwrap();
+        let hour_ago = Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(
+            s.count_acks_to("unit@example.cn", hour_ago).await.unwrap(),
+            3,
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            s.count_acks_to("other@example.cn", hour_ago).await.unwrap(),
+            0,
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            s.count_acks_to("unit@example.cn", far_future())
+                .await
+                .unwrap(),
+            0,
+            "{}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn superseding_submission_points_to_earlier() {
+    for db in dbs().await {
+        let s = &db.store;
+        let campaign = CampaignId::from("js-2025");
+        let deadline = DeadlineId::from("recommend");
+        let rec = |names: &[&str]| {
+            vec![doc(
+                &format!("推荐表{}.xlsx", names.len()),
+                DocumentKind::RecommendationForm,
+                DocForm::Electronic,
+                Some(recommendation(names)),
+            )]
+        };
+        let first = raw("first", file("1.eml"));
+        let stats = raw("stats", file("2.eml"));
+        let second = raw("second", file("3.eml"));
+        let a_first = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(3, 9),
+            rec(&["旧活动"]),
+        );
+        let a_stats = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(4, 9),
+            vec![doc(
+                "统计表.pdf",
+                DocumentKind::StatisticsForm,
+                DocForm::Scan,
+                None,
+            )],
+        );
+        let a_second = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(5, 9),
+            rec(&["新活动甲", "新活动乙"]),
+        );
+
+        // Recorded out of order: the correction first, as a slow mailbox might.
+        let r_second = s.record(&second, &a_second, None).await.unwrap();
+        let r_first = s.record(&first, &a_first, None).await.unwrap();
+        let r_stats = s.record(&stats, &a_stats, None).await.unwrap();
+
+        let subs = s.submissions_for(&campaign, &deadline).await.unwrap();
+        let by_message = |m: MessageId| subs.iter().find(|x| x.message == m).unwrap();
+        let (first_sub, stats_sub, second_sub) = (
+            by_message(r_first.message_id()),
+            by_message(r_stats.message_id()),
+            by_message(r_second.message_id()),
+        );
+        assert_eq!(second_sub.supersedes, Some(first_sub.id), "{}", db.label);
+        assert_eq!(stats_sub.supersedes, None, "{}: another kind", db.label);
+        assert_eq!(first_sub.state, SubmissionState::Superseded, "{}", db.label);
+        assert_eq!(second_sub.state, SubmissionState::Current, "{}", db.label);
+        assert_eq!(stats_sub.state, SubmissionState::Current, "{}", db.label);
+
+        let names: Vec<String> = s
+            .records_for_form(&campaign, &deadline, &FormId::from("tuijianbiao"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.key == "name")
+            .map(|r| r.value.text)
+            .collect();
+        assert_eq!(
+            names,
+            ["新活动甲", "新活动乙"],
+            "{}: only the latest form",
+            db.label
+        );
+
+        let matrix = s.status_matrix(&campaign, &deadline).await.unwrap();
+        assert_eq!(matrix.len(), 2, "{}: {matrix:?}", db.label);
+        let rec_cell = matrix
+            .iter()
+            .find(|c| c.kind == DocumentKind::RecommendationForm)
+            .unwrap();
+        assert_eq!(
+            (rec_cell.copies, rec_cell.submission),
+            (2, second_sub.id),
+            "{}",
+            db.label
+        );
+        let scan = matrix.iter().find(|c| c.form == DocForm::Scan).unwrap();
+        assert_eq!(scan.sealed, Some(true), "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn assign_learns_the_address() {
+    for db in dbs().await {
+        let s = &db.store;
+        let msg = raw("from a personal address", file("q.eml"));
+        let a = analysis("Zhang@QQ.com", None, at(5, 9), Vec::new());
+        let id = s.record(&msg, &a, None).await.unwrap().message_id();
+        assert_eq!(
+            s.unmatched_messages().await.unwrap().len(),
+            1,
+            "{}",
+            db.label
+        );
+
+        let org = OrgId::from("nj-kjj");
+        s.assign(id, &org, "coordinator").await.unwrap();
+
+        assert!(
+            s.unmatched_messages().await.unwrap().is_empty(),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            s.learned_addresses().await.unwrap(),
+            vec![("zhang@qq.com".to_owned(), org.clone())],
+            "{}",
+            db.label
+        );
+        let detail = s.show_message(id).await.unwrap().unwrap();
+        let sub = detail.submission.unwrap();
+        assert_eq!(sub.org.as_ref(), Some(&org), "{}", db.label);
+        assert_eq!(sub.matched_by, MatchedBy::Manual, "{}", db.label);
+        assert_eq!(detail.assignments.len(), 1, "{}", db.label);
+        assert_eq!(detail.assignments[0].by, "coordinator", "{}", db.label);
+
+        // Reprocessing keeps the coordinator's word and sends nothing.
+        s.update_analysis(id, &a).await.unwrap();
+        let detail = s.show_message(id).await.unwrap().unwrap();
+        assert_eq!(detail.submission.unwrap().org, Some(org), "{}", db.label);
+        assert!(detail.outbox.is_empty(), "{}", db.label);
+
+        assert!(matches!(
+            s.assign(MessageId(9999), &OrgId::from("x"), "c").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn records_keep_original_text() {
+    for db in dbs().await {
+        let s = &db.store;
+        let stats = Table {
+            form_id: FormId::from("tongjibiao"),
+            form: "统计表".to_owned(),
+            rows: None,
+            fields: Some(BTreeMap::from([
+                (
+                    "fund_central".to_owned(),
+                    fv(serde_json::json!(12.5), "１２.５万元"),
+                ),
+                (
+                    "public_offline".to_owned(),
+                    fv(serde_json::json!(1200), "1,200人次"),
+                ),
+                ("events".to_owned(), fv(serde_json::json!(500), "约500")),
+                ("fund_other".to_owned(), fv(serde_json::Value::Null, "无")),
+                (
+                    "unit".to_owned(),
+                    fv(
+                        serde_json::json!("南京市科学技术局"),
+                        "南京市科学技术局（盖章）",
+                    ),
+                ),
+            ])),
+        };
+        let mut a = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(5, 9),
+            vec![doc(
+                "统计表.xlsx",
+                DocumentKind::StatisticsForm,
+                DocForm::Electronic,
+                Some(stats),
+            )],
+        );
+        a.documents[0]
+            .problems
+            .push(Problem::new("doubtful_number", "开展次数“约500”不是确数"));
+        let msg = raw("stats", file("s.eml"));
+        s.record(&msg, &a, None).await.unwrap();
+
+        let records = s
+            .records_for_form(
+                &CampaignId::from("js-2025"),
+                &DeadlineId::from("recommend"),
+                &FormId::from("tongjibiao"),
+            )
+            .await
+            .unwrap();
+        let got: BTreeMap<String, FieldValue> = records
+            .iter()
+            .map(|r| (r.key.clone(), r.value.clone()))
+            .collect();
+        assert_eq!(got.len(), 5, "{}", db.label);
+        assert_eq!(
+            got["fund_central"],
+            fv(serde_json::json!(12.5), "１２.５万元"),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            got["public_offline"].value.as_f64(),
+            Some(1200.0),
+            "{}",
+            db.label
+        );
+        assert_eq!(got["public_offline"].text, "1,200人次", "{}", db.label);
+        assert_eq!(got["events"].text, "约500", "{}", db.label);
+        assert_eq!(
+            got["fund_other"],
+            fv(serde_json::Value::Null, "无"),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            got["unit"],
+            fv(
+                serde_json::json!("南京市科学技术局"),
+                "南京市科学技术局（盖章）"
+            ),
+            "{}",
+            db.label
+        );
+        assert!(
+            records.iter().all(|r| r.row.is_none()),
+            "{}: a fields form",
+            db.label
+        );
+
+        let sub = s
+            .submissions_for(&CampaignId::from("js-2025"), &DeadlineId::from("recommend"))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(sub.documents[0].problems.len(), 1, "{}", db.label);
+        assert_eq!(
+            sub.documents[0].form_name.as_deref(),
+            Some("统计表"),
+            "{}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn reminder_pauses_are_kept() {
+    for db in dbs().await {
+        let s = &db.store;
+        let org = OrgId::from("nj-kjj");
+        s.pause_reminders(&org).await.unwrap();
+        s.pause_reminders(&org).await.unwrap();
+        assert_eq!(
+            s.paused_orgs().await.unwrap(),
+            vec![org.clone()],
+            "{}",
+            db.label
+        );
+        s.resume_reminders(&org).await.unwrap();
+        assert!(s.paused_orgs().await.unwrap().is_empty(), "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn archive_write_is_durable_and_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::new(dir.path().join("archive"));
+    let bytes = b"From: a@b.cn\r\nSubject: x\r\n\r\nbody\r\n".to_vec();
+
+    let sha = archive.put(bytes.clone()).await.unwrap();
+    assert_eq!(sha, Sha256::of(&bytes));
+    let path = archive.path_of(&sha);
+    let s = sha.as_str();
+    assert_eq!(
+        path,
+        dir.path()
+            .join("archive")
+            .join(&s[0..2])
+            .join(&s[2..4])
+            .join(format!("{s}.eml"))
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+
+    // Again: same answer, the file is not rewritten, no temp file is left.
+    assert_eq!(archive.put(bytes.clone()).await.unwrap(), sha);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        modified
+    );
+    let entries: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, [std::ffi::OsString::from(format!("{s}.eml"))]);
+    assert_eq!(archive.read(&sha).await.unwrap(), bytes);
+
+    // Two writers of the same message at once both succeed.
+    let other = b"another message".to_vec();
+    let (x, y) = tokio::join!(archive.put(other.clone()), archive.put(other.clone()));
+    assert_eq!(x.unwrap(), y.unwrap());
+
+    // A file of the wrong size under the name is not silently accepted.
+    std::fs::write(&path, b"short").unwrap();
+    assert!(matches!(
+        archive.put(bytes.clone()).await,
+        Err(StoreError::ArchiveMismatch { .. })
+    ));
+    // Nor is one whose content no longer matches its name.
+    let mut flipped = bytes.clone();
+    flipped[0] ^= 1;
+    std::fs::write(&path, &flipped).unwrap();
+    assert!(matches!(
+        archive.read(&sha).await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+async fn reprocess_replaces_the_analysis_and_sends_nothing() {
+    for db in dbs().await {
+        let s = &db.store;
+        let msg = raw("to reprocess", file("r.eml"));
+        let mut before = analysis(
+            "unit@example.cn",
+            None,
+            at(5, 9),
+            vec![doc("附件.bin", DocumentKind::Other, DocForm::Other, None)],
+        );
+        before
+            .problems
+            .push(Problem::new("unreadable", "附件无法读取"));
+        let id = s
+            .record(&msg, &before, Some(ack_for(&msg, "unit@example.cn")))
+            .await
+            .unwrap()
+            .message_id();
+
+        // A better reader finds the form inside and the unit.
+        let after = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(5, 9),
+            vec![doc(
+                "推荐表.xlsx",
+                DocumentKind::RecommendationForm,
+                DocForm::Electronic,
+                Some(recommendation(&["科普讲座", "科普展览"])),
+            )],
+        );
+        s.update_analysis(id, &after).await.unwrap();
+
+        let detail = s.show_message(id).await.unwrap().unwrap();
+        let sub = detail.submission.unwrap();
+        assert_eq!(sub.org, Some(OrgId::from("nj-kjj")), "{}", db.label);
+        assert_eq!(sub.documents.len(), 1, "{}", db.label);
+        assert_eq!(
+            sub.documents[0].kind,
+            DocumentKind::RecommendationForm,
+            "{}",
+            db.label
+        );
+        assert!(sub.problems.is_empty(), "{}", db.label);
+        assert_eq!(detail.message.parse_status, "ok", "{}", db.label);
+        assert_eq!(detail.records.len(), 4, "{}", db.label);
+        assert_eq!(detail.outbox.len(), 1, "{}: still the one ack", db.label);
+        let items = s.messages_for_reprocess().await.unwrap();
+        assert_eq!(items.len(), 1, "{}", db.label);
+        assert_eq!(items[0].origin, file("r.eml"), "{}", db.label);
+        assert_eq!(items[0].sha256, Sha256::of(&msg.bytes), "{}", db.label);
+
+        assert!(matches!(
+            s.update_analysis(MessageId(9999), &after).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
+
+/// SQLite only: two processes sharing one database file is the case where
+/// the database is busy; the caller must then retry, not drop the message.
+#[tokio::test]
+async fn busy_database_is_retryable() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("baosong.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let mut other_process = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+
+    // Waits out busy_timeout, then gives up with a retryable error.
+    let err = store.enqueue(mail("reminder:busy")).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .enqueue(mail("reminder:busy"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
