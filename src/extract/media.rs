@@ -220,7 +220,7 @@ fn probe_avi(data: &[u8]) -> MediaInfo {
     };
     let head = &data[..data.len().min(4096)];
     if let Some(pos) = head.windows(4).position(|w| w == b"avih") {
-        let body = &head[pos + 8..];
+        let body = head.get(pos + 8..).unwrap_or_default();
         let le = |at: usize| {
             body.get(at..at + 4)
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
