@@ -79,6 +79,21 @@ fn faded_pink_seal_is_found() {
 }
 
 #[test]
+fn seal_with_one_side_faded_is_found() {
+    assert_sealed("seal_half_faded.jpg");
+}
+
+#[test]
+fn seal_in_heavily_compressed_jpeg_is_found() {
+    assert_sealed("seal_low_quality_jpeg.jpg");
+}
+
+#[test]
+fn small_round_red_emblem_in_letterhead_is_not_a_seal() {
+    assert_not_sealed("round_red_logo_in_letterhead.jpg");
+}
+
+#[test]
 fn noisy_blurred_skewed_scan_seal_is_found() {
     assert_sealed("seal_noisy_blurred_skewed.jpg");
 }
@@ -159,6 +174,13 @@ fn born_digital_pdf_is_not_a_scan() {
 }
 
 #[test]
+fn electronic_seal_on_born_digital_pdf_is_found_through_its_soft_mask() {
+    let f = finding("born_digital_with_e_seal.pdf");
+    assert!(!f.is_scan, "{f:?}");
+    assert!(f.sealed, "{f:?}");
+}
+
+#[test]
 fn corrupt_files_are_unreadable_with_a_chinese_instruction() {
     for name in ["corrupt.pdf", "corrupt.jpg"] {
         let p = detect(name).expect_err(name);
@@ -179,6 +201,12 @@ fn image_over_the_pixel_limit_is_refused_before_decoding() {
         let p = detect_with(name, &limits).expect_err(name);
         assert_eq!(p.code, "scan_too_large", "{name}");
     }
+    let limits = Limits {
+        max_file_bytes: 1000,
+        ..Limits::default()
+    };
+    let p = detect_with("scan_jpeg.pdf", &limits).expect_err("file too large");
+    assert_eq!(p.code, "scan_too_large");
 }
 
 #[test]

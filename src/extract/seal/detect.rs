@@ -48,8 +48,9 @@ pub(crate) fn analyse(img: &Raster, whole_image_may_be_seal: bool) -> PageVerdic
         (short * 0.3, short * 1.05)
     } else {
         // A 38–45 mm seal on A4 is 18–21 % of the page width; the range is
-        // wide for photos where the page fills only part of the frame.
-        (short * 0.07, short * 0.42)
+        // wide for photos where the page fills only part of the frame, and
+        // stops above the ~20 mm round emblems printed in letterheads.
+        (short * 0.10, short * 0.42)
     };
     let base = (w.max(h) / 400).max(1);
     let mut best = 0.0f32;

@@ -37,12 +37,15 @@ pub struct SealFinding {
 /// Below this many pixels on the long side a seal's text cannot be read
 /// (an A4 page at about 50 dpi).
 const MIN_LONG_SIDE: u32 = 600;
-/// A page image is at least this big on its short side; smaller pictures
-/// (logos, an electronic seal stamped on a born-digital PDF) are not scans.
+/// A page image is at least this big on its short side and, like a page or
+/// a photo, oblong; small or square pictures (logos, an electronic seal on a
+/// born-digital PDF) are not scans, and the seal may fill them.
 const MIN_PAGE_IMAGE_SIDE: u32 = 300;
+const MIN_PAGE_ASPECT: f32 = 1.15;
 
 /// Looks for a red seal in a JPEG/PNG/TIFF/BMP image.
 pub fn detect_in_image(data: &[u8], limits: &Limits) -> Result<SealFinding, Problem> {
+    check_size(data, limits)?;
     let decoded = raster::decode_image(data, limits)?;
     let mut acc = Tally::default();
     acc.page_image(&decoded);
@@ -55,6 +58,7 @@ pub fn detect_in_image(data: &[u8], limits: &Limits) -> Result<SealFinding, Prob
 ///
 /// Pages are read in order and reading stops at the first page with a seal.
 pub fn detect_in_pdf(data: &[u8], limits: &Limits) -> Result<SealFinding, Problem> {
+    check_size(data, limits)?;
     let doc = lopdf::Document::load_mem(data).map_err(|_| unreadable("PDF 文件已损坏或已加密"))?;
     let pages = doc.get_pages();
     if pages.is_empty() {
@@ -110,6 +114,19 @@ pub fn detect_in_pdf(data: &[u8], limits: &Limits) -> Result<SealFinding, Proble
     Ok(acc.finish())
 }
 
+fn check_size(data: &[u8], limits: &Limits) -> Result<(), Problem> {
+    if data.len() as u64 > limits.max_file_bytes {
+        return Err(Problem::new(
+            "scan_too_large",
+            format!(
+                "扫描件文件过大（{:.1} MB），请以 150–300 dpi 重新扫描或压缩后发送",
+                data.len() as f64 / 1e6
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Running result over the images of a file.
 #[derive(Default)]
 struct Tally {
@@ -127,7 +144,11 @@ struct Tally {
 
 impl Tally {
     fn page_image(&mut self, d: &Decoded) {
-        let is_page = d.source_width.min(d.source_height) >= MIN_PAGE_IMAGE_SIDE;
+        let (short, long) = (
+            d.source_width.min(d.source_height),
+            d.source_width.max(d.source_height),
+        );
+        let is_page = short >= MIN_PAGE_IMAGE_SIDE && long as f32 >= short as f32 * MIN_PAGE_ASPECT;
         let verdict = detect::analyse(&d.raster, !is_page);
         self.analysed += 1;
         self.peak = self.peak.max(d.decoded_pixels);
