@@ -215,3 +215,40 @@ fn large_jpeg_is_decoded_at_reduced_scale() {
     let f = finding("round_seal_over_text.jpg");
     assert!(f.peak_decoded_pixels <= 1240 * 1754 / 4 + 1000, "{f:?}");
 }
+
+#[test]
+fn damaged_files_never_panic() {
+    // Deterministic corruption: cut at several lengths, and flip bytes.
+    let mut seed = 0x2025_0506_u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    for name in [
+        "scan_jpeg.pdf",
+        "scan_flate.pdf",
+        "oval_seal.jpg",
+        "seal_scan.png",
+    ] {
+        let whole = std::fs::read(dir().join(name)).expect("fixture");
+        for round in 0..10 {
+            let mut data = whole.clone();
+            if round % 2 == 0 {
+                data.truncate(next() % whole.len());
+            } else {
+                for _ in 0..8 {
+                    let i = next() % data.len();
+                    data[i] = next() as u8;
+                }
+            }
+            let limits = Limits::default();
+            let _ = if name.ends_with(".pdf") {
+                detect_in_pdf(&data, &limits)
+            } else {
+                detect_in_image(&data, &limits)
+            };
+        }
+    }
+}

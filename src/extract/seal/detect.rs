@@ -344,3 +344,68 @@ fn longest_gap(sectors: &[u32; SECTORS], needed: u32) -> usize {
     }
     best.min(SECTORS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A white 700×1000 page with red ink wherever `ink(x, y)` says.
+    fn page(ink: impl Fn(f32, f32) -> bool) -> Raster {
+        let (width, height) = (700, 1000);
+        let mut rgb = Vec::with_capacity(width * height * 3);
+        for y in 0..height {
+            for x in 0..width {
+                let px = if ink(x as f32, y as f32) {
+                    [200, 40, 50]
+                } else {
+                    [250, 250, 248]
+                };
+                rgb.extend_from_slice(&px);
+            }
+        }
+        Raster { width, height, rgb }
+    }
+
+    fn ring(x: f32, y: f32, r: f32) -> bool {
+        let d = ((x - 450.0).powi(2) + (y - 800.0).powi(2)).sqrt();
+        (r - 4.0..=r).contains(&d)
+    }
+
+    /// A blob in the middle, standing in for the star.
+    fn centre(x: f32, y: f32) -> bool {
+        (x - 450.0).abs() < 15.0 && (y - 800.0).abs() < 15.0
+    }
+
+    #[test]
+    fn ring_with_a_star_is_a_seal() {
+        let v = analyse(&page(|x, y| ring(x, y, 70.0) || centre(x, y)), false);
+        assert!(v.score >= SEAL_SCORE, "{v:?}");
+    }
+
+    #[test]
+    fn empty_ring_is_not_a_seal() {
+        let v = analyse(&page(|x, y| ring(x, y, 70.0)), false);
+        assert!(v.score < SEAL_SCORE, "{v:?}");
+    }
+
+    #[test]
+    fn square_frame_is_not_a_seal() {
+        let frame = |x: f32, y: f32| {
+            let (dx, dy) = ((x - 450.0).abs(), (y - 800.0).abs());
+            dx.max(dy) <= 70.0 && dx.max(dy) >= 66.0
+        };
+        let v = analyse(&page(|x, y| frame(x, y) || centre(x, y)), false);
+        assert!(v.score < SEAL_SCORE, "{v:?}");
+    }
+
+    #[test]
+    fn horizontal_rule_is_not_a_seal() {
+        let v = analyse(&page(|_, y| (200.0..204.0).contains(&y)), false);
+        assert_eq!(v.score, 0.0);
+    }
+
+    #[test]
+    fn white_page_is_blank() {
+        assert!(analyse(&page(|_, _| false), false).blank);
+    }
+}
