@@ -54,8 +54,9 @@ pub(crate) fn analyse(img: &Raster, whole_image_may_be_seal: bool) -> PageVerdic
     };
     let base = (w.max(h) / 400).max(1);
     let mut best = 0.0f32;
-    // A second, wider dilation rejoins a ring that faded ink broke apart.
-    for radius in [base, base * 3] {
+    // Wider dilations rejoin a ring that faded ink or black lines printed
+    // across it broke apart; the ring test keeps what they wrongly join.
+    for radius in [base, base * 3, base * 6] {
         let grown = dilate(&mask, w, h, radius);
         let comps = components(&mask, &grown, w, h);
         for c in &comps {
@@ -325,7 +326,7 @@ fn score_component(c: &Component, mask: &[bool], w: usize, min_d: f32, max_d: f3
     let s_cov = ((coverage - 0.55) / 0.35).clamp(0.0, 1.0);
     let s_gap = (1.0 - (gap.saturating_sub(3) as f32) / 5.0).clamp(0.0, 1.0);
     let s_int = (interior / 0.03).clamp(0.0, 1.0);
-    let s_out = (1.0 - outer / 0.35).clamp(0.0, 1.0);
+    let s_out = (1.0 - outer / 0.2).clamp(0.0, 1.0);
     let s_aspect = (1.0 - (aspect - 1.5).max(0.0) / 0.5).clamp(0.0, 1.0);
     s_cov * s_gap * s_int.sqrt() * s_out * s_aspect
 }
