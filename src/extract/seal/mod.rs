@@ -21,6 +21,8 @@ use raster::{Decoded, unreadable};
 pub struct SealFinding {
     /// True when the file shows page images (a scan or photo of a page).
     pub is_scan: bool,
+    /// A red seal was found. On a born-digital PDF (`is_scan` false) this is
+    /// an electronic seal image placed on the page.
     pub sealed: bool,
     /// 0.0–1.0: how sure the detector is that a seal is (or is not) there.
     pub confidence: f32,
@@ -37,9 +39,9 @@ pub struct SealFinding {
 /// Below this many pixels on the long side a seal's text cannot be read
 /// (an A4 page at about 50 dpi).
 const MIN_LONG_SIDE: u32 = 600;
-/// A page image is at least this big on its short side and, like a page or
-/// a photo, oblong; small or square pictures (logos, an electronic seal on a
-/// born-digital PDF) are not scans, and the seal may fill them.
+/// A page image is at least this big on its short side and, inside a PDF,
+/// oblong like a page; small or square pictures (logos, an electronic seal on
+/// a born-digital PDF) are not scans, and the seal may fill them.
 const MIN_PAGE_IMAGE_SIDE: u32 = 300;
 const MIN_PAGE_ASPECT: f32 = 1.15;
 
@@ -48,7 +50,7 @@ pub fn detect_in_image(data: &[u8], limits: &Limits) -> Result<SealFinding, Prob
     check_size(data, limits)?;
     let decoded = raster::decode_image(data, limits)?;
     let mut acc = Tally::default();
-    acc.page_image(&decoded);
+    acc.page_image(&decoded, false);
     acc.pages = 1;
     Ok(acc.finish())
 }
@@ -81,7 +83,7 @@ pub fn detect_in_pdf(data: &[u8], limits: &Limits) -> Result<SealFinding, Proble
         acc.pages += 1;
         for stream in pdf::page_images(&doc, page_id) {
             match pdf::decode(&doc, stream, limits) {
-                Ok(PageImage::Decoded(d)) => acc.page_image(&d),
+                Ok(PageImage::Decoded(d)) => acc.page_image(&d, true),
                 Ok(PageImage::Unsupported) => {
                     acc.skipped += 1;
                     acc.is_scan = true;
@@ -143,12 +145,13 @@ struct Tally {
 }
 
 impl Tally {
-    fn page_image(&mut self, d: &Decoded) {
+    fn page_image(&mut self, d: &Decoded, in_pdf: bool) {
         let (short, long) = (
             d.source_width.min(d.source_height),
             d.source_width.max(d.source_height),
         );
-        let is_page = short >= MIN_PAGE_IMAGE_SIDE && long as f32 >= short as f32 * MIN_PAGE_ASPECT;
+        let is_page = short >= MIN_PAGE_IMAGE_SIDE
+            && (!in_pdf || long as f32 >= short as f32 * MIN_PAGE_ASPECT);
         let verdict = detect::analyse(&d.raster, !is_page);
         self.analysed += 1;
         self.peak = self.peak.max(d.decoded_pixels);
