@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::classify::classify;
 use crate::config::{Config, DeadlineConfig, Limits};
 use crate::directory::Directory;
-use crate::extract::{self, Extraction, Table};
+use crate::extract::{self, Extraction, MediaInfo, Table, media};
 use crate::intake::{self, Header, OwnIdentity};
 use crate::matching::{self, ContentEvidence};
 use crate::source::{Origin, RawMessage};
@@ -58,6 +58,8 @@ pub struct Document {
     pub sealed: Option<bool>,
     pub seal_confidence: Option<f32>,
     pub table: Option<Table>,
+    /// Format, size in pixels, duration: for the deadline's photo and video rules.
+    pub media: Option<MediaInfo>,
     pub problems: Vec<Problem>,
 }
 
@@ -145,6 +147,25 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         }
         let mut problems = file.problems.clone();
         problems.extend(ex.problems.iter().map(|p| name_file(p, &file.filename)));
+        let is_form = matches!(
+            kind,
+            DocumentKind::RecommendationForm | DocumentKind::StatisticsForm
+        );
+        if is_form && form == DocForm::Scan && ex.sealed == Some(false) {
+            problems.push(Problem::new(
+                "seal_not_found",
+                format!(
+                    "《{}》中未检测到红色公章。如已盖章请忽略；如未盖章，请盖章后重新扫描发送。",
+                    file.filename
+                ),
+            ));
+        }
+        // Photos are not judged for seals; an electronic file only reports a
+        // seal it carries (an electronic seal image).
+        let sealed = match form {
+            DocForm::Scan => ex.sealed,
+            _ => ex.sealed.filter(|s| *s),
+        };
         documents.push(Document {
             filename: file.filename.clone(),
             path: file.path.clone(),
@@ -153,9 +174,10 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
             sha256: file.sha256.clone(),
             kind,
             form,
-            sealed: ex.sealed,
-            seal_confidence: ex.seal_confidence,
+            sealed,
+            seal_confidence: sealed.and(ex.seal_confidence),
             table: ex.table,
+            media: ex.media,
             problems,
         });
     }
@@ -334,6 +356,10 @@ fn deadline_checks(dl: &DeadlineConfig, documents: &[Document]) -> Vec<Problem> 
             .iter()
             .filter(|d| d.kind == DocumentKind::Photo)
             .collect();
+        for p in &photos {
+            let info = p.media.clone().unwrap_or_default();
+            out.extend(media::check_photo(&p.filename, p.size, &info, rule));
+        }
         if (photos.len() as u32) < rule.min_count {
             out.push(Problem::new(
                 "too_few_photos",
@@ -343,6 +369,12 @@ fn deadline_checks(dl: &DeadlineConfig, documents: &[Document]) -> Vec<Problem> 
                     rule.min_count
                 ),
             ));
+        }
+    }
+    if let Some(rule) = &dl.video {
+        for v in documents.iter().filter(|d| d.kind == DocumentKind::Video) {
+            let info = v.media.clone().unwrap_or_default();
+            out.extend(media::check_video(&v.filename, &info, rule));
         }
     }
     out

@@ -138,6 +138,7 @@ fn doc(filename: &str, kind: DocumentKind, form: DocForm, table: Option<Table>) 
         sealed: (form == DocForm::Scan).then_some(true),
         seal_confidence: (form == DocForm::Scan).then_some(0.9),
         table,
+        media: None,
         problems: Vec::new(),
     }
 }

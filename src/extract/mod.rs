@@ -250,17 +250,17 @@ pub fn extract(file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extracti
         Format::Doc => guarded(|| doc::read(data, deadline)),
         Format::Pdf => {
             match catch_unwind(AssertUnwindSafe(|| seal::detect_in_pdf(data, limits))) {
-                Ok(Ok(f)) => apply_seal(&mut out, &f),
+                Ok(Ok(f)) => apply_seal(&mut out, f),
                 Ok(Err(p)) => out.problems.push(p),
-                Err(_) => {}
+                Err(_) => out.problems.push(seal_panicked()),
             }
             guarded(|| pdf::read(data, deadline))
         }
         Format::Image => {
             match catch_unwind(AssertUnwindSafe(|| seal::detect_in_image(data, limits))) {
-                Ok(Ok(f)) => apply_seal(&mut out, &f),
+                Ok(Ok(f)) => apply_seal(&mut out, f),
                 Ok(Err(p)) => out.problems.push(p),
-                Err(_) => {}
+                Err(_) => out.problems.push(seal_panicked()),
             }
             probe(&mut out, data, &file.media_type);
             return out;
@@ -298,12 +298,20 @@ pub fn extract(file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extracti
     out
 }
 
-fn apply_seal(out: &mut Extraction, f: &seal::SealFinding) {
+fn apply_seal(out: &mut Extraction, f: seal::SealFinding) {
     out.is_scan = f.is_scan;
     if f.is_scan || f.sealed {
         out.sealed = Some(f.sealed);
         out.seal_confidence = Some(f.confidence);
     }
+    out.problems.extend(f.problems);
+}
+
+fn seal_panicked() -> Problem {
+    Problem::new(
+        "scan_unreadable",
+        "扫描件无法读取：图片数据异常，请重新扫描为 PDF 或 JPG 后发送",
+    )
 }
 
 fn probe(out: &mut Extraction, data: &[u8], media_type: &str) {
