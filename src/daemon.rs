@@ -177,11 +177,18 @@ pub async fn run(
         // No mailbox: reminders and digests only, until told to stop.
         cancel.cancelled().await;
     }
+    let mut gave_up = 0;
     while let Some(res) = sources.join_next().await {
         match res {
             Ok((name, Ok(()))) => info!(mailbox = %name, "mailbox source stopped"),
-            Ok((name, Err(e))) => error!(mailbox = %name, error = %e, "mailbox source gave up"),
-            Err(e) => error!(error = %e, "mailbox source task failed"),
+            Ok((name, Err(e))) => {
+                gave_up += 1;
+                error!(mailbox = %name, error = %e, "mailbox source gave up");
+            }
+            Err(e) => {
+                gave_up += 1;
+                error!(error = %e, "mailbox source task failed");
+            }
         }
     }
     if !opts.once {
@@ -203,6 +210,12 @@ pub async fn run(
     background.cancel();
     while timers.join_next().await.is_some() {}
     info!("baosong stopped");
+    if gave_up > 0 && !cancel.is_cancelled() {
+        // Exit non-zero so systemd restarts the service (Restart=on-failure).
+        return Err(DaemonError::Other(format!(
+            "{gave_up} mailbox source(s) stopped on an error; see the log above"
+        )));
+    }
     Ok(())
 }
 

@@ -274,6 +274,35 @@ mod tests {
     }
 
     #[test]
+    fn xlsx_directory_reads_like_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orgs.xlsx");
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let ws = wb.add_worksheet();
+        let rows = [
+            HEADER.to_vec(),
+            vec![
+                "tz-kx",
+                "泰州市科学技术协会",
+                "泰州市科协；泰州科协",
+                "TZKX_DY@126.com",
+                "",
+                "设区市科协",
+                "韩雪",
+            ],
+        ];
+        for (r, row) in rows.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                ws.write_string(r as u32, c as u16, *v).unwrap();
+            }
+        }
+        wb.save(&path).unwrap();
+        let d = Directory::load(&path).unwrap();
+        let org = d.by_email("tzkx_dy@126.com").unwrap();
+        assert_eq!(org.aliases, ["泰州市科协", "泰州科协"]);
+    }
+
+    #[test]
     fn a_missing_name_column_is_reported() {
         let rows = vec![vec!["id".into(), "title".into()]];
         let err = Directory::from_rows(Path::new("x.csv"), rows).unwrap_err();
