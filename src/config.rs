@@ -977,6 +977,10 @@ mod tests {
         );
         let err = Config::from_toml(&text, Path::new("x.toml"), Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("schedule.reminder_cron"), "{err}");
+
+        let text = EXAMPLE_TOML.replace("# retry_base_secs = 30", "retry_base_secs = 0");
+        let err = Config::from_toml(&text, Path::new("x.toml"), Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("smtp.retry_base_secs"), "{err}");
     }
 
     #[test]
