@@ -98,6 +98,8 @@ struct Opts {
     database: Option<String>,
     retry_base_secs: u64,
     password: Password,
+    /// `tls` of the IMAP mailbox: none, implicit or starttls (with the test CA).
+    imap_tls: &'static str,
 }
 
 impl Default for Opts {
@@ -106,6 +108,7 @@ impl Default for Opts {
             database: None,
             retry_base_secs: 30,
             password: Password::File,
+            imap_tls: "none",
         }
     }
 }
@@ -121,7 +124,7 @@ struct Setup {
 
 impl Setup {
     async fn new(opts: Opts) -> Setup {
-        let dovecot = Dovecot::start(false);
+        let dovecot = Dovecot::start(opts.imap_tls != "none");
         let sink = SmtpSink::start(SinkOptions::default());
         let dir = tempfile::Builder::new()
             .prefix("baosong-daemon-")
@@ -274,8 +277,8 @@ poll_interval_secs = 600
 [mailbox.imap]
 host = "127.0.0.1"
 port = {imap_port}
-tls = "none"
-username = "{user}"
+tls = "{imap_tls}"
+{ca_file}username = "{user}"
 password = {password}
 
 [[mailbox]]
@@ -301,7 +304,16 @@ ack_per_recipient_per_hour = 5
 retry_base_secs = {retry}
 
 {tail}"#,
-        imap_port = d.port(),
+        imap_port = match opts.imap_tls {
+            "implicit" => d.tls_port().expect("a TLS Dovecot"),
+            _ => d.port(),
+        },
+        imap_tls = opts.imap_tls,
+        ca_file = if opts.imap_tls == "none" {
+            String::new()
+        } else {
+            format!("ca_file = \"{}\"\n", d.ca_pem().display())
+        },
         user = d.user(),
         kx = maildir("kx"),
         kpy = maildir("kpy"),
@@ -549,6 +561,16 @@ fn assert_archived(root: &Path, msgs: &[MsgRow]) {
             m.id
         );
     }
+}
+
+/// The daemon logged in over TLS (the probe's own logins are plain).
+fn assert_tls_login(d: &Dovecot) {
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Login: user=<alice>") && l.contains("TLS")),
+        "no login over TLS:\n{log}"
+    );
 }
 
 fn cst(s: &str) -> DateTime<Utc> {
@@ -966,7 +988,12 @@ async fn unparsable_mail_is_stored_marked_and_the_next_one_processed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_delivers_a_new_mail_without_waiting_for_the_poll() {
-    let s = Setup::new(Opts::default()).await;
+    // Over implicit TLS, as with a real provider (imap.163.com:993).
+    let s = Setup::new(Opts {
+        imap_tls: "implicit",
+        ..Opts::default()
+    })
+    .await;
     s.append(&corpus("foxmail_gbk_recommend_xlsx"), None);
     let services = s.services().await;
     let db = s.db().await;
@@ -981,12 +1008,17 @@ async fn idle_delivers_a_new_mail_without_waiting_for_the_poll() {
     });
     eprintln!("stored {:?} after the APPEND", appended.elapsed());
     wait_for!(10, "its \\Seen flag", seen_uids(&s.dovecot).contains(&uid));
+    assert_tls_login(&s.dovecot);
     daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_mail_in_hand_and_exits() {
-    let s = Setup::new(Opts::default()).await;
+    let s = Setup::new(Opts {
+        imap_tls: "starttls",
+        ..Opts::default()
+    })
+    .await;
     let names = corpus_names();
     let total = 12;
     for i in 0..total {
@@ -1032,6 +1064,7 @@ async fn sigterm_finishes_the_mail_in_hand_and_exits() {
     }
     let log = s.log();
     assert!(log.contains("SIGTERM"), "{log}");
+    assert_tls_login(&s.dovecot);
 
     // The rest comes with the next run, nothing twice.
     s.run_bin(&["run", "--once"]);
