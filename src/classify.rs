@@ -155,18 +155,6 @@ pub fn classify(
     (DocumentKind::Other, DocForm::Other)
 }
 
-/// Extensions that promise a binary format; such a file whose bytes are
-/// text or unknown is damaged or mislabelled.
-pub fn promises_binary(filename: &str) -> bool {
-    const EXT: &[&str] = &[
-        "zip", "rar", "7z", "xlsx", "xlsm", "xls", "et", "ods", "xlsb", "docx", "docm", "doc",
-        "wps", "pdf", "jpg", "jpeg", "png", "tif", "tiff", "bmp", "mp4", "mov",
-    ];
-    filename
-        .rsplit_once('.')
-        .is_some_and(|(_, e)| EXT.contains(&e.to_ascii_lowercase().as_str()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -307,6 +307,10 @@ pub struct SmtpConfig {
     /// Folder with the operator's mail templates; the built-in ones otherwise.
     #[serde(default)]
     pub templates: Option<PathBuf>,
+    /// First delay before a failed send is tried again, in seconds; it doubles
+    /// with each attempt up to 2 hours.
+    #[serde(default = "default_retry_base")]
+    pub retry_base_secs: u64,
 }
 
 fn default_outdir() -> PathBuf {
@@ -320,6 +324,9 @@ fn default_msgid_domain() -> String {
 }
 fn default_ack_rate() -> u32 {
     5
+}
+fn default_retry_base() -> u64 {
+    30
 }
 
 impl Default for SmtpConfig {
@@ -338,6 +345,7 @@ impl Default for SmtpConfig {
             message_id_domain: default_msgid_domain(),
             ack_per_recipient_per_hour: default_ack_rate(),
             templates: None,
+            retry_base_secs: default_retry_base(),
         }
     }
 }
@@ -791,6 +799,12 @@ impl Config {
                 "a username is set but no password source (`env` or `file`)",
             ));
         }
+        if smtp.retry_base_secs == 0 {
+            return Err(ConfigError::invalid(
+                "smtp.retry_base_secs",
+                "must be greater than 0",
+            ));
+        }
         if !smtp.from.contains('@') {
             return Err(ConfigError::invalid(
                 "smtp.from",
@@ -963,6 +977,10 @@ mod tests {
         );
         let err = Config::from_toml(&text, Path::new("x.toml"), Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("schedule.reminder_cron"), "{err}");
+
+        let text = EXAMPLE_TOML.replace("# retry_base_secs = 30", "retry_base_secs = 0");
+        let err = Config::from_toml(&text, Path::new("x.toml"), Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("smtp.retry_base_secs"), "{err}");
     }
 
     #[test]

@@ -521,7 +521,7 @@ async fn outbox_worker(
                     services.store.mark_sent(row.id, &owner).await
                 }
                 Err(e) if e.is_transient() && row.attempts < 12 => {
-                    let delay = retry_delay(row.attempts);
+                    let delay = retry_delay(services.config.smtp.retry_base_secs, row.attempts);
                     warn!(outbox = %row.id, error = %e, attempt = row.attempts, retry_in_secs = delay.as_secs(), "send failed; will retry");
                     let next = clock::now()
                         + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::minutes(5));
@@ -560,9 +560,9 @@ async fn outbox_worker(
     }
 }
 
-/// 30 s doubling per attempt up to 2 h, ±20 % jitter.
-fn retry_delay(attempts: u32) -> Duration {
-    let base = 30u64.saturating_mul(1 << attempts.min(8)).min(7200);
+/// `base_secs` (30 s by default) doubling per attempt up to 2 h, ±20 % jitter.
+fn retry_delay(base_secs: u64, attempts: u32) -> Duration {
+    let base = base_secs.saturating_mul(1 << attempts.min(8)).min(7200);
     let jitter = rand::random_range(0.8..1.2);
     Duration::from_secs_f64(base as f64 * jitter)
 }

@@ -147,19 +147,6 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         }
         let mut problems = file.problems.clone();
         problems.extend(ex.problems.iter().map(|p| name_file(p, &file.filename)));
-        if problems.is_empty()
-            && ex.table.is_none()
-            && (file.media_type.starts_with("text/") || file.media_type == "application/octet-stream")
-            && crate::classify::promises_binary(&file.filename)
-        {
-            problems.push(Problem::new(
-                "file_unreadable",
-                format!(
-                    "《{}》的内容与文件类型不符或已损坏，无法打开，请检查后重新发送。",
-                    file.filename
-                ),
-            ));
-        }
         let is_form = matches!(
             kind,
             DocumentKind::RecommendationForm | DocumentKind::StatisticsForm
@@ -246,19 +233,11 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
             doc.problems.extend(unit_mismatch(doc, org_id, ctx));
         }
     }
-    let no_header = header.from.is_none()
-        && header.subject.is_none()
-        && header.date.is_none()
-        && header.message_id.is_none();
-    if no_header && !raw.bytes.is_empty() && !problems.iter().any(|p| p.code == "message_unreadable") {
-        problems.push(Problem::new(
-            "message_unreadable",
-            "无法识别为邮件：没有发件人、主题和日期，原件已保存。",
-        ));
-    } else if intake.files.is_empty()
+    let unreadable = problems.iter().any(|p| p.code == "message_unreadable");
+    if intake.files.is_empty()
         && intake.auto_generated.is_none()
         && intake.links.is_empty()
-        && !no_header
+        && !unreadable
     {
         problems.push(Problem::new(
             "no_attachment",

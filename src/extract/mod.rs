@@ -279,7 +279,21 @@ pub fn extract(file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extracti
             ));
             return out;
         }
-        Format::Unknown => return out,
+        Format::Unknown => {
+            // Named as a document but holding something else: a mail cut off
+            // mid-attachment, a renamed or damaged file. Say so, rather than
+            // count it as received.
+            if expects_document(&file.filename) {
+                out.problems.push(Problem::new(
+                    "file_unreadable",
+                    format!(
+                        "{}：文件内容与文件类型不符或文件已损坏，无法读取，请检查文件能否打开后重新发送",
+                        file.filename
+                    ),
+                ));
+            }
+            return out;
+        }
     };
     match doc {
         Ok(doc) => read_forms(&mut out, &doc, forms, &file.filename),
@@ -296,6 +310,35 @@ pub fn extract(file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extracti
         )),
     }
     out
+}
+
+/// Whether the file name promises a binary format (office, PDF, image,
+/// video, archive) that text or unknown bytes cannot be.
+fn expects_document(filename: &str) -> bool {
+    matches!(
+        crate::intake::sniff::extension(filename).as_str(),
+        "xlsx"
+            | "xlsm"
+            | "xls"
+            | "et"
+            | "ods"
+            | "docx"
+            | "docm"
+            | "doc"
+            | "wps"
+            | "pdf"
+            | "jpg"
+            | "jpeg"
+            | "png"
+            | "tif"
+            | "tiff"
+            | "bmp"
+            | "mp4"
+            | "mov"
+            | "zip"
+            | "rar"
+            | "7z"
+    )
 }
 
 fn apply_seal(out: &mut Extraction, f: seal::SealFinding) {

@@ -112,6 +112,15 @@ pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
         return intake;
     };
     read_headers(&msg, own, &mut intake);
+    if !has_mail_headers(&msg) {
+        // Bytes without a single header every mail has are not a mail (noise,
+        // a stray file): mail-parser would read them as an empty body.
+        intake.problems.push(Problem::new(
+            "message_unreadable",
+            "邮件格式无法识别，未能读取内容，请重新发送",
+        ));
+        return intake;
+    }
     let mut bodies = mime::Bodies::default();
     let mut collector = archive::Collector::new(limits);
     if guarded(|| {
@@ -145,6 +154,23 @@ pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
 /// `catch_unwind` needs no unsafe code, so `forbid(unsafe_code)` holds.
 fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
     catch_unwind(AssertUnwindSafe(f)).ok().flatten()
+}
+
+fn has_mail_headers(msg: &Message<'_>) -> bool {
+    [
+        "From",
+        "Sender",
+        "To",
+        "Date",
+        "Subject",
+        "Message-ID",
+        "Received",
+        "Return-Path",
+        "MIME-Version",
+        "Content-Type",
+    ]
+    .into_iter()
+    .any(|h| msg.header_raw(h).is_some())
 }
 
 fn header_end(raw: &[u8]) -> Option<usize> {
