@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# End-to-end IMAP ingest: `baosong run --once` against `mbsync` (isync)
+# copying the same Dovecot INBOX, side by side in one run; wall time, CPU,
+# peak RSS and bytes for each.
+#
+#   sudo bench/imap-vs-mbsync.sh            # N=500 mails
+#   sudo N=2000 bench/imap-vs-mbsync.sh
+#   KEEP=1 ...                               # leave the temp dir for a look
+#
+# Needs root (Dovecot's login processes drop to dovecot/dovenull) on Debian
+# with dovecot-imapd, isync and time; missing packages are installed.
+# A private Dovecot listens on 127.0.0.1 only, plain IMAP with LOGIN (no TLS,
+# for both tools), configured exactly like tests/common/dovecot.rs.
+set -euo pipefail
+
+N=${N:-500}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+USER_NAME=alice
+PASSWORD=s3cret-Pa55
+
+die() { echo "imap-vs-mbsync: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (Dovecot needs it)"
+[[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -gt 0 ] || die "N must be a positive number, got '$N'"
+
+need=()
+command -v dovecot >/dev/null || need+=(dovecot-imapd)
+command -v mbsync >/dev/null || need+=(isync)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "== building baosong (release)"
+(cd "$REPO" && cargo build --release --quiet --bin baosong)
+BAOSONG="$REPO/target/release/baosong"
+
+TMP=$(mktemp -d /tmp/baosong-bench.XXXXXX)
+CONF="$TMP/dovecot.conf"
+cleanup() {
+  if [ -f "$CONF" ]; then
+    doveadm -c "$CONF" stop >/dev/null 2>&1 || true
+    for _ in $(seq 100); do [ -e "$TMP/run/master.pid" ] || break; sleep 0.05; done
+  fi
+  if [ -n "${KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT INT TERM
+
+# ---------------------------------------------------------------- Dovecot
+chmod 755 "$TMP"
+for sub in run state mail; do mkdir -m 755 "$TMP/$sub"; done
+printf '%s:{PLAIN}%s\n' "$USER_NAME" "$PASSWORD" >"$TMP/passwd"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$CONF" <<EOF
+base_dir = $TMP/run
+state_dir = $TMP/state
+log_path = $TMP/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+auth_mechanisms = plain login
+disable_plaintext_auth = no
+mail_location = maildir:$TMP/mail/%u
+imap_id_log = *
+ssl = no
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $PORT
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = 0
+  }
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $TMP/passwd
+}
+userdb {
+  driver = static
+  args = uid=mail gid=mail home=$TMP/mail/%u
+}
+EOF
+
+# ---------------------------------------------------------------- the mail
+# N messages written straight into the maildir's new/ before Dovecot starts:
+# the corpus in turn, each with an X-Bench-Seq header first and its
+# Message-ID made unique, so every message is distinct bytes and a distinct
+# mail (nothing is a duplicate for either tool).
+echo "== writing $N mails into $TMP/mail/$USER_NAME"
+MD="$TMP/mail/$USER_NAME"
+mkdir -p "$MD/new" "$MD/cur" "$MD/tmp"
+mapfile -t CORPUS < <(ls "$REPO"/tests/fixtures/mail/*.eml | sort)
+[ ${#CORPUS[@]} -gt 0 ] || die "no corpus in tests/fixtures/mail"
+now=$(date +%s)
+for ((i = 0; i < N; i++)); do
+  src=${CORPUS[i % ${#CORPUS[@]}]}
+  {
+    printf 'X-Bench-Seq: %d\r\n' "$i"
+    LC_ALL=C sed -E "0,/^[Mm]essage-[Ii][Dd]:[[:space:]]*</s//&bench$i./" "$src"
+  } >"$MD/new/$now.B${i}.bench"
+done
+chown -R mail:mail "$TMP/mail"
+MAIL_BYTES=$(cat "$MD"/new/* | wc -c)
+
+dovecot -c "$CONF" </dev/null >/dev/null 2>&1 || { cat "$TMP/dovecot.log" >&2; die "dovecot did not start"; }
+for _ in $(seq 300); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 0.05
+done
+# Build the index and uidlist now, so neither tool pays for the first scan.
+doveadm -c "$CONF" mailbox status -u "$USER_NAME" 'messages vsize' INBOX
+
+# ---------------------------------------------------------------- helpers
+# parse_time FILE -> "wall_s cpu_s maxrss_kb"
+parse_time() {
+  awk -F': ' '
+    /Elapsed \(wall clock\)/ {
+      n = split($2, p, ":"); w = 0
+      for (i = 1; i <= n; i++) w = w * 60 + p[i]
+    }
+    /User time \(seconds\)/   { u = $2 }
+    /System time \(seconds\)/ { s = $2 }
+    /Maximum resident set size/ { r = $2 }
+    END { printf "%.2f %.2f %d\n", w, u + s, r }' "$1"
+}
+ROWS=()
+add_row() { # tool mails timefile bytes_written
+  read -r wall cpu rss < <(parse_time "$3")
+  ROWS+=("$(awk -v t="$1" -v n="$2" -v w="$wall" -v c="$cpu" -v r="$rss" -v b="$4" 'BEGIN {
+    printf "%-22s %6d %8.2f %8.2f %9.1f %9.1f %10.1f", t, n, w, c, (w > 0 ? n / w : 0), r / 1024, b / 1e6 }')")
+}
+count_files() { find "$1" -type f 2>/dev/null | wc -l; }
+bytes_of() { du -sb "$@" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
+
+# ---------------------------------------------------------------- (a) mbsync
+echo "== mbsync"
+mkdir -p "$TMP/mbsync/maildir"
+cat >"$TMP/mbsync/mbsyncrc" <<EOF
+IMAPAccount bench
+Host 127.0.0.1
+Port $PORT
+User $USER_NAME
+Pass $PASSWORD
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore bench-far
+Account bench
+
+MaildirStore bench-near
+Path $TMP/mbsync/maildir/
+Inbox $TMP/mbsync/maildir/INBOX
+SubFolders Verbatim
+
+Channel bench
+Far :bench-far:
+Near :bench-near:
+Patterns INBOX
+Sync Pull
+Create Near
+SyncState *
+EOF
+/usr/bin/time -v -o "$TMP/mbsync/time" \
+  mbsync -q -c "$TMP/mbsync/mbsyncrc" bench >"$TMP/mbsync/log" 2>&1 \
+  || { cat "$TMP/mbsync/log" >&2; die "mbsync failed"; }
+MB_MAILS=$(count_files "$TMP/mbsync/maildir/INBOX/cur"; )
+MB_MAILS=$((MB_MAILS + $(count_files "$TMP/mbsync/maildir/INBOX/new")))
+[ "$MB_MAILS" = "$N" ] || echo "warning: mbsync copied $MB_MAILS of $N mails" >&2
+add_row "mbsync (isync $(mbsync --version | awk '{print $2}'))" "$MB_MAILS" "$TMP/mbsync/time" \
+  "$(bytes_of "$TMP/mbsync/maildir")"
+
+# ---------------------------------------------------------------- (b) baosong
+echo "== baosong run --once"
+B="$TMP/baosong"
+mkdir -p "$B"
+# The example config's forms, campaigns, schedule and limits; our own store,
+# one IMAP mailbox (kjt, so the 江苏 campaign applies) and the file transport.
+{
+  cat <<EOF
+[store]
+database = "sqlite://$B/baosong.db"
+archive = "$B/archive"
+
+[[mailbox]]
+name = "kjt"
+address = "kjtrcc83236071@163.com"
+after = "keep"
+
+[mailbox.imap]
+host = "127.0.0.1"
+port = $PORT
+tls = "none"
+username = "$USER_NAME"
+password = { env = "BAOSONG_BENCH_PASSWORD" }
+auth = "login"
+
+[smtp]
+transport = "file"
+directory = "$B/outbox"
+from = "江苏省科技活动周报送 <kjtrcc83236071@163.com>"
+message_id_domain = "baosong.kjt.example.cn"
+# Every message gets its acknowledgement composed and written (the example's
+# 5 per recipient per hour would skip most: the corpus has ~30 senders).
+ack_per_recipient_per_hour = 1000000
+
+EOF
+  # Drop [store], every [[mailbox]] (and its [mailbox.imap]) and [smtp];
+  # point [organisations] at the repo's CSV; both campaigns read the one
+  # mailbox (the corpus has mail for each).
+  awk -v orgs="$REPO/examples/organisations.csv" '
+    /^\[/ { skip = ($0 ~ /^\[(store|smtp|\[mailbox\]\]|mailbox\.imap)\]?/) }
+    skip { next }
+    /^file = "examples\/organisations.csv"/ { print "file = \"" orgs "\""; next }
+    /^mailboxes = / { print "mailboxes = [\"kjt\"]"; next }
+    { print }' "$REPO/config.example.toml"
+} >"$B/config.toml"
+export BAOSONG_BENCH_PASSWORD=$PASSWORD
+"$BAOSONG" --config "$B/config.toml" check-config >"$B/check-config.txt" 2>&1 \
+  || { cat "$B/check-config.txt" >&2; die "baosong check-config failed"; }
+rm -f "$B/baosong.db"* # check-config may have created the database
+
+run_baosong() { # label log
+  NO_COLOR=1 BAOSONG_LOG=info /usr/bin/time -v -o "$B/time.$1" \
+    "$BAOSONG" --config "$B/config.toml" run --once >"$B/$1.log" 2>&1 \
+    || { tail -n 30 "$B/$1.log" >&2; die "baosong run --once failed ($1)"; }
+}
+run_baosong first
+STORED=$(grep -c 'message stored' "$B/first.log" || true)
+[ "$STORED" = "$N" ] || echo "warning: baosong stored $STORED of $N mails" >&2
+add_row "baosong run --once" "$STORED" "$B/time.first" \
+  "$(bytes_of "$B/archive" "$B/outbox" "$B"/baosong.db*)"
+
+# ---------------------------------------------------------------- (c) again
+echo "== baosong run --once again (nothing new)"
+run_baosong second
+AGAIN=$(grep -c 'message stored' "$B/second.log" || true)
+add_row "baosong again (no-op)" "$AGAIN" "$B/time.second" 0
+
+# ---------------------------------------------------------------- report
+lines() { grep -cE "$1" "$2" || true; }
+echo
+echo "N=$N mails, $(awk -v b="$MAIL_BYTES" 'BEGIN { printf "%.1f MB", b / 1e6 }') in the Dovecot INBOX;" \
+  "$(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+printf '%-22s %6s %8s %8s %9s %9s %10s\n' tool mails wall_s cpu_s mails/s maxrss_MB written_MB
+for r in "${ROWS[@]}"; do echo "$r"; done
+echo
+echo "baosong first run: $(lines ' WARN ' "$B/first.log") WARN, $(lines ' ERROR ' "$B/first.log") ERROR log lines;" \
+  "$(count_files "$B/archive") archived, $(count_files "$B/outbox") acks written"
+grep -E ' (WARN|ERROR) ' "$B/first.log" | sed -E 's/^[^ ]+ +//' | cut -c1-160 | sort | uniq -c | sort -rn | head -n 8 || true
+echo "baosong second run: $(lines ' WARN ' "$B/second.log") WARN, $(lines ' ERROR ' "$B/second.log") ERROR log lines"
+echo "dovecot log: $(lines -i 'error|fatal|panic' "$TMP/dovecot.log") error lines"
