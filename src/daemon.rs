@@ -430,7 +430,7 @@ async fn ack_data(services: &Services, a: &Analysis, to: &str) -> Result<AckData
         })
         .collect();
     if let (Some((c, d)), Some(org)) = (dl, &a.organisation.id) {
-        let cells = services.store.status_matrix(&c.id, &d.id).await?;
+        let cells = services.store.unit_status(&c.id, &d.id, org).await?;
         received.extend(received_of(&cells, org));
     }
     let missing = dl

@@ -284,12 +284,14 @@ fn find_named<'a>(text: &str, dir: &'a Directory, syn: &[(String, String)]) -> N
 }
 
 /// Finds the campaign: the mailbox it arrived in (or the addresses it was sent
-/// to), then keywords, then the only campaign there is.
+/// to), then keywords, then the campaign whose next deadline is the nearest
+/// when the mail arrived (or whose last one passed most recently).
 pub fn match_campaign<'c>(
     config: &'c Config,
     mailbox: Option<&MailboxName>,
     recipients: &[String],
     text: &str,
+    arrived: Option<DateTime<Utc>>,
 ) -> Option<&'c CampaignConfig> {
     let mut candidates: Vec<&CampaignConfig> = match mailbox {
         Some(m) => config
@@ -330,7 +332,39 @@ pub fn match_campaign<'c>(
     if by_word.len() == 1 {
         return by_word.first().copied();
     }
-    None
+    let pool = if by_word.is_empty() {
+        candidates
+    } else {
+        by_word
+    };
+    let at = arrived?;
+    let dues = |c: &CampaignConfig| -> Vec<DateTime<Utc>> {
+        c.deadlines
+            .iter()
+            .filter_map(|d| d.due_instant(c.tz()).ok())
+            .collect()
+    };
+    // Smaller is better: the soonest open deadline, else the latest passed one.
+    let open: Vec<(i64, &CampaignConfig)> = pool
+        .iter()
+        .filter_map(|c| {
+            let next = dues(c).into_iter().filter(|t| *t >= at).min()?;
+            Some((next.timestamp(), *c))
+        })
+        .collect();
+    let pick = if open.is_empty() {
+        pool.iter()
+            .filter_map(|c| Some((-dues(c).into_iter().max()?.timestamp(), *c)))
+            .collect()
+    } else {
+        open
+    };
+    let best = pick.iter().map(|(k, _)| *k).min()?;
+    let mut top = pick.into_iter().filter(|(k, _)| *k == best).map(|(_, c)| c);
+    match (top.next(), top.next()) {
+        (Some(c), None) => Some(c),
+        _ => None,
+    }
 }
 
 /// Finds the deadline the documents answer; with no telling documents, the
@@ -451,6 +485,26 @@ mod tests {
         );
         let m = match_organisation(Some("x@163.com"), &ContentEvidence::default(), &d, &[], &c);
         assert_eq!(m.matched_by, MatchedBy::None);
+    }
+
+    #[test]
+    fn campaign_without_keywords_follows_the_open_deadline() {
+        let (c, _) = setup();
+        let kpy_and_js: Vec<MailboxName> = vec!["kjt".into(), "kpy".into()];
+        let mut c2 = c.clone();
+        for camp in &mut c2.campaigns {
+            camp.mailboxes = kpy_and_js.clone();
+        }
+        let may = "2025-05-01T00:00:00Z".parse().ok();
+        let sept = "2025-09-20T00:00:00Z".parse().ok();
+        let nov = "2025-11-20T00:00:00Z".parse().ok();
+        let pick = |t| {
+            match_campaign(&c2, Some(&"kjt".into()), &[], "推荐表", t).map(|c| c.id.to_string())
+        };
+        assert_eq!(pick(may).as_deref(), Some("js-2025"));
+        assert_eq!(pick(sept).as_deref(), Some("kepuyue-2025"));
+        assert_eq!(pick(nov).as_deref(), Some("kepuyue-2025"));
+        assert_eq!(pick(None), None);
     }
 
     #[test]

@@ -214,7 +214,8 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         names.join("\n"),
         intake.body_text
     );
-    let campaign = matching::match_campaign(config, mailbox, &recipients, &campaign_text);
+    let campaign =
+        matching::match_campaign(config, mailbox, &recipients, &campaign_text, arrived_at);
     let kinds: Vec<DocumentKind> = documents.iter().map(|d| d.kind).collect();
     let deadline = campaign.and_then(|c| matching::match_deadline(c, &kinds, arrived_at));
     let late = match (campaign, &deadline) {

@@ -221,6 +221,9 @@ macro_rules! record_sql {
 /// Which submissions to load.
 enum Filter<'a> {
     Deadline(&'a CampaignId, &'a DeadlineId),
+    /// One unit's submissions to a deadline: what an ack needs, without
+    /// loading every unit's (which made each ack cost grow with the store).
+    Unit(&'a CampaignId, &'a DeadlineId, &'a OrgId),
     Message(MessageId),
 }
 
@@ -242,9 +245,25 @@ impl Store {
         campaign: &CampaignId,
         deadline: &DeadlineId,
     ) -> Result<Vec<StatusCell>> {
+        self.status_cells(Filter::Deadline(campaign, deadline))
+            .await
+    }
+
+    /// The cells of one unit for a deadline, as [`Store::status_matrix`] gives them.
+    pub async fn unit_status(
+        &self,
+        campaign: &CampaignId,
+        deadline: &DeadlineId,
+        org: &OrgId,
+    ) -> Result<Vec<StatusCell>> {
+        self.status_cells(Filter::Unit(campaign, deadline, org))
+            .await
+    }
+
+    async fn status_cells(&self, filter: Filter<'_>) -> Result<Vec<StatusCell>> {
         let mut cells: BTreeMap<(OrgId, DocumentKind, DocForm), StatusCell> = BTreeMap::new();
         // Oldest first, so the last copy seen is the latest.
-        for sub in self.submissions_for(campaign, deadline).await? {
+        for sub in self.load_submissions(filter).await? {
             let Some(org) = &sub.org else { continue };
             for doc in &sub.documents {
                 let on_time = sub.late != Some(true);
@@ -519,6 +538,33 @@ impl Store {
                     .bind(d.as_str())
                     .fetch_all(&self.pool)
                     .await?;
+                (subs, docs, problems)
+            }
+            Filter::Unit(c, d, o) => {
+                let subs = sqlx::query(submission_sql!(
+                    "s.campaign = $1 AND s.deadline = $2 AND s.org_id = $3"
+                ))
+                .bind(c.as_str())
+                .bind(d.as_str())
+                .bind(o.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                let docs = sqlx::query(document_sql!(
+                    "s.campaign = $1 AND s.deadline = $2 AND s.org_id = $3"
+                ))
+                .bind(c.as_str())
+                .bind(d.as_str())
+                .bind(o.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                let problems = sqlx::query(problem_sql!(
+                    "s.campaign = $1 AND s.deadline = $2 AND s.org_id = $3"
+                ))
+                .bind(c.as_str())
+                .bind(d.as_str())
+                .bind(o.as_str())
+                .fetch_all(&self.pool)
+                .await?;
                 (subs, docs, problems)
             }
             Filter::Message(id) => {
