@@ -197,10 +197,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         config,
     );
 
-    let arrived_at = raw
-        .received_at
-        .or(header.received.map(|t| t.with_timezone(&Utc)))
-        .or(header.date.map(|t| t.with_timezone(&Utc)));
+    let arrived_at = arrival(raw, &header);
     let mailbox = match &raw.origin {
         Origin::Imap { mailbox, .. } | Origin::Maildir { mailbox, .. } => Some(mailbox),
         Origin::File { .. } => None,
@@ -287,10 +284,7 @@ pub fn headers_only(raw: &RawMessage, ctx: &Context<'_>, problem: Problem) -> An
         ctx.learned,
         config,
     );
-    let arrived_at = raw
-        .received_at
-        .or(header.received.map(|t| t.with_timezone(&Utc)))
-        .or(header.date.map(|t| t.with_timezone(&Utc)));
+    let arrived_at = arrival(raw, &header);
     let ack = decide_ack(&header, intake.auto_generated.as_deref(), &organisation);
     Analysis {
         sha256: Sha256::of(&raw.bytes),
@@ -307,6 +301,14 @@ pub fn headers_only(raw: &RawMessage, ctx: &Context<'_>, problem: Problem) -> An
         ack,
         body_excerpt: String::new(),
     }
+}
+
+/// When the message reached the mailbox: INTERNALDATE (or the Maildir
+/// delivery time), else the top Received header, else the sender's Date.
+fn arrival(raw: &RawMessage, header: &Header) -> Option<DateTime<Utc>> {
+    raw.received_at
+        .or(header.received.map(|t| t.with_timezone(&Utc)))
+        .or(header.date.map(|t| t.with_timezone(&Utc)))
 }
 
 /// Who we are, for loop detection: our mailboxes and our Message-ID domain.
