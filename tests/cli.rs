@@ -67,3 +67,58 @@ fn a_bad_config_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("organisations.file"), "{err}");
 }
+
+#[test]
+fn check_config_reports_each_mailbox_and_the_transport() {
+    let out = baosong()
+        .args(["--config", "config.example.toml", "check-config"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "config: valid",
+        "mailbox kjt: Maildir",
+        "mailbox kx: Maildir",
+        "smtp: file transport",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
+    }
+}
+
+#[test]
+fn check_config_fails_and_says_why_when_a_mailbox_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = baosong::config::EXAMPLE_TOML
+        .replace("examples/demo/kjt", "no/such/maildir")
+        .replace(
+            "examples/organisations.csv",
+            &root
+                .join("examples/organisations.csv")
+                .display()
+                .to_string(),
+        )
+        .replace(
+            "examples/demo/",
+            &root.join("examples/demo/").display().to_string(),
+        );
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, text).unwrap();
+    let out = baosong()
+        .arg("--config")
+        .arg(&p)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("no/such/maildir is not a Maildir"),
+        "{stdout}"
+    );
+}
