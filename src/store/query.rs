@@ -169,41 +169,25 @@ macro_rules! message_sql {
     };
 }
 
-macro_rules! submission_sql {
-    ($where:literal) => {
-        concat!(
-            "SELECT s.id, s.message_id, s.org_id, s.org_name, s.matched_by, s.evidence, ",
-            "s.campaign, s.deadline, s.arrived_at, s.late, s.supersedes, s.state, ",
-            "m.from_addr, m.subject FROM submissions s JOIN messages m ON m.id = s.message_id ",
-            "WHERE ",
-            $where,
-            " ORDER BY s.arrived_at, s.id"
-        )
-    };
-}
-
-macro_rules! document_sql {
-    ($where:literal) => {
-        concat!(
-            "SELECT d.id, d.submission_id, d.filename, d.path, d.media_type, d.size, d.sha256, ",
-            "d.kind, d.form, d.sealed, d.seal_confidence, d.form_id, d.form_name ",
-            "FROM documents d JOIN submissions s ON s.id = d.submission_id WHERE ",
-            $where,
-            " ORDER BY d.submission_id, d.seq"
-        )
-    };
-}
-
-macro_rules! problem_sql {
-    ($where:literal) => {
-        concat!(
-            "SELECT p.message_id, p.document_id, p.code, p.message ",
-            "FROM problems p JOIN submissions s ON s.message_id = p.message_id WHERE ",
-            $where,
-            " ORDER BY p.id"
-        )
-    };
-}
+/// The three queries `load_submissions` runs, as the text before and after
+/// the filter's WHERE condition.
+const SUBMISSIONS: (&str, &str) = (
+    "SELECT s.id, s.message_id, s.org_id, s.org_name, s.matched_by, s.evidence, \
+     s.campaign, s.deadline, s.arrived_at, s.late, s.supersedes, s.state, \
+     m.from_addr, m.subject FROM submissions s JOIN messages m ON m.id = s.message_id WHERE ",
+    " ORDER BY s.arrived_at, s.id",
+);
+const DOCUMENTS: (&str, &str) = (
+    "SELECT d.id, d.submission_id, d.filename, d.path, d.media_type, d.size, d.sha256, \
+     d.kind, d.form, d.sealed, d.seal_confidence, d.form_id, d.form_name \
+     FROM documents d JOIN submissions s ON s.id = d.submission_id WHERE ",
+    " ORDER BY d.submission_id, d.seq",
+);
+const PROBLEMS: (&str, &str) = (
+    "SELECT p.message_id, p.document_id, p.code, p.message \
+     FROM problems p JOIN submissions s ON s.message_id = p.message_id WHERE ",
+    " ORDER BY p.id",
+);
 
 macro_rules! record_sql {
     ($where:literal) => {
@@ -520,69 +504,33 @@ impl Store {
         Ok(ids.into_iter().map(OrgId).collect())
     }
 
-    async fn load_submissions(&self, filter: Filter<'_>) -> Result<Vec<SubmissionInfo>> {
-        let (subs, docs, problems) = match filter {
-            Filter::Deadline(c, d) => {
-                let subs = sqlx::query(submission_sql!("s.campaign = $1 AND s.deadline = $2"))
-                    .bind(c.as_str())
-                    .bind(d.as_str())
-                    .fetch_all(&self.pool)
-                    .await?;
-                let docs = sqlx::query(document_sql!("s.campaign = $1 AND s.deadline = $2"))
-                    .bind(c.as_str())
-                    .bind(d.as_str())
-                    .fetch_all(&self.pool)
-                    .await?;
-                let problems = sqlx::query(problem_sql!("s.campaign = $1 AND s.deadline = $2"))
-                    .bind(c.as_str())
-                    .bind(d.as_str())
-                    .fetch_all(&self.pool)
-                    .await?;
-                (subs, docs, problems)
-            }
-            Filter::Unit(c, d, o) => {
-                let subs = sqlx::query(submission_sql!(
-                    "s.campaign = $1 AND s.deadline = $2 AND s.org_id = $3"
-                ))
-                .bind(c.as_str())
-                .bind(d.as_str())
-                .bind(o.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-                let docs = sqlx::query(document_sql!(
-                    "s.campaign = $1 AND s.deadline = $2 AND s.org_id = $3"
-                ))
-                .bind(c.as_str())
-                .bind(d.as_str())
-                .bind(o.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-                let problems = sqlx::query(problem_sql!(
-                    "s.campaign = $1 AND s.deadline = $2 AND s.org_id = $3"
-                ))
-                .bind(c.as_str())
-                .bind(d.as_str())
-                .bind(o.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-                (subs, docs, problems)
-            }
-            Filter::Message(id) => {
-                let subs = sqlx::query(submission_sql!("s.message_id = $1"))
-                    .bind(id.0)
-                    .fetch_all(&self.pool)
-                    .await?;
-                let docs = sqlx::query(document_sql!("s.message_id = $1"))
-                    .bind(id.0)
-                    .fetch_all(&self.pool)
-                    .await?;
-                let problems = sqlx::query(problem_sql!("s.message_id = $1"))
-                    .bind(id.0)
-                    .fetch_all(&self.pool)
-                    .await?;
-                (subs, docs, problems)
-            }
+    /// Runs one of the `load_submissions` queries with the filter's condition
+    /// and values.
+    async fn fetch_filtered(
+        &self,
+        (head, tail): (&str, &str),
+        filter: &Filter<'_>,
+    ) -> Result<Vec<AnyRow>> {
+        let condition = match filter {
+            Filter::Deadline(..) => "s.campaign = $1 AND s.deadline = $2",
+            Filter::Unit(..) => "s.campaign = $1 AND s.deadline = $2 AND s.org_id = $3",
+            Filter::Message(_) => "s.message_id = $1",
         };
+        // The SQL is built from the constants above only; values are bound.
+        let sql = format!("{head}{condition}{tail}");
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let query = match filter {
+            Filter::Deadline(c, d) => query.bind(c.as_str()).bind(d.as_str()),
+            Filter::Unit(c, d, o) => query.bind(c.as_str()).bind(d.as_str()).bind(o.as_str()),
+            Filter::Message(id) => query.bind(id.0),
+        };
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    async fn load_submissions(&self, filter: Filter<'_>) -> Result<Vec<SubmissionInfo>> {
+        let subs = self.fetch_filtered(SUBMISSIONS, &filter).await?;
+        let docs = self.fetch_filtered(DOCUMENTS, &filter).await?;
+        let problems = self.fetch_filtered(PROBLEMS, &filter).await?;
 
         let mut doc_problems: BTreeMap<i64, Vec<Problem>> = BTreeMap::new();
         let mut msg_problems: BTreeMap<i64, Vec<Problem>> = BTreeMap::new();
