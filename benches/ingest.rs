@@ -21,6 +21,8 @@ fn main() {
         config: &config,
         directory: &directory,
         learned: &[],
+        extractor: &baosong::extract::InProcess,
+        now: chrono::Utc::now(),
     };
     // Warm up once, then time several passes.
     for r in &raws {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use baosong::config::Limits;
 use baosong::extract::seal::{SealFinding, detect_in_image, detect_in_pdf};
-use baosong::types::Problem;
+use baosong::model::Problem;
 
 type Detect = fn(&[u8], &Limits) -> Result<SealFinding, Problem>;
 

@@ -5,8 +5,8 @@
 
 use crate::config::FormDef;
 use crate::extract::Extraction;
+use crate::fold::name_key;
 use crate::intake::FileEntry;
-use crate::matching::normalise;
 use crate::types::{DocForm, DocumentKind};
 
 /// Words that name a document kind in file names, subjects and titles.
@@ -27,9 +27,9 @@ const SCAN_WORDS: &[&str] = &["扫描", "盖章", "签章", "公章", "pdf版"];
 /// The document kind a text names, most specific first (a 推荐表 is also a
 /// kind of 统计, so 推荐表 is tried first).
 pub fn kind_from_text(text: &str, forms: &[FormDef]) -> Option<DocumentKind> {
-    let t = normalise(text, &[]);
+    let t = name_key(text, &[]);
     for f in forms {
-        if f.keywords.iter().any(|k| t.contains(&normalise(k, &[]))) {
+        if f.keywords.iter().any(|k| t.contains(&name_key(k, &[]))) {
             return Some(f.kind);
         }
     }
@@ -42,11 +42,7 @@ pub fn kind_from_text(text: &str, forms: &[FormDef]) -> Option<DocumentKind> {
         DocumentKind::Photo,
     ]
     .into_iter()
-    .find(|k| {
-        kind_words(*k)
-            .iter()
-            .any(|w| t.contains(&normalise(w, &[])))
-    })
+    .find(|k| kind_words(*k).iter().any(|w| t.contains(&name_key(w, &[]))))
 }
 
 fn is_office(media_type: &str) -> bool {
@@ -72,7 +68,7 @@ pub fn classify(
     let mt = file.media_type.as_str();
     let by_name = kind_from_text(&file.filename, forms);
     let by_subject = kind_from_text(subject, forms);
-    let name_norm = normalise(&file.filename, &[]);
+    let name_norm = name_key(&file.filename, &[]);
     let says_scan = SCAN_WORDS.iter().any(|w| name_norm.contains(w));
 
     if let Some(table) = &ex.table {

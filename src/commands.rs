@@ -57,6 +57,8 @@ pub fn ingest(
         config,
         directory,
         learned: &[],
+        extractor: &crate::extract::InProcess,
+        now: crate::clock::now(),
     };
     let mut count = 0;
     for path in files::expand(paths)? {

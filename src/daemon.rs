@@ -16,18 +16,19 @@ use crate::clock;
 use crate::config::{CampaignConfig, Config, ConfigError, DeadlineConfig};
 use crate::directory::Directory;
 use crate::export::{self, ExportColumn, ExportData, ExportForm, ExportRow};
+use crate::model::{Analysis, Problem, ProblemCode};
 use crate::outbound::compose::{self, ComposeError};
 use crate::outbound::transport::{Transport, TransportError};
 use crate::outbound::{
     AckData, AckFile, Cell, DigestCampaign, DigestCounts, DigestData, DigestDeadline, DigestRow,
     FailedSend, MailKind, ReminderData, TemplateError, Templates, Total, UnmatchedMail,
 };
-use crate::pipeline::{self, Analysis, Context};
+use crate::pipeline::{self, Context};
 use crate::schedule::{self, Crons};
 use crate::source::{self, Delivery, Disposition, RawMessage, SourceError};
 use crate::status::{self, CellState, Received};
 use crate::store::{Archive, NewOutbox, OutboxKind, Recorded, StatusCell, Store, StoreError};
-use crate::types::{CampaignId, DeadlineId, OrgId, Problem};
+use crate::types::{CampaignId, DeadlineId, OrgId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -285,6 +286,8 @@ pub async fn analyse_bounded(
             config: &config,
             directory: &directory,
             learned: &learned,
+            extractor: &crate::extract::InProcess,
+            now: clock::now(),
         };
         pipeline::analyse(&owned, &ctx)
     });
@@ -295,7 +298,7 @@ pub async fn analyse_bounded(
         Ok(Err(e)) => {
             error!(origin = raw.origin.display(), error = %e, "analysis panicked");
             Problem::new(
-                "message_unreadable",
+                ProblemCode::MessageUnreadable,
                 "邮件无法解析，已保存原件，工作人员将人工处理。",
             )
         }
@@ -306,7 +309,7 @@ pub async fn analyse_bounded(
                 "analysis overran its time budget"
             );
             Problem::new(
-                "processing_timeout",
+                ProblemCode::ProcessingTimeout,
                 "邮件中的附件过多或过大，未能在规定时间内读完，已保存原件，工作人员将人工处理。",
             )
         }
@@ -315,6 +318,8 @@ pub async fn analyse_bounded(
         config: &services.config,
         directory: &services.directory,
         learned: &[],
+        extractor: &crate::extract::InProcess,
+        now: clock::now(),
     };
     pipeline::headers_only(raw, &ctx, problem)
 }

@@ -11,7 +11,7 @@ use rust_xlsxwriter::{
 };
 
 use crate::config::{FormDef, Layout};
-use crate::extract::FieldValue;
+use crate::model::FieldValue;
 use crate::outbound::{CellState, DigestDeadline};
 
 #[derive(Debug, thiserror::Error)]

@@ -5,134 +5,9 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{CampaignConfig, Config};
 use crate::directory::{Directory, Organisation};
-use crate::pipeline::{MatchedBy, OrgMatch};
+use crate::fold::name_key;
+use crate::model::{MatchedBy, OrgMatch};
 use crate::types::{DeadlineId, DocumentKind, MailboxName, OrgId};
-
-/// Folds a name for comparison: full-width to half-width, lower case, no
-/// whitespace or punctuation, and each synonym pair (long, short) folded to the
-/// short spelling (科学技术 → 科技).
-pub fn normalise(s: &str, synonyms: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let c = match c {
-            '\u{3000}' => ' ',
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            _ => simplified(c),
-        };
-        if c.is_whitespace() || is_punct(c) {
-            continue;
-        }
-        out.extend(c.to_lowercase());
-    }
-    for (long, short) in synonyms {
-        let l = normalise(long, &[]);
-        let s = normalise(short, &[]);
-        if !l.is_empty() && out.contains(&l) {
-            out = out.replace(&l, &s);
-        }
-    }
-    out
-}
-
-/// Traditional characters that occur in unit names and form titles, folded to
-/// simplified ones so a 港澳台 unit's 推薦表 or 科學技術協會 is recognised. A
-/// short table is enough here; full conversion crates carry megabytes of data.
-fn simplified(c: char) -> char {
-    const PAIRS: &[(char, char)] = &[
-        ('薦', '荐'),
-        ('統', '统'),
-        ('計', '计'),
-        ('總', '总'),
-        ('結', '结'),
-        ('報', '报'),
-        ('單', '单'),
-        ('學', '学'),
-        ('協', '协'),
-        ('會', '会'),
-        ('術', '术'),
-        ('館', '馆'),
-        ('動', '动'),
-        ('簡', '简'),
-        ('稱', '称'),
-        ('時', '时'),
-        ('間', '间'),
-        ('點', '点'),
-        ('聯', '联'),
-        ('繫', '系'),
-        ('係', '系'),
-        ('電', '电'),
-        ('話', '话'),
-        ('號', '号'),
-        ('數', '数'),
-        ('經', '经'),
-        ('費', '费'),
-        ('員', '员'),
-        ('參', '参'),
-        ('與', '与'),
-        ('體', '体'),
-        ('導', '导'),
-        ('開', '开'),
-        ('機', '机'),
-        ('構', '构'),
-        ('場', '场'),
-        ('傳', '传'),
-        ('區', '区'),
-        ('縣', '县'),
-        ('廳', '厅'),
-        ('險', '险'),
-        ('發', '发'),
-        ('資', '资'),
-        ('國', '国'),
-        ('屆', '届'),
-        ('週', '周'),
-        ('際', '际'),
-        ('圖', '图'),
-        ('書', '书'),
-        ('視', '视'),
-        ('頻', '频'),
-        ('紹', '绍'),
-        ('詳', '详'),
-        ('掃', '扫'),
-        ('蓋', '盖'),
-        ('這', '这'),
-        ('樣', '样'),
-    ];
-    PAIRS
-        .iter()
-        .find(|(t, _)| *t == c)
-        .map(|(_, s)| *s)
-        .unwrap_or(c)
-}
-
-fn is_punct(c: char) -> bool {
-    c.is_ascii_punctuation()
-        || matches!(
-            c,
-            '、' | '，'
-                | '。'
-                | '：'
-                | '；'
-                | '（'
-                | '）'
-                | '《'
-                | '》'
-                | '“'
-                | '”'
-                | '‘'
-                | '’'
-                | '【'
-                | '】'
-                | '—'
-                | '－'
-                | '·'
-                | '！'
-                | '？'
-                | '〔'
-                | '〕'
-                | '「'
-                | '」'
-        )
-}
 
 /// Places to look for a unit's name, strongest first.
 #[derive(Debug, Clone, Default)]
@@ -252,7 +127,7 @@ enum Named<'a> {
 /// The organisation whose name or alias appears in `text`; the longest name
 /// wins, so 南京市科学技术协会 beats 南京市科学技术局's shorter alias.
 fn find_named<'a>(text: &str, dir: &'a Directory, syn: &[(String, String)]) -> Named<'a> {
-    let t = normalise(text, syn);
+    let t = name_key(text, syn);
     if t.is_empty() {
         return Named::None;
     }
@@ -261,7 +136,7 @@ fn find_named<'a>(text: &str, dir: &'a Directory, syn: &[(String, String)]) -> N
         let longest = org
             .names()
             .filter_map(|n| {
-                let k = normalise(n, syn);
+                let k = name_key(n, syn);
                 (k.chars().count() >= 3 && t.contains(&k)).then(|| (k.chars().count(), n))
             })
             .max_by_key(|(len, _)| *len);
@@ -323,11 +198,11 @@ pub fn match_campaign<'c>(
     if candidates.len() == 1 {
         return candidates.first().copied();
     }
-    let t = normalise(text, &[]);
+    let t = name_key(text, &[]);
     let by_word: Vec<_> = candidates
         .iter()
         .copied()
-        .filter(|c| c.keywords.iter().any(|k| t.contains(&normalise(k, &[]))))
+        .filter(|c| c.keywords.iter().any(|k| t.contains(&name_key(k, &[]))))
         .collect();
     if by_word.len() == 1 {
         return by_word.first().copied();
@@ -372,7 +247,7 @@ pub fn match_campaign<'c>(
 pub fn match_deadline(
     campaign: &CampaignConfig,
     kinds: &[DocumentKind],
-    arrived: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
 ) -> Option<DeadlineId> {
     let tz = campaign.tz();
     let score = |d: &crate::config::DeadlineConfig| {
@@ -395,7 +270,6 @@ pub fn match_deadline(
         .filter_map(|d| d.due_instant(tz).ok().map(|t| (t, d)))
         .collect();
     dated.sort_by_key(|(t, _)| *t);
-    let at = arrived.unwrap_or_else(crate::clock::now);
     dated
         .iter()
         .find(|(t, _)| *t >= at)
@@ -424,17 +298,6 @@ mod tests {
         let c = Config::example(base).unwrap();
         let d = Directory::load(&base.join("examples/organisations.csv")).unwrap();
         (c, d)
-    }
-
-    #[test]
-    fn synonyms_fold_long_names_to_short() {
-        let syn = vec![("科学技术".to_string(), "科技".to_string())];
-        assert_eq!(
-            normalise("南京市 科学技术局", &syn),
-            normalise("南京市科技局", &syn)
-        );
-        assert_eq!(normalise("ＡＢＣ１２", &[]), "abc12");
-        assert_eq!(normalise("推薦表", &[]), "推荐表");
     }
 
     #[test]
@@ -511,9 +374,14 @@ mod tests {
     fn deadline_follows_the_documents_then_the_date() {
         let (c, _) = setup();
         let js = c.campaign(&"js-2025".into()).unwrap();
-        let d = match_deadline(js, &[DocumentKind::StatisticsForm], None).unwrap();
+        let d = match_deadline(
+            js,
+            &[DocumentKind::StatisticsForm],
+            "2025-05-01T00:00:00Z".parse().unwrap(),
+        )
+        .unwrap();
         assert_eq!(d.as_str(), "summary");
-        let may1 = "2025-05-01T00:00:00Z".parse().ok();
+        let may1 = "2025-05-01T00:00:00Z".parse().unwrap();
         assert_eq!(match_deadline(js, &[], may1).unwrap().as_str(), "recommend");
         let late = "2025-05-06T16:30:00Z".parse().ok();
         assert_eq!(is_late(js, &"recommend".into(), late), Some(true));

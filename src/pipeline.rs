@@ -6,90 +6,13 @@ use chrono::{DateTime, Utc};
 use crate::classify::classify;
 use crate::config::{Config, DeadlineConfig, Limits};
 use crate::directory::Directory;
-use crate::extract::{self, Extraction, MediaInfo, Table, media};
-use crate::intake::{self, Header, OwnIdentity};
+use crate::extract::{Extraction, Extractor, media};
+use crate::intake::{self, OwnIdentity};
 use crate::matching::{self, ContentEvidence};
+use crate::model::Header;
+use crate::model::{AckDecision, Analysis, Document, OrgMatch, Problem, ProblemCode};
 use crate::source::{Origin, RawMessage};
-use crate::types::{CampaignId, DeadlineId, DocForm, DocumentKind, OrgId, Problem, Sha256};
-
-/// How the organisation was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MatchedBy {
-    Address,
-    Domain,
-    Content,
-    /// A coordinator assigned it (`baosong assign`), or an address learned from that.
-    Manual,
-    None,
-}
-
-impl MatchedBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Address => "address",
-            Self::Domain => "domain",
-            Self::Content => "content",
-            Self::Manual => "manual",
-            Self::None => "none",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrgMatch {
-    pub id: Option<OrgId>,
-    pub name: Option<String>,
-    pub matched_by: MatchedBy,
-    /// What the match rests on, e.g. `From njkjjrcc@nanjing.gov.cn is in the directory`.
-    pub evidence: String,
-}
-
-/// One file of a message, classified and read.
-#[derive(Debug, Clone)]
-pub struct Document {
-    pub filename: String,
-    pub path: String,
-    pub media_type: String,
-    pub size: u64,
-    pub sha256: Sha256,
-    pub kind: DocumentKind,
-    pub form: DocForm,
-    pub sealed: Option<bool>,
-    pub seal_confidence: Option<f32>,
-    pub table: Option<Table>,
-    /// Format, size in pixels, duration: for the deadline's photo and video rules.
-    pub media: Option<MediaInfo>,
-    pub problems: Vec<Problem>,
-}
-
-/// Whether to acknowledge the message, to whom, and why (not).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AckDecision {
-    pub send: bool,
-    pub to: Option<String>,
-    pub reason: String,
-}
-
-/// Everything baosong concluded about one message.
-#[derive(Debug, Clone)]
-pub struct Analysis {
-    pub sha256: Sha256,
-    pub size: u64,
-    pub header: Header,
-    pub auto_generated: Option<String>,
-    pub organisation: OrgMatch,
-    pub campaign: Option<CampaignId>,
-    pub deadline: Option<DeadlineId>,
-    /// When the message reached the mailbox (INTERNALDATE, else top Received, else Date).
-    pub arrived_at: Option<DateTime<Utc>>,
-    pub late: Option<bool>,
-    pub documents: Vec<Document>,
-    /// Problems with the message as a whole (no attachment, unreadable, …).
-    pub problems: Vec<Problem>,
-    pub ack: AckDecision,
-    pub body_excerpt: String,
-}
+use crate::types::{DocForm, DocumentKind, OrgId, Sha256};
 
 /// What the pipeline needs besides the message.
 pub struct Context<'a> {
@@ -97,21 +20,25 @@ pub struct Context<'a> {
     pub directory: &'a Directory,
     /// Addresses a coordinator has tied to an organisation (`baosong assign`).
     pub learned: &'a [(String, OrgId)],
+    /// Who reads the files: contained workers in the daemon, in-process elsewhere.
+    pub extractor: &'a dyn Extractor,
+    /// The time of the analysis: what "now" is when a message has no arrival time.
+    pub now: DateTime<Utc>,
 }
 
 /// Intake problems after which a file is not opened again.
-const BLOCKING: &[&str] = &[
-    "encrypted_file",
-    "executable",
-    "empty_file",
-    "file_too_large",
-    "archive_encrypted",
-    "archive_corrupt",
-    "archive_too_deep",
-    "archive_too_many_entries",
-    "archive_too_large",
-    "archive_ratio",
-    "archive_unsupported",
+const BLOCKING: &[ProblemCode] = &[
+    ProblemCode::EncryptedFile,
+    ProblemCode::Executable,
+    ProblemCode::EmptyFile,
+    ProblemCode::FileTooLarge,
+    ProblemCode::ArchiveEncrypted,
+    ProblemCode::ArchiveCorrupt,
+    ProblemCode::ArchiveTooDeep,
+    ProblemCode::ArchiveTooManyEntries,
+    ProblemCode::ArchiveTooLarge,
+    ProblemCode::ArchiveRatio,
+    ProblemCode::ArchiveUnsupported,
 ];
 
 /// Runs every stage over one message.
@@ -128,14 +55,10 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
     for file in &intake.files {
         // A file intake already refused (password, program, empty, too big,
         // unopened archive) has nothing more to read.
-        let ex = if file
-            .problems
-            .iter()
-            .any(|p| BLOCKING.contains(&p.code.as_str()))
-        {
+        let ex = if file.problems.iter().any(|p| BLOCKING.contains(&p.code)) {
             Extraction::default()
         } else {
-            extract::extract(file, &config.forms, &config.limits)
+            ctx.extractor.extract(file, &config.forms, &config.limits)
         };
         let (kind, form) = classify(file, &ex, &subject, &config.forms);
         if let Some(u) = &ex.unit {
@@ -153,7 +76,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         );
         if is_form && form == DocForm::Scan && ex.sealed == Some(false) {
             problems.push(Problem::new(
-                "seal_not_found",
+                ProblemCode::SealNotFound,
                 format!(
                     "《{}》中未检测到红色公章。如已盖章请忽略；如未盖章，请盖章后重新扫描发送。",
                     file.filename
@@ -214,7 +137,8 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
     let campaign =
         matching::match_campaign(config, mailbox, &recipients, &campaign_text, arrived_at);
     let kinds: Vec<DocumentKind> = documents.iter().map(|d| d.kind).collect();
-    let deadline = campaign.and_then(|c| matching::match_deadline(c, &kinds, arrived_at));
+    let deadline =
+        campaign.and_then(|c| matching::match_deadline(c, &kinds, arrived_at.unwrap_or(ctx.now)));
     let late = match (campaign, &deadline) {
         (Some(c), Some(d)) => matching::is_late(c, d, arrived_at),
         _ => None,
@@ -231,14 +155,16 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
             doc.problems.extend(unit_mismatch(doc, org_id, ctx));
         }
     }
-    let unreadable = problems.iter().any(|p| p.code == "message_unreadable");
+    let unreadable = problems
+        .iter()
+        .any(|p| p.code == ProblemCode::MessageUnreadable);
     if intake.files.is_empty()
         && intake.auto_generated.is_none()
         && intake.links.is_empty()
         && !unreadable
     {
         problems.push(Problem::new(
-            "no_attachment",
+            ProblemCode::NoAttachment,
             "邮件中没有附件。如果忘记添加附件，请把材料作为附件重新发送。",
         ));
     }
@@ -332,7 +258,7 @@ fn name_file(p: &Problem, filename: &str) -> Problem {
     if p.message.contains(filename) {
         p.clone()
     } else {
-        Problem::new(p.code.clone(), format!("《{filename}》：{}", p.message))
+        Problem::new(p.code, format!("《{filename}》：{}", p.message))
     }
 }
 
@@ -354,7 +280,7 @@ fn deadline_checks(dl: &DeadlineConfig, documents: &[Document]) -> Vec<Problem> 
             .unwrap_or(0);
         if items > max as usize {
             out.push(Problem::new(
-                "too_many_items",
+                ProblemCode::TooManyItems,
                 format!("推荐表中共{items}项活动，每个单位最多推荐{max}项，请删减后重新发送。"),
             ));
         }
@@ -370,7 +296,7 @@ fn deadline_checks(dl: &DeadlineConfig, documents: &[Document]) -> Vec<Problem> 
         }
         if (photos.len() as u32) < rule.min_count {
             out.push(Problem::new(
-                "too_few_photos",
+                ProblemCode::TooFewPhotos,
                 format!(
                     "收到活动照片{}张，要求不少于{}张，请补充后发送。",
                     photos.len(),
@@ -413,7 +339,7 @@ fn unit_mismatch(doc: &Document, org: &OrgId, ctx: &Context<'_>) -> Option<Probl
         .unwrap_or_default();
     let theirs = m.name.unwrap_or_else(|| other.to_string());
     Some(Problem::new(
-        "unit_mismatch",
+        ProblemCode::UnitMismatch,
         format!(
             "《{}》中填写的单位为“{text}”（{theirs}），与发件单位{ours}不一致，请核对。",
             doc.filename

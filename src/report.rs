@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::extract::FieldValue;
-use crate::pipeline::Analysis;
-use crate::types::Problem;
+use crate::model::Analysis;
+use crate::model::FieldValue;
+use crate::model::Problem;
 
 #[derive(Debug, Serialize)]
 pub struct Report {

@@ -1,4 +1,4 @@
-//! Domain types shared by every stage: identifiers, document kinds, problems.
+//! Domain types shared by every stage: identifiers and document kinds.
 
 use std::fmt;
 
@@ -184,25 +184,6 @@ impl DocForm {
 impl fmt::Display for DocForm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Something wrong with a message or a file, said so a unit contact can fix it.
-///
-/// `code` is stable (for the database and tests); `message` is the Chinese
-/// sentence that goes into the report and the acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    pub code: String,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
     }
 }
 

@@ -248,7 +248,9 @@ fn garbage_is_a_problem_not_a_panic() {
     let x = extract(&file, &forms(), &Limits::default());
     assert!(x.table.is_none());
     assert!(
-        x.problems.iter().any(|p| p.code == "file_unreadable"),
+        x.problems
+            .iter()
+            .any(|p| p.code.as_str() == "file_unreadable"),
         "{:?}",
         x.problems
     );

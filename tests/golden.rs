@@ -28,6 +28,8 @@ fn report_for(path: &Path) -> (serde_json::Value, Duration) {
         config: &config,
         directory: &directory,
         learned: &[],
+        extractor: &baosong::extract::InProcess,
+        now: chrono::Utc::now(),
     };
     let raw = files::read(path).unwrap().remove(0);
     let started = Instant::now();

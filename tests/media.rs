@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use baosong::config::{PhotoRule, VideoRule};
-use baosong::extract::MediaInfo;
 use baosong::extract::media::{check_photo, check_video, probe};
+use baosong::model::MediaInfo;
 
 fn read(name: &str) -> Vec<u8> {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/media"));
@@ -78,7 +78,7 @@ fn avi_duration_comes_from_main_header() {
 #[test]
 fn truncated_mp4_is_a_problem_not_a_panic() {
     let p = probe(&read("truncated.mp4"), "video/mp4").expect_err("truncated");
-    assert_eq!(p.code, "video_unreadable");
+    assert_eq!(p.code.as_str(), "video_unreadable");
     assert!(p.message.contains("重新导出"), "{}", p.message);
     for name in ["long_252s.mp4", "clip_30s.mov", "clip_5s.avi"] {
         let whole = read(name);
@@ -91,9 +91,9 @@ fn truncated_mp4_is_a_problem_not_a_panic() {
 #[test]
 fn garbage_is_unreadable() {
     let p = probe(b"hello, this is not a photo", "image/jpeg").expect_err("text");
-    assert_eq!(p.code, "media_unreadable");
+    assert_eq!(p.code.as_str(), "media_unreadable");
     let p = probe(b"hello, this is not a video", "video/mp4").expect_err("text");
-    assert_eq!(p.code, "video_unreadable");
+    assert_eq!(p.code.as_str(), "video_unreadable");
     let mut jpg = read("photo.jpg");
     jpg.truncate(20);
     assert!(probe(&jpg, "image/jpeg").is_err());
@@ -108,7 +108,7 @@ fn photo_within_limits_passes() {
 fn oversized_photo_names_size_and_limit() {
     let p = check_photo("活动1.jpg", 3_400_000, &jpeg_info(), &photo_rule());
     assert_eq!(p.len(), 1);
-    assert_eq!(p[0].code, "photo_too_large");
+    assert_eq!(p[0].code.as_str(), "photo_too_large");
     assert!(
         p[0].message
             .starts_with("照片《活动1.jpg》大小为 3.4 MB，超出 2 MB 上限"),
@@ -130,7 +130,7 @@ fn photo_just_over_the_limit_does_not_read_as_equal() {
 #[test]
 fn undersized_photo_asks_for_the_original() {
     let p = check_photo("a.jpg", 100_000, &jpeg_info(), &photo_rule());
-    assert_eq!(p[0].code, "photo_too_small");
+    assert_eq!(p[0].code.as_str(), "photo_too_small");
     assert!(
         p[0].message.contains("0.1 MB，小于 0.2 MB"),
         "{}",
@@ -146,7 +146,7 @@ fn png_photo_breaks_a_jpg_only_rule() {
         ..jpeg_info()
     };
     let p = check_photo("图.png", 500_000, &info, &photo_rule());
-    assert_eq!(p[0].code, "photo_format");
+    assert_eq!(p[0].code.as_str(), "photo_format");
     assert!(
         p[0].message.contains("PNG 格式，要求 JPG 格式"),
         "{}",
@@ -163,7 +163,7 @@ fn video_over_three_minutes_says_how_long() {
     };
     let p = check_video("宣传片.mp4", &info, &VideoRule { max_seconds: 180 });
     assert_eq!(p.len(), 1);
-    assert_eq!(p[0].code, "video_too_long");
+    assert_eq!(p[0].code.as_str(), "video_too_long");
     assert!(
         p[0].message
             .starts_with("视频《宣传片.mp4》时长4分12秒，超过3分钟"),
@@ -186,7 +186,7 @@ fn video_within_limit_passes_and_unknown_duration_is_flagged() {
         ..MediaInfo::default()
     };
     assert_eq!(
-        check_video("a.avi", &unknown, &rule)[0].code,
+        check_video("a.avi", &unknown, &rule)[0].code.as_str(),
         "video_duration_unknown"
     );
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use baosong::config::{Layout, SmtpConfig, SmtpTransport, TlsMode};
 use baosong::export::{self, ExportColumn, ExportData, ExportForm, ExportRow};
-use baosong::extract::FieldValue;
+use baosong::model::FieldValue;
 use baosong::outbound::{
     MailKind, Templates, Transport, compose, new_message_id, sample, to_bytes,
 };

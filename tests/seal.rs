@@ -7,7 +7,7 @@ use std::path::Path;
 
 use baosong::config::Limits;
 use baosong::extract::seal::{SealFinding, detect_in_image, detect_in_pdf};
-use baosong::types::Problem;
+use baosong::model::Problem;
 
 fn dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scans"))
@@ -51,7 +51,7 @@ fn every_fixture_matches_expected_json() {
     for (name, want) in &expected {
         let got = detect(name);
         let ok = match (want, &got) {
-            (None, Err(p)) => p.code == "scan_unreadable",
+            (None, Err(p)) => p.code.as_str() == "scan_unreadable",
             (Some(w), Ok(f)) => f.sealed == *w,
             _ => false,
         };
@@ -139,7 +139,10 @@ fn black_and_grey_scans_have_no_seal() {
 fn blank_page_is_reported() {
     let f = finding("blank_page.jpg");
     assert!(!f.sealed);
-    assert!(f.problems.iter().any(|p| p.code == "scan_blank"), "{f:?}");
+    assert!(
+        f.problems.iter().any(|p| p.code.as_str() == "scan_blank"),
+        "{f:?}"
+    );
 }
 
 #[test]
@@ -148,7 +151,9 @@ fn low_resolution_scan_is_reported_with_low_confidence() {
     assert!(!f.sealed);
     assert!(f.confidence < 0.5, "{f:?}");
     assert!(
-        f.problems.iter().any(|p| p.code == "scan_low_resolution"),
+        f.problems
+            .iter()
+            .any(|p| p.code.as_str() == "scan_low_resolution"),
         "{f:?}"
     );
 }
@@ -184,11 +189,11 @@ fn electronic_seal_on_born_digital_pdf_is_found_through_its_soft_mask() {
 fn corrupt_files_are_unreadable_with_a_chinese_instruction() {
     for name in ["corrupt.pdf", "corrupt.jpg"] {
         let p = detect(name).expect_err(name);
-        assert_eq!(p.code, "scan_unreadable");
+        assert_eq!(p.code.as_str(), "scan_unreadable");
         assert!(p.message.contains("重新扫描"), "{}", p.message);
     }
     let p = detect_in_image(b"not an image at all", &Limits::default()).expect_err("text");
-    assert_eq!(p.code, "scan_unreadable");
+    assert_eq!(p.code.as_str(), "scan_unreadable");
 }
 
 #[test]
@@ -199,14 +204,14 @@ fn image_over_the_pixel_limit_is_refused_before_decoding() {
     };
     for name in ["round_seal_over_text.jpg", "seal_scan.png", "scan_jpeg.pdf"] {
         let p = detect_with(name, &limits).expect_err(name);
-        assert_eq!(p.code, "scan_too_large", "{name}");
+        assert_eq!(p.code.as_str(), "scan_too_large", "{name}");
     }
     let limits = Limits {
         max_file_bytes: 1000,
         ..Limits::default()
     };
     let p = detect_with("scan_jpeg.pdf", &limits).expect_err("file too large");
-    assert_eq!(p.code, "scan_too_large");
+    assert_eq!(p.code.as_str(), "scan_too_large");
 }
 
 #[test]

@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use baosong::extract::{FieldValue, Table};
-use baosong::intake::Header;
-use baosong::pipeline::{AckDecision, Analysis, Document, MatchedBy, OrgMatch};
+use baosong::model::Header;
+use baosong::model::{AckDecision, Analysis, Document, MatchedBy, OrgMatch, Problem, ProblemCode};
+use baosong::model::{FieldValue, Table};
 use baosong::source::{Origin, RawMessage};
 use baosong::store::{
     Archive, MessageId, NewOutbox, OutboxKind, Recorded, Store, StoreError, SubmissionState,
 };
 use baosong::types::{
-    CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailboxName, OrgId, Problem, Sha256, Uid,
+    CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailboxName, OrgId, Sha256, Uid,
 };
 
 /// One store to run a test on; dropping it removes its database.
@@ -364,7 +364,8 @@ async fn record_is_one_transaction() {
                 Some(recommendation(&["科普进社区"])),
             )],
         );
-        a.problems.push(Problem::new("no_scan", "未收到盖章扫描件"));
+        a.problems
+            .push(Problem::new(ProblemCode::NoAttachment, "未收到盖章扫描件"));
 
         // The ack's key is taken already: the last write of record() fails.
         let ack = ack_for(&msg, "unit@example.cn");
@@ -803,9 +804,10 @@ async fn records_keep_original_text() {
                 Some(stats),
             )],
         );
-        a.documents[0]
-            .problems
-            .push(Problem::new("doubtful_number", "开展次数“约500”不是确数"));
+        a.documents[0].problems.push(Problem::new(
+            ProblemCode::ValueApproximate,
+            "开展次数“约500”不是确数",
+        ));
         let msg = raw("stats", file("s.eml"));
         s.record(&msg, &a, None).await.unwrap();
 
@@ -959,7 +961,7 @@ async fn reprocess_replaces_the_analysis_and_sends_nothing() {
         );
         before
             .problems
-            .push(Problem::new("unreadable", "附件无法读取"));
+            .push(Problem::new(ProblemCode::FileUnreadable, "附件无法读取"));
         let id = s
             .record(&msg, &before, Some(ack_for(&msg, "unit@example.cn")))
             .await

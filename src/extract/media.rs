@@ -5,9 +5,9 @@ use std::io::Cursor;
 
 use image::{ImageFormat, ImageReader};
 
-use super::MediaInfo;
 use crate::config::{PhotoRule, VideoRule};
-use crate::types::Problem;
+use crate::model::MediaInfo;
+use crate::model::{Problem, ProblemCode};
 
 /// Boxes looked at before giving up on an ISO-BMFF file: a real file has a
 /// handful at each level, a crafted one must not keep us looping.
@@ -69,7 +69,7 @@ fn unreadable(is_video: bool) -> Problem {
         video_unreadable("格式无法识别")
     } else {
         Problem::new(
-            "media_unreadable",
+            ProblemCode::MediaUnreadable,
             "文件无法识别为照片或视频，请以 JPG 照片或 MP4 视频重新发送",
         )
     }
@@ -77,14 +77,14 @@ fn unreadable(is_video: bool) -> Problem {
 
 fn photo_unreadable() -> Problem {
     Problem::new(
-        "photo_unreadable",
+        ProblemCode::PhotoUnreadable,
         "照片无法读取：文件已损坏，请重新导出为 JPG 后发送",
     )
 }
 
 fn video_unreadable(detail: &str) -> Problem {
     Problem::new(
-        "video_unreadable",
+        ProblemCode::VideoUnreadable,
         format!("视频无法读取：{detail}，请重新导出为 MP4 后发送"),
     )
 }
@@ -289,13 +289,13 @@ pub fn check_photo(
         let wanted = wanted.join("/").replace("JPEG", "JPG");
         let got = info.format.to_uppercase().replace("JPEG", "JPG");
         problems.push(Problem::new(
-            "photo_format",
+            ProblemCode::PhotoFormat,
             format!("照片《{name}》为 {got} 格式，要求 {wanted} 格式，请转换后重新发送"),
         ));
     }
     if let Some(max) = rule.max_bytes.filter(|&m| size_bytes > m) {
         problems.push(Problem::new(
-            "photo_too_large",
+            ProblemCode::PhotoTooLarge,
             format!(
                 "照片《{name}》大小为 {} MB，超出 {} MB 上限，请压缩后重新发送",
                 mb(size_bytes, max),
@@ -305,7 +305,7 @@ pub fn check_photo(
     }
     if let Some(min) = rule.min_bytes.filter(|&m| size_bytes < m) {
         problems.push(Problem::new(
-            "photo_too_small",
+            ProblemCode::PhotoTooSmall,
             format!(
                 "照片《{name}》大小为 {} MB，小于 {} MB 下限，请发送未经压缩的原图",
                 mb(size_bytes, min),
@@ -330,14 +330,14 @@ fn minutes(secs: u64) -> String {
 pub fn check_video(name: &str, info: &MediaInfo, rule: &VideoRule) -> Vec<Problem> {
     let Some(secs) = info.duration_secs.filter(|d| d.is_finite() && *d >= 0.0) else {
         return vec![Problem::new(
-            "video_duration_unknown",
+            ProblemCode::VideoDurationUnknown,
             format!("视频《{name}》无法读取时长，请确认文件完整，或重新导出为 MP4 后发送"),
         )];
     };
     let secs = secs.round() as u64;
     if secs > u64::from(rule.max_seconds) {
         return vec![Problem::new(
-            "video_too_long",
+            ProblemCode::VideoTooLong,
             format!(
                 "视频《{name}》时长{}，超过{}，请剪辑后重新发送",
                 minutes(secs),

@@ -24,55 +24,13 @@ pub mod table;
 pub mod validate;
 pub mod values;
 
-use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::config::{FormDef, Limits};
 use crate::intake::FileEntry;
-use crate::types::{FormId, Problem};
-
-/// A value read from a form: typed where it could be, with the text as written.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FieldValue {
-    /// A number, a string, or null when the cell was empty (无, /, —).
-    pub value: serde_json::Value,
-    /// The text as the unit wrote it.
-    pub text: String,
-}
-
-/// A form's table read from a file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Table {
-    pub form_id: FormId,
-    /// The form's short name, e.g. `推荐表`.
-    pub form: String,
-    /// `rows` layout: one map per record, canonical key → value.
-    pub rows: Option<Vec<BTreeMap<String, FieldValue>>>,
-    /// `fields` layout: canonical key → value.
-    pub fields: Option<BTreeMap<String, FieldValue>>,
-}
-
-impl Table {
-    /// Records in a rows form (activities recommended); None for a fields form.
-    /// Per-unit limits (青岛: at most 3) are applied by the pipeline on this.
-    pub fn row_count(&self) -> Option<usize> {
-        self.rows.as_ref().map(Vec::len)
-    }
-}
-
-/// Facts about a photo or video.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MediaInfo {
-    /// `jpeg`, `png`, `mp4`, …
-    pub format: String,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub duration_secs: Option<f64>,
-}
+use crate::model::{MediaInfo, Problem, ProblemCode, Table};
 
 #[derive(Debug, Clone, Default)]
 pub struct Extraction {
@@ -234,6 +192,24 @@ fn guarded(read: impl FnOnce() -> Result<grid::Doc, String>) -> Result<grid::Doc
     catch_unwind(AssertUnwindSafe(read)).unwrap_or_else(|_| Err("文件结构损坏".into()))
 }
 
+/// Reads files for the pipeline. The daemon's implementation runs the
+/// readers in contained worker processes; [`InProcess`] runs them here
+/// (`ingest`, tests, benchmarks).
+pub trait Extractor: Sync {
+    /// What is inside `file`. Never fails: what cannot be read is a problem.
+    fn extract(&self, file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extraction;
+}
+
+/// Runs the readers on the calling thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InProcess;
+
+impl Extractor for InProcess {
+    fn extract(&self, file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extraction {
+        extract(file, forms, limits)
+    }
+}
+
 /// Reads one file. Never panics; what cannot be read becomes a problem.
 pub fn extract(file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extraction {
     let started = Instant::now();
@@ -271,7 +247,7 @@ pub fn extract(file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extracti
         }
         Format::Encrypted => {
             out.problems.push(Problem::new(
-                "file_encrypted",
+                ProblemCode::FileEncrypted,
                 format!(
                     "{}：文件设置了打开密码，无法读取，请去掉密码后重新发送",
                     file.filename
@@ -285,7 +261,7 @@ pub fn extract(file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extracti
             // count it as received.
             if expects_document(&file.filename) {
                 out.problems.push(Problem::new(
-                    "file_unreadable",
+                    ProblemCode::FileUnreadable,
                     format!(
                         "{}：文件内容与文件类型不符或文件已损坏，无法读取，请检查文件能否打开后重新发送",
                         file.filename
@@ -299,9 +275,9 @@ pub fn extract(file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extracti
         Ok(doc) => read_forms(&mut out, &doc, forms, &file.filename),
         Err(reason) => out.problems.push(Problem::new(
             if Instant::now() > deadline {
-                "file_timeout"
+                ProblemCode::FileTimeout
             } else {
-                "file_unreadable"
+                ProblemCode::FileUnreadable
             },
             format!(
                 "{}：无法读取（{reason}），请检查文件能否打开，或另存为.xlsx/.docx后重新发送",
@@ -352,7 +328,7 @@ fn apply_seal(out: &mut Extraction, f: seal::SealFinding) {
 
 fn seal_panicked() -> Problem {
     Problem::new(
-        "scan_unreadable",
+        ProblemCode::ScanUnreadable,
         "扫描件无法读取：图片数据异常，请重新扫描为 PDF 或 JPG 后发送",
     )
 }

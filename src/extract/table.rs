@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use super::grid::{Cell, Doc, Grid};
 use super::validate::{self, At};
-use super::values::half_width;
-use super::{FieldValue, Table};
 use crate::config::{FieldDef, FormDef, Layout};
-use crate::types::Problem;
+use crate::fold::label_key;
+use crate::model::{FieldValue, Table};
+use crate::model::{Problem, ProblemCode};
 
 /// Rows searched for a header: titles and notes rarely take more.
 const HEADER_SEARCH_ROWS: usize = 60;
@@ -18,29 +18,6 @@ const MIN_HEADER_FIELDS: usize = 3;
 const MAX_LABEL_CHARS: usize = 40;
 /// Most characters a header cell may add after a label it starts with.
 const MAX_LABEL_EXTRA: usize = 6;
-
-/// Label text reduced to what identifies it: full width to half width, no
-/// bracketed notes （100字以内，方案可附后）, no whitespace or line breaks, no
-/// punctuation (、，/：…).
-pub fn normalise(s: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0usize;
-    for c in half_width(s).chars() {
-        match c {
-            '(' | '[' | '【' | '〔' | '<' | '《' => depth += 1,
-            ')' | ']' | '】' | '〕' | '>' | '》' => depth = depth.saturating_sub(1),
-            _ if depth > 0 => {}
-            c if c.is_whitespace() => {}
-            c if is_punct(c) => {}
-            c => out.extend(c.to_lowercase()),
-        }
-    }
-    out
-}
-
-fn is_punct(c: char) -> bool {
-    c.is_ascii_punctuation() || "、，。：；！？“”‘’·—…～﹑・".contains(c)
-}
 
 /// How well a cell names a field: exact (after normalising) beats "starts with".
 fn label_match(cell: &str, labels: &[String]) -> Option<u8> {
@@ -79,12 +56,12 @@ impl<'a> Form<'a> {
             labels: def
                 .fields
                 .iter()
-                .map(|f| f.labels.iter().map(|l| normalise(l)).collect())
+                .map(|f| f.labels.iter().map(|l| label_key(l)).collect())
                 .collect(),
             groups: def
                 .fields
                 .iter()
-                .map(|f| f.group.as_deref().map(normalise))
+                .map(|f| f.group.as_deref().map(label_key))
                 .collect(),
         }
     }
@@ -142,7 +119,7 @@ fn normalised_row(row: &[Cell]) -> Vec<String> {
             if left_copy {
                 String::new()
             } else {
-                normalise(&c.text)
+                label_key(&c.text)
             }
         })
         .collect()
@@ -229,7 +206,7 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &Form, file: &str) -> Option<Found> {
         let fi = def.fields.iter().position(|x| x.key == f.key);
         if !map.iter().any(|&(_, m)| Some(m) == fi) {
             problems.push(Problem::new(
-                "field_missing",
+                ProblemCode::FieldMissing,
                 format!(
                     "{file}：{}中没有“{}”栏，请按附件模板填写",
                     def.name,
@@ -265,7 +242,7 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &Form, file: &str) -> Option<Found> {
         }
         // A record has content beyond its 序号; bracketed template notes normalise to nothing.
         let has_content = map.iter().any(|&(col, fi)| {
-            def.fields[fi].key != "seq" && !normalise(cell_text(row, col)).is_empty()
+            def.fields[fi].key != "seq" && !label_key(cell_text(row, col)).is_empty()
         });
         if !has_content {
             continue;
@@ -278,7 +255,7 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &Form, file: &str) -> Option<Found> {
         for &(col, fi) in &map {
             let f = &def.fields[fi];
             let text = without_notes(cell_text(row, col), &notes[col]);
-            let text = if normalise(&text).is_empty() {
+            let text = if label_key(&text).is_empty() {
                 ""
             } else {
                 &text
@@ -362,8 +339,8 @@ fn split_label(text: &str) -> Option<(&str, &str)> {
 /// The value of a `label：value` text whose label names `field`.
 fn inline_value(text: &str, field: &FieldDef) -> Option<String> {
     let (label, value) = split_label(text)?;
-    let labels: Vec<String> = field.labels.iter().map(|l| normalise(l)).collect();
-    if label_match(&normalise(label), &labels) != Some(2) {
+    let labels: Vec<String> = field.labels.iter().map(|l| label_key(l)).collect();
+    if label_match(&label_key(label), &labels) != Some(2) {
         return None;
     }
     // "南京市科学技术局（公章）": the stamp note is not part of the name.
@@ -371,7 +348,7 @@ fn inline_value(text: &str, field: &FieldDef) -> Option<String> {
         .iter()
         .fold(value.to_owned(), |v, s| v.replace(s, ""));
     let value = value.trim().to_owned();
-    let n = normalise(&value);
+    let n = label_key(&value);
     (!n.is_empty() && !UNIT_PLACEHOLDERS.contains(&n.as_str())).then_some(value)
 }
 
@@ -405,7 +382,7 @@ fn find_fields(doc: &Doc, form: &Form, file: &str) -> Option<Found> {
                 let value = row[c + 1..]
                     .iter()
                     .find(|v| !(v.text.trim().is_empty() || v.covered && v.text == row[c].text))
-                    .filter(|v| best_field(&normalise(&v.text), form, &[]).is_none())
+                    .filter(|v| best_field(&label_key(&v.text), form, &[]).is_none())
                     .map_or(String::new(), |v| v.text.clone());
                 keep_first(&mut texts, fi, value);
             }
@@ -460,7 +437,7 @@ fn keep_first(texts: &mut BTreeMap<usize, String>, fi: usize, value: String) {
 /// A `label：value` cell or line naming one of the form's fields, with its value.
 fn inline_pair(text: &str, form: &Form) -> Option<(usize, String)> {
     let (label, _) = split_label(text)?;
-    let label = normalise(label);
+    let label = label_key(label);
     form.labels
         .iter()
         .position(|l| label_match(&label, l) == Some(2))
@@ -515,11 +492,11 @@ mod tests {
     #[test]
     fn labels_are_normalised() {
         assert_eq!(
-            normalise("举办时间、地点\n（地点精确到县级）"),
+            label_key("举办时间、地点\n（地点精确到县级）"),
             "举办时间地点"
         );
-        assert_eq!(normalise("地方／部门（盖章）："), "地方部门");
-        assert_eq!(normalise("　序　号 "), "序号");
+        assert_eq!(label_key("地方／部门（盖章）："), "地方部门");
+        assert_eq!(label_key("　序　号 "), "序号");
     }
 
     #[test]

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::FieldValue;
 use super::places;
 use super::values::{NumberIssue, number_json, parse_number};
 use crate::config::{FieldDef, FieldType, FormDef};
-use crate::types::Problem;
+use crate::model::FieldValue;
+use crate::model::{Problem, ProblemCode};
 
 /// Where a value sits, for messages: `第3项` in a rows form, nothing in a fields form.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +35,7 @@ pub fn count_chars(s: &str) -> usize {
 /// Whether the text holds a phone number: a mobile (1[3-9] + 9 digits), a
 /// landline with area code (0xx-xxxxxxxx), or a 7–8 digit local number.
 pub fn has_phone(text: &str) -> bool {
-    let t = super::values::half_width(text);
+    let t = crate::fold::half_width(text);
     let mut runs: Vec<String> = Vec::new();
     let mut cur = String::new();
     let mut chars = t.chars().peekable();
@@ -80,21 +80,21 @@ pub fn read_value(field: &FieldDef, text: &str, at: At, problems: &mut Vec<Probl
             for issue in &n.issues {
                 problems.push(match issue {
                     NumberIssue::NotNumber => Problem::new(
-                        "value_not_number",
+                        ProblemCode::ValueNotNumber,
                         format!("{p}{label}“{text}”不是数字，请填写数字"),
                     ),
                     NumberIssue::Approximate => Problem::new(
-                        "value_approximate",
+                        ProblemCode::ValueApproximate,
                         format!("{p}{label}“{text}”是约数，已按{shown}计，请填写准确数字"),
                     ),
                     NumberIssue::YuanConverted(_) => Problem::new(
-                        "value_unit_converted",
+                        ProblemCode::ValueUnitConverted,
                         format!(
                             "{p}{label}“{text}”按元填写，已换算为{shown}万元，请核实（本栏单位为万元）"
                         ),
                     ),
                     NumberIssue::NotInteger => Problem::new(
-                        "value_not_integer",
+                        ProblemCode::ValueNotInteger,
                         format!("{p}{label}“{text}”应为整数，请核实"),
                     ),
                 });
@@ -129,7 +129,7 @@ pub fn check(
             if field.required && !given.contains(&field.key.as_str()) {
                 let what = if at.item.is_some() { "" } else { &form.name };
                 problems.push(Problem::new(
-                    "field_missing",
+                    ProblemCode::FieldMissing,
                     format!("{p}{what}缺少{label}，请补充"),
                 ));
             }
@@ -141,7 +141,7 @@ pub fn check(
             let n = count_chars(text);
             if n > max as usize {
                 problems.push(Problem::new(
-                    "summary_too_long",
+                    ProblemCode::SummaryTooLong,
                     format!("{p}{label}{n}字，超过{max}字，请压缩到{max}字以内"),
                 ));
             }
@@ -150,19 +150,19 @@ pub fn check(
             let place = places::place_part(text);
             if place.is_empty() {
                 problems.push(Problem::new(
-                    "place_not_county_level",
+                    ProblemCode::PlaceNotCountyLevel,
                     format!("{p}未写明举办地点，请写明到区县"),
                 ));
             } else if places::find_county(place).is_none() {
                 problems.push(Problem::new(
-                    "place_not_county_level",
+                    ProblemCode::PlaceNotCountyLevel,
                     format!("{p}举办地点“{place}”未精确到县级（区、县），请写明到区县"),
                 ));
             }
         }
         if field.ty == FieldType::Phone && !has_phone(text) {
             problems.push(Problem::new(
-                "contact_no_phone",
+                ProblemCode::ContactNoPhone,
                 format!("{p}{label}“{text}”中没有电话号码，请补充手机或座机号码"),
             ));
         }

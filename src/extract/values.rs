@@ -1,16 +1,5 @@
 //! Numbers as units write them: "１２.５万元", "1,200人次", "约500", "无", "—".
 
-/// Full-width ASCII (digits, letters, punctuation, the ideographic space) to half width.
-pub fn half_width(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\u{3000}' => ' ',
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            _ => c,
-        })
-        .collect()
-}
-
 /// Something doubtful about a number, for the caller to word as a problem.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NumberIssue {
@@ -58,7 +47,7 @@ const APPROX_SUFFIX: &[&str] = &["左右", "以上", "余", "多", "+"];
 
 /// Reads a number written for a field whose unit is `unit` (万元, 人次, 个…).
 pub fn parse_number(text: &str, unit: Option<&str>, integer: bool) -> Number {
-    let s: String = half_width(text)
+    let s: String = crate::fold::half_width(text)
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();

@@ -9,7 +9,8 @@ use super::FileEntry;
 use super::sniff::{self, GZIP, RAR, SEVEN_Z, ZIP};
 use super::text::decode_8bit;
 use crate::config::Limits;
-use crate::types::{Problem, Sha256};
+use crate::model::{Problem, ProblemCode};
+use crate::types::Sha256;
 
 /// Collects the files of one message under its limits.
 pub(crate) struct Collector<'l> {
@@ -53,7 +54,7 @@ impl<'l> Collector<'l> {
     pub(crate) fn finish(self) -> (Vec<FileEntry>, Option<Problem>) {
         let problem = (self.skipped > 0).then(|| {
             Problem::new(
-                "too_many_attachments",
+                ProblemCode::TooManyAttachments,
                 format!(
                     "邮件中的文件超过{}个，其余{}个未读取，请分几封邮件发送",
                     self.limits.max_attachments, self.skipped
@@ -114,7 +115,7 @@ impl<'l> Collector<'l> {
             ZIP if !data.is_empty() => {
                 if depth >= self.limits.max_archive_depth {
                     problems.push(Problem::new(
-                        "archive_too_deep",
+                        ProblemCode::ArchiveTooDeep,
                         format!("压缩包《{filename}》套了太多层压缩包，未解开，请把文件直接放在一个 .zip 里发送"),
                     ));
                 } else if let Some(p) = self.unzip(filename, &path, &data, depth + 1) {
@@ -125,7 +126,7 @@ impl<'l> Collector<'l> {
                 }
             }
             RAR | SEVEN_Z | GZIP => problems.push(Problem::new(
-                "archive_unsupported",
+                ProblemCode::ArchiveUnsupported,
                 format!("压缩包《{filename}》的格式无法自动解开，请将附件改为 .zip 格式重新发送"),
             )),
             _ => {}
@@ -174,7 +175,7 @@ impl<'l> Collector<'l> {
             entries += 1;
             if entries > limits.max_archive_entries {
                 stop = Some(Problem::new(
-                    "archive_too_many_entries",
+                    ProblemCode::ArchiveTooManyEntries,
                     format!(
                         "压缩包《{zip_name}》中的文件超过{}个，其余未读取，请分成几个压缩包发送",
                         limits.max_archive_entries
@@ -192,7 +193,7 @@ impl<'l> Collector<'l> {
                     continue;
                 }
                 let problem = Problem::new(
-                    "archive_encrypted",
+                    ProblemCode::ArchiveEncrypted,
                     format!(
                         "压缩包《{zip_name}》中的《{file}》设置了密码，无法读取，请去掉密码后重新发送"
                     ),
@@ -237,14 +238,14 @@ impl<'l> Collector<'l> {
                     continue;
                 } else if cap == ratio_cap {
                     Problem::new(
-                        "archive_ratio",
+                        ProblemCode::ArchiveRatio,
                         format!(
                             "压缩包《{zip_name}》中的《{file}》压缩比异常（疑似压缩炸弹），未解开，请直接发送原文件"
                         ),
                     )
                 } else {
                     Problem::new(
-                        "archive_too_large",
+                        ProblemCode::ArchiveTooLarge,
                         format!(
                             "压缩包《{zip_name}》解压后超过{}，其余文件未读取，请分成几封邮件发送",
                             mb(limits.max_unpacked_bytes)
@@ -263,7 +264,7 @@ impl<'l> Collector<'l> {
 
 fn too_large(filename: &str, size: u64, limit: u64) -> Problem {
     Problem::new(
-        "file_too_large",
+        ProblemCode::FileTooLarge,
         format!(
             "文件《{filename}》有{}，超过{}的上限，未读取，请压缩图片或拆分后重新发送",
             mb(size),
@@ -274,7 +275,7 @@ fn too_large(filename: &str, size: u64, limit: u64) -> Problem {
 
 fn corrupt(zip_name: &str) -> Problem {
     Problem::new(
-        "archive_corrupt",
+        ProblemCode::ArchiveCorrupt,
         format!("压缩包《{zip_name}》已损坏，无法解开，请重新压缩后发送"),
     )
 }
@@ -448,7 +449,7 @@ mod tests {
         let files = collect("bomb.zip", bomb, &limits());
         assert!(start.elapsed().as_millis() < 2000);
         assert_eq!(files.len(), 1);
-        assert_eq!(files[0].problems[0].code, "archive_ratio");
+        assert_eq!(files[0].problems[0].code.as_str(), "archive_ratio");
     }
 
     #[test]
@@ -459,7 +460,7 @@ mod tests {
         let files = collect("outer.zip", outer, &limits());
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].path, "outer.zip/middle.zip/inner.zip");
-        assert_eq!(files[0].problems[0].code, "archive_too_deep");
+        assert_eq!(files[0].problems[0].code.as_str(), "archive_too_deep");
         let files = collect("middle.zip", zip_of(&[("inner.zip", &inner)]), &limits());
         assert_eq!(files[0].path, "middle.zip/inner.zip/推荐表.txt");
     }
@@ -470,7 +471,10 @@ mod tests {
         let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
         let files = collect("many.zip", zip_of(&entries), &limits());
         assert_eq!(files.len(), 11);
-        assert_eq!(files[10].problems[0].code, "archive_too_many_entries");
+        assert_eq!(
+            files[10].problems[0].code.as_str(),
+            "archive_too_many_entries"
+        );
     }
 
     #[test]
@@ -479,13 +483,13 @@ mod tests {
         z.truncate(z.len() - 10);
         let files = collect("坏.zip", z, &limits());
         assert_eq!(files.len(), 1);
-        assert_eq!(files[0].problems[0].code, "archive_corrupt");
+        assert_eq!(files[0].problems[0].code.as_str(), "archive_corrupt");
     }
 
     #[test]
     fn rar_asks_for_zip() {
         let files = collect("材料.rar", b"Rar!\x1A\x07\x01\x00rest".to_vec(), &limits());
-        assert_eq!(files[0].problems[0].code, "archive_unsupported");
+        assert_eq!(files[0].problems[0].code.as_str(), "archive_unsupported");
         assert!(files[0].problems[0].message.contains(".zip"));
     }
 }

@@ -16,11 +16,11 @@ mod text;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use chrono::{DateTime, FixedOffset};
 use mail_parser::{Message, MessageParser, MimeHeaders};
 
 use crate::config::Limits;
-use crate::types::{Problem, Sha256};
+use crate::model::{Header, Problem, ProblemCode};
+use crate::types::Sha256;
 
 /// Who we are, so our own mail and loops are recognised.
 #[derive(Debug, Clone, Default)]
@@ -29,26 +29,6 @@ pub struct OwnIdentity {
     pub addresses: Vec<String>,
     /// Domain of the Message-IDs we generate.
     pub message_id_domain: String,
-}
-
-/// The headers the later stages need, decoded.
-#[derive(Debug, Clone, Default)]
-pub struct Header {
-    pub message_id: Option<String>,
-    /// Sender address, lower case.
-    pub from: Option<String>,
-    pub from_name: Option<String>,
-    pub reply_to: Option<String>,
-    pub to: Vec<String>,
-    pub cc: Vec<String>,
-    /// Delivered-To / X-Original-To, lower case.
-    pub delivered_to: Vec<String>,
-    pub subject: Option<String>,
-    pub date: Option<DateTime<FixedOffset>>,
-    /// Time in the topmost Received header: when the message reached our server.
-    pub received: Option<DateTime<FixedOffset>>,
-    pub in_reply_to: Option<String>,
-    pub references: Vec<String>,
 }
 
 /// One file found in the message, wherever it was nested.
@@ -95,7 +75,7 @@ pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
             read_headers(&msg, own, &mut intake);
         }
         intake.problems.push(Problem::new(
-            "message_too_large",
+            ProblemCode::MessageTooLarge,
             format!(
                 "邮件大小{:.1} MB，超过{:.0} MB的上限，未读取附件，请压缩附件或分几封邮件发送",
                 raw.len() as f64 / 1048576.0,
@@ -106,7 +86,7 @@ pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
     }
     let Some(msg) = guarded(|| MessageParser::new().parse(raw)) else {
         intake.problems.push(Problem::new(
-            "message_unreadable",
+            ProblemCode::MessageUnreadable,
             "邮件格式无法识别，未能读取内容，请重新发送",
         ));
         return intake;
@@ -116,7 +96,7 @@ pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
         // Bytes without a single header every mail has are not a mail (noise,
         // a stray file): mail-parser would read them as an empty body.
         intake.problems.push(Problem::new(
-            "message_unreadable",
+            ProblemCode::MessageUnreadable,
             "邮件格式无法识别，未能读取内容，请重新发送",
         ));
         return intake;
@@ -130,7 +110,7 @@ pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
     .is_none()
     {
         intake.problems.push(Problem::new(
-            "message_unreadable",
+            ProblemCode::MessageUnreadable,
             "邮件的部分内容无法读取，请重新发送",
         ));
     }
@@ -141,7 +121,7 @@ pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
     text::large_attachment_links(&bodies.raw, &mut intake.links);
     if !intake.links.is_empty() {
         intake.problems.push(Problem::new(
-            "large_attachment_link",
+            ProblemCode::LargeAttachmentLink,
             "邮件中的附件是“超大附件”下载链接，链接会过期，我们无法自动下载，\
              请把文件直接作为附件发送，文件较大时可压缩为 .zip 后发送",
         ));

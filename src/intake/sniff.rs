@@ -4,7 +4,7 @@
 
 use std::io::{Cursor, Read};
 
-use crate::types::Problem;
+use crate::model::{Problem, ProblemCode};
 
 pub const PDF: &str = "application/pdf";
 pub const ZIP: &str = "application/zip";
@@ -357,7 +357,7 @@ pub(crate) fn file_problems(data: &[u8], filename: &str, media_type: &str) -> Ve
     let mut problems = Vec::new();
     if data.is_empty() {
         problems.push(Problem::new(
-            "empty_file",
+            ProblemCode::EmptyFile,
             format!("文件《{filename}》是空文件（0字节），请重新添加附件后发送"),
         ));
         return problems;
@@ -373,25 +373,25 @@ pub(crate) fn file_problems(data: &[u8], filename: &str, media_type: &str) -> Ve
     };
     if encrypted {
         problems.push(Problem::new(
-            "encrypted_file",
+            ProblemCode::EncryptedFile,
             format!("文件《{filename}》设置了密码，无法读取，请去掉密码后重新发送"),
         ));
     }
     if macros {
         problems.push(Problem::new(
-            "macro_file",
+            ProblemCode::MacroFile,
             format!("文件《{filename}》含有宏，出于安全原因未运行宏，请另存为不含宏的 .xlsx 或 .docx 后发送"),
         ));
     }
     if matches!(media_type, EXE | ELF | SCRIPT | SHORTCUT) {
         problems.push(Problem::new(
-            "executable",
+            ProblemCode::Executable,
             format!("文件《{filename}》是可执行程序或脚本，出于安全原因未打开，请只发送表格、文档或扫描件"),
         ));
     }
     if media_type == TNEF {
         problems.push(Problem::new(
-            "winmail_dat",
+            ProblemCode::WinmailDat,
             format!("附件《{filename}》是 Outlook 专用格式，无法读取，请在 Outlook 中改用 HTML 或纯文本格式重新发送"),
         ));
     }
@@ -437,7 +437,10 @@ mod tests {
         let ct = br#"<Types><Override ContentType="application/vnd.ms-excel.sheet.macroEnabled.main+xml"/></Types>"#;
         let xlsm = zip_with(&[("[Content_Types].xml", ct), ("xl/vbaProject.bin", b"x")]);
         assert_eq!(sniff(&xlsm, "a.xlsx"), XLSM);
-        assert_eq!(file_problems(&xlsm, "a.xlsx", XLSM)[0].code, "macro_file");
+        assert_eq!(
+            file_problems(&xlsm, "a.xlsx", XLSM)[0].code.as_str(),
+            "macro_file"
+        );
         let odt = zip_with(&[("mimetype", b"application/vnd.oasis.opendocument.text")]);
         assert_eq!(sniff(&odt, "a.odt"), ODT);
         assert_eq!(sniff(&zip_with(&[("a.txt", b"x")]), "a.xlsx"), ZIP);
@@ -447,7 +450,9 @@ mod tests {
     fn scripts_are_executables_by_name() {
         assert_eq!(sniff(b"@echo off", "setup.bat"), SCRIPT);
         assert_eq!(
-            file_problems(b"@echo off", "setup.bat", SCRIPT)[0].code,
+            file_problems(b"@echo off", "setup.bat", SCRIPT)[0]
+                .code
+                .as_str(),
             "executable"
         );
     }
@@ -455,7 +460,7 @@ mod tests {
     #[test]
     fn empty_file_is_a_problem() {
         assert_eq!(
-            file_problems(b"", "推荐表.xlsx", XLSX)[0].code,
+            file_problems(b"", "推荐表.xlsx", XLSX)[0].code.as_str(),
             "empty_file"
         );
     }

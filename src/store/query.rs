@@ -13,11 +13,10 @@ use super::{
     DocumentId, MessageId, OutboxRow, Result, Store, StoreError, SubmissionId, bool_col, from_ts,
     get, opt_from_ts, outbox, to_u32, ts,
 };
-use crate::extract::FieldValue;
-use crate::pipeline::MatchedBy;
+use crate::model::{FieldValue, MatchedBy, Problem, ProblemCode};
 use crate::source::Origin;
 use crate::types::{
-    CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailboxName, OrgId, Problem, Sha256, Uid,
+    CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailboxName, OrgId, Sha256, Uid,
 };
 
 /// A stored message: its headers and where it came from.
@@ -535,7 +534,10 @@ impl Store {
         let mut doc_problems: BTreeMap<i64, Vec<Problem>> = BTreeMap::new();
         let mut msg_problems: BTreeMap<i64, Vec<Problem>> = BTreeMap::new();
         for r in &problems {
-            let p = Problem::new(get::<String>(r, "code")?, get::<String>(r, "message")?);
+            let code: String = get(r, "code")?;
+            let code = ProblemCode::parse(&code)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown problem code `{code}`")))?;
+            let p = Problem::new(code, get::<String>(r, "message")?);
             match get::<Option<i64>>(r, "document_id")? {
                 Some(d) => doc_problems.entry(d).or_default().push(p),
                 None => msg_problems

@@ -10,10 +10,11 @@ use super::outbox::{self, NewOutbox};
 use super::{
     MessageId, Result, Store, StoreError, SubmissionId, advance_mailbox, bool_val, get, ts,
 };
-use crate::extract::FieldValue;
-use crate::pipeline::{Analysis, Document};
+use crate::model::FieldValue;
+use crate::model::Problem;
+use crate::model::{Analysis, Document};
 use crate::source::{Origin, RawMessage};
-use crate::types::{CampaignId, DeadlineId, OrgId, Problem, Sha256};
+use crate::types::{CampaignId, DeadlineId, OrgId, Sha256};
 
 /// What [`Store::record`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,7 +468,7 @@ async fn insert_problem(
     )
     .bind(message_id.0)
     .bind(document_id)
-    .bind(&p.code)
+    .bind(p.code.as_str())
     .bind(&p.message)
     .execute(&mut **tx)
     .await?;

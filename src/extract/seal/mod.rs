@@ -10,7 +10,7 @@ mod raster;
 use std::time::{Duration, Instant};
 
 use crate::config::Limits;
-use crate::types::Problem;
+use crate::model::{Problem, ProblemCode};
 
 use detect::SEAL_SCORE;
 use pdf::PageImage;
@@ -72,7 +72,7 @@ pub fn detect_in_pdf(data: &[u8], limits: &Limits) -> Result<SealFinding, Proble
     for &page_id in pages.values() {
         if Instant::now() > deadline {
             acc.problems.push(Problem::new(
-                "scan_timeout",
+                ProblemCode::ScanTimeout,
                 format!(
                     "扫描件页数过多，只检查了前 {} 页的公章，请将盖章页单独扫描后发送",
                     acc.pages
@@ -109,7 +109,7 @@ pub fn detect_in_pdf(data: &[u8], limits: &Limits) -> Result<SealFinding, Proble
     }
     if acc.best < SEAL_SCORE && (acc.skipped > 0 || first_error.is_some()) {
         acc.problems.push(Problem::new(
-            "scan_pages_skipped",
+            ProblemCode::ScanPagesSkipped,
             "扫描件中部分页面的图片无法读取，这些页面上的公章未能检查，请重新扫描为 PDF 或 JPG 后发送",
         ));
     }
@@ -119,7 +119,7 @@ pub fn detect_in_pdf(data: &[u8], limits: &Limits) -> Result<SealFinding, Proble
 fn check_size(data: &[u8], limits: &Limits) -> Result<(), Problem> {
     if data.len() as u64 > limits.max_file_bytes {
         return Err(Problem::new(
-            "scan_too_large",
+            ProblemCode::ScanTooLarge,
             format!(
                 "扫描件文件过大（{:.1} MB），请以 150–300 dpi 重新扫描或压缩后发送",
                 data.len() as f64 / 1e6
@@ -177,14 +177,14 @@ impl Tally {
         };
         if !sealed && self.low_resolution {
             self.problems.push(Problem::new(
-                "scan_low_resolution",
+                ProblemCode::ScanLowResolution,
                 "扫描件分辨率过低，印章和文字可能无法辨认，请以 150 dpi 以上重新扫描后发送",
             ));
             confidence *= 0.5;
         }
         if !sealed && self.page_images > 0 && self.blank_page_images == self.page_images {
             self.problems.push(Problem::new(
-                "scan_blank",
+                ProblemCode::ScanBlank,
                 "扫描件是空白页，请确认扫描了盖章的页面后重新发送",
             ));
         }

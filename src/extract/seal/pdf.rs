@@ -10,7 +10,7 @@ use lopdf::{Dictionary, Document, Object, ObjectId, Stream};
 
 use super::raster::{self, Decoded, Raster, check_pixels, unreadable};
 use crate::config::Limits;
-use crate::types::Problem;
+use crate::model::Problem;
 
 /// Form XObjects nest; real files go one or two deep.
 const MAX_FORM_DEPTH: usize = 4;

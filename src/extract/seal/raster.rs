@@ -10,7 +10,7 @@ use std::io::Cursor;
 use image::{ImageFormat, ImageReader};
 
 use crate::config::Limits;
-use crate::types::Problem;
+use crate::model::{Problem, ProblemCode};
 
 /// Longest side the detector works on.
 pub(crate) const WORK_LONG_SIDE: usize = 1200;
@@ -37,14 +37,14 @@ pub(crate) struct Decoded {
 
 pub(crate) fn unreadable(detail: &str) -> Problem {
     Problem::new(
-        "scan_unreadable",
+        ProblemCode::ScanUnreadable,
         format!("扫描件无法读取：{detail}，请重新扫描为 PDF 或 JPG 后发送"),
     )
 }
 
 pub(crate) fn too_large(width: u64, height: u64) -> Problem {
     Problem::new(
-        "scan_too_large",
+        ProblemCode::ScanTooLarge,
         format!("扫描件图片尺寸过大（{width}×{height} 像素），请以 150–300 dpi 重新扫描后发送"),
     )
 }
