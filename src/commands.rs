@@ -3,17 +3,28 @@
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::actions::{ActionError, Services};
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
-use crate::daemon::{self, DaemonError, RunOptions, Services};
+use crate::daemon::{self, DaemonError, RunOptions};
 use crate::directory::{Directory, DirectoryError};
+use crate::extract::InProcess;
+use crate::fold::printable;
+use crate::outbound::data::local;
+use crate::outbound::transport::{MailSender, Transport, TransportError};
 use crate::outbound::{CellState, DigestDeadline, Templates};
 use crate::pipeline::{self, Context};
 use crate::report::Report;
-use crate::source::{RawMessage, files};
+use crate::source::imap::ImapSource;
+use crate::source::maildir::MaildirSource;
+use crate::source::{MailboxSource, SourceError, files};
+use crate::status::{self, Sent};
 use crate::store::{MessageId, StoreError};
 use crate::types::OrgId;
 
@@ -34,7 +45,7 @@ pub fn load(config: Option<&Path>) -> Result<(Config, Directory), CommandError> 
     match config {
         Some(p) => {
             let c = Config::load(p)?;
-            let d = Directory::load(&c.resolve(&c.organisations.file))?;
+            let d = Directory::load(&c.organisations.file)?;
             Ok((c, d))
         }
         None => {
@@ -51,20 +62,22 @@ pub fn ingest(
     directory: &Directory,
     paths: &[PathBuf],
     json: bool,
+    now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<usize, CommandError> {
     let ctx = Context {
         config,
         directory,
         learned: &[],
-        extractor: &crate::extract::InProcess,
-        now: crate::clock::now(),
+        extractor: &InProcess,
+        now,
     };
     let mut count = 0;
     for path in files::expand(paths)? {
         for raw in files::read(&path)? {
             let analysis = pipeline::analyse(&raw, &ctx);
-            let report = Report::new(raw.origin.display(), &analysis);
+            let rules = rule_problems(config, &analysis, now);
+            let report = Report::new(raw.origin.display(), &analysis).with_rule_problems(&rules);
             if json {
                 writeln!(out, "{}", report.to_json())?;
             } else {
@@ -76,15 +89,44 @@ pub fn ingest(
     Ok(count)
 }
 
+/// What the deadline's rules say about one mail taken alone.
+fn rule_problems(
+    config: &Config,
+    a: &crate::model::Analysis,
+    now: DateTime<Utc>,
+) -> Vec<crate::model::Problem> {
+    let (Some(c), Some(d)) = (
+        a.campaign.as_ref().and_then(|c| config.campaign(c)),
+        a.deadline.as_ref(),
+    ) else {
+        return Vec::new();
+    };
+    let Some(dl) = c.deadline(d) else {
+        return Vec::new();
+    };
+    let org = a
+        .organisation
+        .id
+        .clone()
+        .unwrap_or_else(|| OrgId::from("?"));
+    status::unit_status(dl, &org, &[Sent::of_analysis(a, now)]).problems
+}
+
 /// Why a command stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Command(#[from] CommandError),
     #[error(transparent)]
+    Action(#[from] ActionError),
+    #[error(transparent)]
     Daemon(#[from] DaemonError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     #[error("{0}")]
     Usage(String),
 }
@@ -105,14 +147,67 @@ pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The configured mailboxes as sources, each resuming where the store says
+/// it stopped.
+pub async fn mailbox_sources(services: &Services) -> Result<Vec<Box<dyn MailboxSource>>, RunError> {
+    let mut out: Vec<Box<dyn MailboxSource>> = Vec::new();
+    for mb in &services.config.mailboxes {
+        match &mb.imap {
+            Some(imap) => {
+                let password = imap
+                    .password
+                    .resolve(&format!("mailbox {}.imap.password", mb.name))
+                    .map_err(CommandError::from)?;
+                let resume = services
+                    .store
+                    .mailbox_state(&mb.name)
+                    .await?
+                    .map(|(v, uid)| (v, uid.0));
+                out.push(Box::new(ImapSource::new(mb.clone(), password, resume)?));
+            }
+            None => out.push(Box::new(MaildirSource::new(mb.clone())?)),
+        }
+    }
+    Ok(out)
+}
+
+/// The configured transport (SMTP or .eml files).
+pub fn mail_sender(config: &Config) -> Result<Arc<dyn MailSender>, RunError> {
+    let password = config
+        .smtp
+        .password
+        .as_ref()
+        .map(|s| s.resolve("smtp.password"))
+        .transpose()
+        .map_err(CommandError::from)?;
+    Ok(Arc::new(Transport::from_config(
+        &config.smtp,
+        password.as_deref(),
+    )?))
+}
+
 /// `baosong run`: the daemon (or one pass with `once`).
-pub async fn run(config: Config, directory: Directory, once: bool) -> Result<(), RunError> {
-    let services = Services::open(config, directory).await?;
+pub async fn run(
+    config: Config,
+    directory: Directory,
+    once: bool,
+    clock: Arc<dyn Clock>,
+) -> Result<(), RunError> {
+    let services = Services::open(config, directory, clock).await?;
+    let sources = mailbox_sources(&services).await?;
+    let sender = mail_sender(&services.config)?;
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone()).map_err(|e| RunError::Usage(e.to_string()))?;
-    daemon::run(services.clone(), RunOptions { once }, cancel).await?;
+    let result = daemon::run(
+        services.clone(),
+        sources,
+        sender,
+        RunOptions { once },
+        cancel,
+    )
+    .await;
     services.store.close().await;
-    Ok(())
+    Ok(result?)
 }
 
 /// Display width of a string in a terminal: CJK and full-width take two columns.
@@ -150,7 +245,7 @@ pub fn status_table(campaign: &str, d: &DigestDeadline) -> String {
         out,
         "{campaign} — {}（截止 {}）: {} 个单位，齐全 {}，部分 {}，未报 {}，逾期 {}",
         d.name,
-        d.due.format("%Y-%m-%d %H:%M"),
+        crate::outbound::templates::due_text(&d.due),
         c.orgs,
         c.complete,
         c.partial,
@@ -159,7 +254,7 @@ pub fn status_table(campaign: &str, d: &DigestDeadline) -> String {
     );
     let mut header = vec!["单位".to_owned()];
     header.extend(d.columns.iter().cloned());
-    header.push("问题".to_owned());
+    header.push("需修改".to_owned());
     let rows: Vec<Vec<String>> = d
         .rows
         .iter()
@@ -178,10 +273,10 @@ pub fn status_table(campaign: &str, d: &DigestDeadline) -> String {
                         .to_owned(),
                 }
             }));
-            v.push(if r.problems > 0 {
-                r.problems.to_string()
-            } else {
+            v.push(if r.problems.is_empty() {
                 String::new()
+            } else {
+                format!("{}处", r.problems.len())
             });
             v
         })
@@ -209,6 +304,12 @@ pub fn status_table(campaign: &str, d: &DigestDeadline) -> String {
     for r in &rows {
         let _ = writeln!(out, "  {}", line(r));
     }
+    for r in d.rows.iter().filter(|r| !r.problems.is_empty()) {
+        let _ = writeln!(out, "  {} 需修改：", r.org_name);
+        for p in &r.problems {
+            let _ = writeln!(out, "    - {p}");
+        }
+    }
     if !d.totals.is_empty() {
         let t: Vec<String> = d
             .totals
@@ -222,7 +323,8 @@ pub fn status_table(campaign: &str, d: &DigestDeadline) -> String {
     out
 }
 
-/// `baosong status`: the organisation × requirement matrix of each deadline.
+/// `baosong status`: the organisation × requirement matrix of each
+/// deadline, then the mail that needs a person.
 pub async fn status(
     services: &Services,
     campaign: Option<&str>,
@@ -240,32 +342,31 @@ pub async fn status(
             .iter()
             .filter(|d| deadline.is_none_or(|x| d.id.as_str() == x))
         {
-            let st = daemon::deadline_status(services, c, d).await?;
-            out.push_str(&status_table(&c.name, &st));
+            let table = services.deadline_table(c, d).await?;
+            out.push_str(&status_table(&c.name, &table));
             out.push('\n');
         }
     }
-    let unmatched = services.store.unmatched_messages().await?;
-    let unmatched: Vec<_> = unmatched
-        .iter()
-        .filter(|m| m.auto_generated.is_none())
-        .collect();
-    if !unmatched.is_empty() {
+    let attention = services.store.attention().await?;
+    if !attention.is_empty() {
         let _ = writeln!(
             out,
-            "未能确定单位的邮件（用 baosong assign 邮件号 单位ID 指定）："
+            "需人工处理的邮件（baosong show 邮件号 查看；baosong assign 邮件号 单位ID 指定单位）："
         );
-        for m in unmatched {
+        let tz = services.config.schedule.timezone.0;
+        for m in attention {
             let _ = writeln!(
                 out,
-                "  #{}  {}  {}",
-                m.id,
+                "  #{}  {}  {}  《{}》  {}",
+                m.message,
+                local(tz, m.arrived_at).format("%m-%d %H:%M"),
                 m.from.as_deref().unwrap_or("?"),
-                m.subject.as_deref().unwrap_or("")
+                m.subject.as_deref().unwrap_or(""),
+                m.reason
             );
         }
     }
-    Ok(out)
+    Ok(printable(&out))
 }
 
 /// `baosong show MESSAGE`: everything stored about one message.
@@ -276,6 +377,13 @@ pub async fn show(services: &Services, id: i64) -> Result<String, RunError> {
         )));
     };
     let m = &d.message;
+    // Times as people read them where the campaign is.
+    let campaign = d
+        .submission
+        .as_ref()
+        .and_then(|s| s.campaign.as_ref())
+        .and_then(|c| services.config.campaign(c));
+    let tz = crate::outbound::data::zone(&services.config, campaign);
     let mut out = String::new();
     let _ = writeln!(out, "message #{}  {}", m.id, m.origin.display());
     let _ = writeln!(
@@ -289,7 +397,9 @@ pub async fn show(services: &Services, id: i64) -> Result<String, RunError> {
     let _ = writeln!(
         out,
         "  arrived:  {}",
-        m.arrived_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+        m.arrived_at
+            .map(|t| local(tz, t).to_rfc3339())
+            .unwrap_or_default()
     );
     let _ = writeln!(
         out,
@@ -367,33 +477,28 @@ pub async fn show(services: &Services, id: i64) -> Result<String, RunError> {
             "  assigned to {} by {} at {}",
             a.org,
             a.by,
-            a.at.to_rfc3339()
+            local(tz, a.at).to_rfc3339()
         );
     }
-    Ok(out)
+    Ok(printable(&out))
 }
 
 /// `baosong assign MESSAGE ORG`: a coordinator's match; the sender's
-/// address is learned for the next mail.
+/// address is learned for the next mail, and a held ack goes out.
 pub async fn assign(services: &Services, id: i64, org: &str) -> Result<String, RunError> {
-    let org_id = OrgId(org.to_owned());
-    let Some(o) = services.directory.get(&org_id) else {
-        return Err(RunError::Usage(format!(
-            "no organisation `{org}` in the directory; ids are in the first column of {}",
-            services.config.organisations.file.display()
-        )));
-    };
     let by = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "coordinator".into());
-    services.store.assign(MessageId(id), &org_id, &by).await?;
-    Ok(format!("message #{id} assigned to {} ({org})\n", o.name))
+    let said = services
+        .assign(MessageId(id), &OrgId::from(org), &by)
+        .await?;
+    Ok(format!("{said}\n"))
 }
 
 /// `baosong export --xlsx FILE`.
 pub async fn export_xlsx(services: &Services, path: &Path) -> Result<String, RunError> {
-    let data = daemon::export_data(services).await?;
-    let bytes = crate::export::workbook(&data).map_err(DaemonError::from)?;
+    let data = services.export_data().await?;
+    let bytes = crate::export::workbook(&data).map_err(ActionError::from)?;
     std::fs::write(path, &bytes)
         .map_err(|e| RunError::Usage(format!("cannot write {}: {e}", path.display())))?;
     Ok(format!(
@@ -407,20 +512,7 @@ pub async fn export_xlsx(services: &Services, path: &Path) -> Result<String, Run
 /// `baosong reprocess`: reads every stored message again with the current
 /// config and forms. Sends nothing.
 pub async fn reprocess(services: &Services) -> Result<String, RunError> {
-    let items = services.store.messages_for_reprocess().await?;
-    let mut done = 0;
-    for item in &items {
-        let bytes = services.archive.read(&item.sha256).await?;
-        let raw = RawMessage {
-            bytes,
-            origin: item.origin.clone(),
-            received_at: item.received_at,
-        };
-        let learned = services.store.learned_addresses().await?;
-        let analysis = daemon::analyse_bounded(services, &raw, learned).await;
-        services.store.update_analysis(item.id, &analysis).await?;
-        done += 1;
-    }
+    let done = services.reprocess().await?;
     Ok(format!(
         "re-read {done} stored messages; no mail was sent\n"
     ))
@@ -442,7 +534,7 @@ pub async fn remind(
     };
     if let Some(id) = pause {
         let (org, name) = known(id)?;
-        services.store.pause_reminders(&org).await?;
+        services.store.pause_reminders(&org, services.now()).await?;
         return Ok(format!("reminders to {name} ({org}) paused\n"));
     }
     if let Some(id) = resume {
@@ -470,13 +562,9 @@ pub async fn check_config(
         directory.all().len()
     );
     match &config.smtp.templates {
-        Some(dir) => match Templates::load(Some(&config.resolve(dir))) {
+        Some(dir) => match Templates::load(Some(dir.as_path())) {
             Ok(_) => {
-                let _ = writeln!(
-                    out,
-                    "templates: {} render with sample data",
-                    config.resolve(dir).display()
-                );
+                let _ = writeln!(out, "templates: {} render with sample data", dir.display());
             }
             Err(e) => {
                 ok = false;
@@ -523,7 +611,6 @@ pub async fn check_config(
                 }
             }
             (None, Some(dir)) => {
-                let dir = config.resolve(dir);
                 if dir.join("new").is_dir() && dir.join("cur").is_dir() {
                     let _ = writeln!(out, "mailbox {}: Maildir {}", mb.name, dir.display());
                 } else {
@@ -552,7 +639,7 @@ pub async fn check_config(
             return Ok((out, false));
         }
     };
-    match crate::outbound::transport::check(&config.smtp, &config.base_dir, pw.as_deref()).await {
+    match crate::outbound::transport::check(&config.smtp, pw.as_deref()).await {
         Ok(s) => {
             let _ = writeln!(out, "smtp: {s}");
         }
@@ -566,7 +653,7 @@ pub async fn check_config(
 
 /// `baosong demo`: the bundled demo mailboxes through the whole daemon on
 /// SQLite in `dir`, acks and a digest written as .eml files, then the status.
-pub async fn demo(dir: &Path) -> Result<String, RunError> {
+pub async fn demo(dir: &Path, clock: Arc<dyn Clock>) -> Result<String, RunError> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
     let source = if source.is_dir() {
         source
@@ -602,17 +689,23 @@ pub async fn demo(dir: &Path) -> Result<String, RunError> {
     for mb in &mut config.mailboxes {
         mb.maildir = Some(dir.join("maildir").join(mb.name.as_str()));
     }
-    let services = Services::open(config, Directory::example()).await?;
+    let services = Services::open(config, Directory::example(), clock).await?;
+    let sources = mailbox_sources(&services).await?;
+    let sender = mail_sender(&services.config)?;
     daemon::run(
         services.clone(),
+        sources,
+        sender.clone(),
         RunOptions { once: true },
         CancellationToken::new(),
     )
     .await?;
     // The coordinators' digest, as the cron would send it.
-    daemon::enqueue_digest(&services, crate::clock::now()).await?;
+    services.enqueue_digest(services.now()).await?;
     daemon::run(
         services.clone(),
+        Vec::new(),
+        sender,
         RunOptions { once: true },
         CancellationToken::new(),
     )

@@ -34,8 +34,99 @@ impl ConfigError {
     }
 
     /// Configuration errors never go away by retrying.
-    pub fn is_retryable(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         false
+    }
+}
+
+/// An IANA time zone, checked when the config is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zone(pub Tz);
+
+impl Default for Zone {
+    fn default() -> Self {
+        Self(chrono_tz::Asia::Shanghai)
+    }
+}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Zone).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not an IANA time zone (e.g. \"Asia/Shanghai\")"
+            ))
+        })
+    }
+}
+
+/// A cron line (6 fields, seconds first), parsed when the config is read.
+#[derive(Debug, Clone)]
+pub struct CronLine {
+    pub text: String,
+    pub schedule: cron::Schedule,
+}
+
+impl CronLine {
+    fn parse(text: &str) -> Result<Self, String> {
+        text.parse::<cron::Schedule>()
+            .map(|schedule| Self {
+                text: text.to_owned(),
+                schedule,
+            })
+            .map_err(|e| format!("`{text}` is not a cron line with 6 fields (seconds first): {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for CronLine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A deadline as written: `"2025-05-06"`, the TOML date `2025-05-06`, or a
+/// local time `"2025-05-07T12:00"`. Read into an instant with the
+/// campaign's zone at load ([`DeadlineConfig::due_at`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueText(pub String);
+
+impl<'de> Deserialize<'de> for DueText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Toml(toml::value::Datetime),
+        }
+        Ok(Self(match Written::deserialize(d)? {
+            Written::Text(s) => s,
+            Written::Toml(t) => t.to_string(),
+        }))
+    }
+}
+
+/// A `Name <address>` sender, checked when the config is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender(pub lettre::message::Mailbox);
+
+impl Sender {
+    fn parse(s: &str) -> Result<Self, String> {
+        s.parse().map(Self).map_err(|e| {
+            format!("`{s}` is not a mail address (e.g. \"报送助手 <kjt@example.cn>\"): {e}")
+        })
+    }
+
+    /// The bare address, lower case.
+    pub fn address(&self) -> String {
+        self.0.email.to_string().to_lowercase()
+    }
+}
+
+impl<'de> Deserialize<'de> for Sender {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -58,6 +149,8 @@ pub struct Config {
     pub campaigns: Vec<CampaignConfig>,
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub trust: TrustConfig,
     /// Folder the relative paths above are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -148,16 +241,20 @@ pub struct MailboxConfig {
     /// Folder for `after = "move"`.
     #[serde(default)]
     pub move_to: Option<String>,
-    /// Seconds between polls where IDLE is not offered.
+    /// Seconds between polls where IDLE is not offered (a new mail waits up
+    /// to this long for its ack there).
     #[serde(default = "default_poll")]
     pub poll_interval_secs: u64,
+    /// From of the acks to mail this mailbox received; `[smtp] from` otherwise.
+    #[serde(default)]
+    pub from: Option<Sender>,
 }
 
 fn default_folder() -> String {
     "INBOX".into()
 }
 fn default_poll() -> u64 {
-    300
+    60
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -295,15 +392,19 @@ pub struct SmtpConfig {
     #[serde(default = "default_outdir")]
     pub directory: PathBuf,
     #[serde(default = "default_from")]
-    pub from: String,
+    pub from: Sender,
     #[serde(default)]
-    pub reply_to: Option<String>,
+    pub reply_to: Option<Sender>,
     /// Domain of the Message-IDs we make; mail citing it is ours and never answered.
     #[serde(default = "default_msgid_domain")]
     pub message_id_domain: String,
     /// Most acknowledgements to one address per hour.
     #[serde(default = "default_ack_rate")]
     pub ack_per_recipient_per_hour: u32,
+    /// Most acknowledgements to anyone per hour: a flood of mail cannot make
+    /// the mailbox a mass mailer.
+    #[serde(default = "default_ack_total")]
+    pub ack_per_hour: u32,
     /// Folder with the operator's mail templates; the built-in ones otherwise.
     #[serde(default)]
     pub templates: Option<PathBuf>,
@@ -316,14 +417,17 @@ pub struct SmtpConfig {
 fn default_outdir() -> PathBuf {
     PathBuf::from("outbox")
 }
-fn default_from() -> String {
-    "报送助手 <baosong@localhost>".into()
+fn default_from() -> Sender {
+    Sender::parse("报送助手 <baosong@localhost>").expect("a valid literal address")
 }
 fn default_msgid_domain() -> String {
     "baosong.invalid".into()
 }
 fn default_ack_rate() -> u32 {
     5
+}
+fn default_ack_total() -> u32 {
+    300
 }
 fn default_retry_base() -> u64 {
     30
@@ -344,6 +448,7 @@ impl Default for SmtpConfig {
             reply_to: None,
             message_id_domain: default_msgid_domain(),
             ack_per_recipient_per_hour: default_ack_rate(),
+            ack_per_hour: default_ack_total(),
             templates: None,
             retry_base_secs: default_retry_base(),
         }
@@ -491,8 +596,8 @@ pub struct CampaignConfig {
     /// Names of the `[[mailbox]]` entries that collect for this campaign.
     #[serde(default)]
     pub mailboxes: Vec<MailboxName>,
-    #[serde(default = "default_tz")]
-    pub timezone: String,
+    #[serde(default)]
+    pub timezone: Zone,
     /// Words in a subject or file name that point to this campaign (e.g. `科普月`).
     #[serde(default)]
     pub keywords: Vec<String>,
@@ -503,13 +608,13 @@ pub struct CampaignConfig {
     pub deadlines: Vec<DeadlineConfig>,
 }
 
-fn default_tz() -> String {
-    "Asia/Shanghai".into()
-}
-
 impl CampaignConfig {
     pub fn tz(&self) -> Tz {
-        self.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+        self.timezone.0
+    }
+
+    pub fn deadline(&self, id: &DeadlineId) -> Option<&DeadlineConfig> {
+        self.deadlines.iter().find(|d| &d.id == id)
     }
 }
 
@@ -521,7 +626,13 @@ pub struct DeadlineConfig {
     #[serde(default)]
     pub name: Option<String>,
     /// `2025-05-06` (end of that day in the campaign's zone) or `2025-05-07T12:00`.
-    pub due: String,
+    pub due: DueText,
+    /// `due` as an instant, set when the config is read.
+    #[serde(skip)]
+    pub due_at: DateTime<Utc>,
+    /// `due` names a day (the deadline is the end of it), not a time.
+    #[serde(skip)]
+    pub due_is_day: bool,
     #[serde(default, rename = "require")]
     pub requires: Vec<Requirement>,
     /// Most records (e.g. recommended activities) one unit may send (青岛: 3).
@@ -536,10 +647,36 @@ pub struct DeadlineConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
-    pub kind: DocumentKind,
+    /// The document required…
+    #[serde(default)]
+    pub kind: Option<DocumentKind>,
+    /// …or any one of several kinds (影像资料: `["photo", "video"]`).
+    #[serde(default)]
+    pub any_of: Vec<DocumentKind>,
     /// Forms needed, each separately (e.g. `["scan", "electronic"]`); empty = any one.
     #[serde(default)]
     pub forms: Vec<DocForm>,
+    /// Fewest different files that meet it, counted per unit over all its
+    /// mails for the deadline (青岛: at least 5 photos).
+    #[serde(default)]
+    pub min_count: Option<u32>,
+    /// What units call it (`影像资料`); the kinds' names otherwise.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+impl Requirement {
+    /// The kinds that meet it.
+    pub fn kinds(&self) -> Vec<DocumentKind> {
+        self.kind
+            .into_iter()
+            .chain(self.any_of.iter().copied())
+            .collect()
+    }
+
+    pub fn accepts(&self, kind: DocumentKind) -> bool {
+        self.kind == Some(kind) || self.any_of.contains(&kind)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -563,34 +700,35 @@ pub struct VideoRule {
 }
 
 impl DeadlineConfig {
-    /// The instant the deadline falls, in UTC.
-    pub fn due_instant(&self, tz: Tz) -> Result<DateTime<Utc>, String> {
-        parse_due(&self.due, tz)
-    }
-
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.id.to_string())
     }
 }
 
 /// `2025-05-06` means the end of that day; `2025-05-07T12:00[:00]` is exact.
-pub fn parse_due(due: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+/// The flag says whether `due` named a day.
+pub fn parse_due(due: &str, tz: Tz) -> Result<(DateTime<Utc>, bool), String> {
     let local = if let Ok(d) = NaiveDate::parse_from_str(due, "%Y-%m-%d") {
-        d.and_hms_opt(23, 59, 59).ok_or("invalid date")?
+        let end = d.and_hms_opt(23, 59, 59).ok_or("invalid date")?;
+        return tz
+            .from_local_datetime(&end)
+            .latest()
+            .map(|t| (t.with_timezone(&Utc), true))
+            .ok_or_else(|| format!("`{due}` does not exist in {tz}"));
     } else if let Ok(dt) = NaiveDateTime::parse_from_str(due, "%Y-%m-%dT%H:%M:%S") {
         dt
     } else if let Ok(dt) = NaiveDateTime::parse_from_str(due, "%Y-%m-%dT%H:%M") {
         dt
     } else if let Ok(dt) = DateTime::parse_from_rfc3339(due) {
-        return Ok(dt.with_timezone(&Utc));
+        return Ok((dt.with_timezone(&Utc), false));
     } else {
         return Err(format!(
-            "`{due}` is not a date (2025-05-06) or a local time (2025-05-07T12:00)"
+            "`{due}` is not a date (due = \"2025-05-06\", the end of that day) or a local time (due = \"2025-05-07T12:00\")"
         ));
     };
     tz.from_local_datetime(&local)
         .earliest()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| (t.with_timezone(&Utc), false))
         .ok_or_else(|| format!("`{due}` does not exist in {tz}"))
 }
 
@@ -599,25 +737,25 @@ pub fn parse_due(due: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
 pub struct ScheduleConfig {
     /// Cron (6 fields, seconds first) for the reminder run.
     #[serde(default = "default_reminder_cron")]
-    pub reminder_cron: String,
+    pub reminder_cron: CronLine,
     /// Days before a deadline at which a reminder is due.
     #[serde(default = "default_offsets")]
     pub reminder_days_before: Vec<u32>,
     #[serde(default = "default_digest_cron")]
-    pub digest_cron: String,
+    pub digest_cron: CronLine,
     /// Who gets the digest.
     #[serde(default)]
     pub coordinators: Vec<String>,
     /// Time zone the cron lines are read in.
-    #[serde(default = "default_tz")]
-    pub timezone: String,
+    #[serde(default)]
+    pub timezone: Zone,
 }
 
-fn default_reminder_cron() -> String {
-    "0 0 9 * * *".into()
+fn default_reminder_cron() -> CronLine {
+    CronLine::parse("0 0 9 * * *").expect("a valid literal cron line")
 }
-fn default_digest_cron() -> String {
-    "0 30 8 * * Mon-Fri".into()
+fn default_digest_cron() -> CronLine {
+    CronLine::parse("0 30 8 * * Mon-Fri").expect("a valid literal cron line")
 }
 fn default_offsets() -> Vec<u32> {
     vec![3, 1]
@@ -630,9 +768,20 @@ impl Default for ScheduleConfig {
             reminder_days_before: default_offsets(),
             digest_cron: default_digest_cron(),
             coordinators: Vec::new(),
-            timezone: default_tz(),
+            timezone: Zone::default(),
         }
     }
+}
+
+/// Which receiving servers' verdicts on senders to believe.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// `authserv-id`s (the first word of `Authentication-Results`) of the
+    /// servers that receive our mail, e.g. `["mx.example.cn"]`. A sender they
+    /// say failed DMARC, or SPF without DKIM, gets no automatic ack.
+    #[serde(default)]
+    pub authserv_ids: Vec<String>,
 }
 
 /// The example configuration shipped in the repository, used when no `--config` is given.
@@ -645,10 +794,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let base = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        // Absolute, so the daemon's working directory (`/` under systemd)
+        // does not matter.
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let base = std::path::absolute(parent).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_toml(&text, path, &base)
     }
 
@@ -664,25 +816,40 @@ impl Config {
         })?;
         config.base_dir = base.to_owned();
         config.validate()?;
+        config.resolve_paths();
         Ok(config)
     }
 
-    /// Resolves a path from the config against the config file's folder.
-    pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            self.base_dir.join(p)
-        }
-    }
-
-    /// The database URL with a relative SQLite path resolved.
-    pub fn database_url(&self) -> String {
-        match self.store.database.strip_prefix("sqlite://") {
-            Some(rest) if !rest.starts_with('/') && !rest.starts_with(":memory:") => {
-                format!("sqlite://{}", self.resolve(Path::new(rest)).display())
+    /// Every relative path of the file, read against the config file's folder.
+    fn resolve_paths(&mut self) {
+        let base = self.base_dir.clone();
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
             }
-            _ => self.store.database.clone(),
+        };
+        resolve(&mut self.store.archive);
+        resolve(&mut self.smtp.directory);
+        resolve(&mut self.organisations.file);
+        for p in [&mut self.smtp.templates, &mut self.smtp.ca_file]
+            .into_iter()
+            .flatten()
+        {
+            resolve(p);
+        }
+        for m in &mut self.mailboxes {
+            if let Some(p) = &mut m.maildir {
+                resolve(p);
+            }
+            if let Some(p) = m.imap.as_mut().and_then(|i| i.ca_file.as_mut()) {
+                resolve(p);
+            }
+        }
+        if let Some(rest) = self.store.database.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && !rest.starts_with(":memory:")
+        {
+            self.store.database = format!("sqlite://{}", base.join(rest).display());
         }
     }
 
@@ -698,7 +865,7 @@ impl Config {
         self.mailboxes.iter().find(|m| &m.name == name)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&mut self) -> Result<(), ConfigError> {
         let s = &self.store;
         if !(s.database.starts_with("sqlite:")
             || s.database.starts_with("postgres://")
@@ -805,12 +972,6 @@ impl Config {
                 "must be greater than 0",
             ));
         }
-        if !smtp.from.contains('@') {
-            return Err(ConfigError::invalid(
-                "smtp.from",
-                "must contain a mail address",
-            ));
-        }
 
         let ext = self
             .organisations
@@ -857,8 +1018,10 @@ impl Config {
             }
         }
 
+        let mailbox_names: HashSet<MailboxName> =
+            self.mailboxes.iter().map(|m| m.name.clone()).collect();
         let mut campaign_ids = HashSet::new();
-        for (i, c) in self.campaigns.iter().enumerate() {
+        for (i, c) in self.campaigns.iter_mut().enumerate() {
             let key = format!("campaign[{i}]");
             if !campaign_ids.insert(c.id.clone()) {
                 return Err(ConfigError::invalid(
@@ -866,14 +1029,9 @@ impl Config {
                     format!("campaign id `{}` is used twice", c.id),
                 ));
             }
-            let tz: Tz = c.timezone.parse().map_err(|_| {
-                ConfigError::invalid(
-                    format!("{key}.timezone"),
-                    format!("`{}` is not an IANA time zone", c.timezone),
-                )
-            })?;
+            let tz = c.tz();
             for m in &c.mailboxes {
-                if self.mailbox(m).is_none() {
+                if !mailbox_names.contains(m) {
                     return Err(ConfigError::invalid(
                         format!("{key}.mailboxes"),
                         format!("no [[mailbox]] is named `{m}`"),
@@ -887,7 +1045,7 @@ impl Config {
                 ));
             }
             let mut dl_ids = HashSet::new();
-            for (j, d) in c.deadlines.iter().enumerate() {
+            for (j, d) in c.deadlines.iter_mut().enumerate() {
                 let dkey = format!("{key}.deadline[{j}]");
                 if !dl_ids.insert(d.id.clone()) {
                     return Err(ConfigError::invalid(
@@ -895,7 +1053,7 @@ impl Config {
                         format!("deadline id `{}` is used twice", d.id),
                     ));
                 }
-                d.due_instant(tz)
+                (d.due_at, d.due_is_day) = parse_due(&d.due.0, tz)
                     .map_err(|m| ConfigError::invalid(format!("{dkey}.due"), m))?;
                 if d.requires.is_empty() {
                     return Err(ConfigError::invalid(
@@ -903,27 +1061,24 @@ impl Config {
                         "say what is required, e.g. [[campaign.deadline.require]] kind = \"recommendation_form\"",
                     ));
                 }
+                for (k, r) in d.requires.iter().enumerate() {
+                    if r.kind.is_some() != r.any_of.is_empty() {
+                        return Err(ConfigError::invalid(
+                            format!("{dkey}.require[{k}]"),
+                            "give either `kind = \"photo\"` or `any_of = [\"photo\", \"video\"]`",
+                        ));
+                    }
+                    if r.min_count == Some(0) {
+                        return Err(ConfigError::invalid(
+                            format!("{dkey}.require[{k}].min_count"),
+                            "must be at least 1",
+                        ));
+                    }
+                }
             }
         }
 
         let sch = &self.schedule;
-        for (key, expr) in [
-            ("schedule.reminder_cron", &sch.reminder_cron),
-            ("schedule.digest_cron", &sch.digest_cron),
-        ] {
-            expr.parse::<cron::Schedule>().map_err(|e| {
-                ConfigError::invalid(
-                    key,
-                    format!("`{expr}` is not a cron line with 6 fields (seconds first): {e}"),
-                )
-            })?;
-        }
-        sch.timezone.parse::<Tz>().map_err(|_| {
-            ConfigError::invalid(
-                "schedule.timezone",
-                format!("`{}` is not an IANA time zone", sch.timezone),
-            )
-        })?;
         for (i, a) in sch.coordinators.iter().enumerate() {
             if !a.contains('@') {
                 return Err(ConfigError::invalid(
@@ -958,10 +1113,16 @@ mod tests {
 
     #[test]
     fn a_date_due_means_the_end_of_that_day_in_shanghai() {
-        let t = parse_due("2025-05-06", chrono_tz::Asia::Shanghai).unwrap();
-        assert_eq!(t.to_rfc3339(), "2025-05-06T15:59:59+00:00");
-        let t = parse_due("2025-05-07T12:00", chrono_tz::Asia::Shanghai).unwrap();
-        assert_eq!(t.to_rfc3339(), "2025-05-07T04:00:00+00:00");
+        let (t, day) = parse_due("2025-05-06", chrono_tz::Asia::Shanghai).unwrap();
+        assert_eq!(
+            (t.to_rfc3339().as_str(), day),
+            ("2025-05-06T15:59:59+00:00", true)
+        );
+        let (t, day) = parse_due("2025-05-07T12:00", chrono_tz::Asia::Shanghai).unwrap();
+        assert_eq!(
+            (t.to_rfc3339().as_str(), day),
+            ("2025-05-07T04:00:00+00:00", false)
+        );
     }
 
     #[test]
@@ -976,7 +1137,8 @@ mod tests {
             "reminder_cron = \"0 9 * * *\"",
         );
         let err = Config::from_toml(&text, Path::new("x.toml"), Path::new(".")).unwrap_err();
-        assert!(err.to_string().contains("schedule.reminder_cron"), "{err}");
+        assert!(err.to_string().contains("reminder_cron"), "{err}");
+        assert!(err.to_string().contains("6 fields"), "{err}");
 
         let text = EXAMPLE_TOML.replace("# retry_base_secs = 30", "retry_base_secs = 0");
         let err = Config::from_toml(&text, Path::new("x.toml"), Path::new(".")).unwrap_err();

@@ -21,7 +21,7 @@ pub enum DirectoryError {
 }
 
 impl DirectoryError {
-    pub fn is_retryable(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         false
     }
 }

@@ -65,6 +65,40 @@ impl ExportColumn {
     }
 }
 
+/// One value read from a unit's form, as the store gives it.
+#[derive(Debug, Clone)]
+pub struct ExportRecord {
+    pub org_name: String,
+    /// The file it was read from (a store id): values of one file and row
+    /// make one line of the sheet.
+    pub document: i64,
+    /// Row of a `rows` form; None for a `fields` form.
+    pub row: Option<u32>,
+    pub source_file: String,
+    pub received_at: DateTime<FixedOffset>,
+    pub key: String,
+    pub value: FieldValue,
+}
+
+/// The lines of a form's sheet: one per (file, row), in the order given.
+pub fn rows(records: impl IntoIterator<Item = ExportRecord>) -> Vec<ExportRow> {
+    let mut rows: Vec<ExportRow> = Vec::new();
+    let mut index: BTreeMap<(i64, Option<u32>), usize> = BTreeMap::new();
+    for r in records {
+        let i = *index.entry((r.document, r.row)).or_insert_with(|| {
+            rows.push(ExportRow {
+                org_name: r.org_name.clone(),
+                values: BTreeMap::new(),
+                source_file: r.source_file.clone(),
+                received_at: r.received_at,
+            });
+            rows.len() - 1
+        });
+        rows[i].values.insert(r.key, r.value);
+    }
+    rows
+}
+
 /// One record: a row of a `rows` form, or a whole `fields` form.
 #[derive(Debug, Clone)]
 pub struct ExportRow {
@@ -248,7 +282,7 @@ fn form_sheet(ws: &mut Worksheet, form: &ExportForm, fmt: &Formats) -> Result<()
 fn status_sheet(ws: &mut Worksheet, d: &DigestDeadline, fmt: &Formats) -> Result<(), XlsxError> {
     let mut headers = vec!["序号".to_owned(), "单位".to_owned()];
     headers.extend(d.columns.iter().cloned());
-    headers.extend(["问题数".to_owned(), "是否齐全".to_owned()]);
+    headers.extend(["需修改".to_owned(), "是否齐全".to_owned()]);
     let mut widths = Widths(Vec::new());
     for (c, h) in headers.iter().enumerate() {
         ws.write_string_with_format(0, c as ColNum, h, &fmt.header)?;
@@ -287,7 +321,9 @@ fn status_sheet(ws: &mut Worksheet, d: &DigestDeadline, fmt: &Formats) -> Result
             widths.see(j + 2, &s);
         }
         let c = (d.columns.len() + 2) as ColNum;
-        ws.write_number_with_format(r, c, row.problems as f64, &fmt.text)?;
+        let problems = row.problems.join("\n");
+        ws.write_string_with_format(r, c, &problems, &fmt.wrap)?;
+        widths.see(c as usize, &problems);
         ws.write_string_with_format(r, c + 1, if row.complete { "是" } else { "否" }, &fmt.text)?;
     }
     widths.apply(ws)

@@ -163,6 +163,48 @@ pub fn label_key(s: &str) -> String {
     out
 }
 
+/// Text that came from a sender, made safe for a mail header or a terminal: no control or
+/// bidirectional-override characters (no CR or LF, so no injected header),
+/// whitespace runs collapsed, at most `max` characters.
+pub fn clean_line(s: &str, max: usize) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| if is_unsafe(c) { ' ' } else { c })
+        .collect();
+    let mut out = String::new();
+    for (i, word) in cleaned.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.chars().count() > max {
+        out = out.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+    }
+    out
+}
+
+/// Text for a terminal: control and bidirectional-override characters
+/// (escape sequences included) shown as `\u{1b}`, so nothing a sender wrote
+/// can drive the coordinator's terminal. Line breaks stay.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c != '\n' && is_unsafe(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +218,12 @@ mod tests {
         );
         assert_eq!(name_key("ＡＢＣ１２", &[]), "abc12");
         assert_eq!(name_key("推薦表", &[]), "推荐表");
+    }
+
+    #[test]
+    fn escape_codes_are_shown_not_obeyed() {
+        assert_eq!(printable("a\x1b[31mb\nc"), "a\\u{1b}[31mb\nc");
+        assert_eq!(clean_line("张\n三\r\nBcc: x", 60), "张 三 Bcc: x");
     }
 
     #[test]

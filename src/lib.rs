@@ -19,6 +19,7 @@
 //! (domain types), [`clock`] (the one clock).
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod classify;
 pub mod clock;
 pub mod commands;
@@ -38,4 +39,5 @@ pub mod schedule;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod trust;
 pub mod types;

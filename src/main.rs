@@ -3,12 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use baosong::actions::Services;
+use baosong::clock::{Clock, FixedClock, SystemClock};
 use baosong::commands;
-use baosong::daemon::Services;
 
 #[derive(Parser)]
 #[command(
@@ -109,7 +111,6 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .init();
-    baosong::clock::set(cli.now);
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -122,8 +123,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let clock: Arc<dyn Clock> = match cli.now {
+        Some(t) => Arc::new(FixedClock::new(t)),
+        None => Arc::new(SystemClock),
+    };
     if let Command::Demo { dir } = &cli.command {
-        let out = runtime.block_on(commands::demo(dir))?;
+        let out = runtime.block_on(commands::demo(dir, clock))?;
         print!("{out}");
         return Ok(true);
     }
@@ -136,11 +141,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Ingest { json, paths } => {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            commands::ingest(&config, &directory, &paths, json, &mut out)?;
+            commands::ingest(&config, &directory, &paths, json, clock.now(), &mut out)?;
             Ok(true)
         }
         Command::Run { once } => {
-            runtime.block_on(commands::run(config, directory, once))?;
+            runtime.block_on(commands::run(config, directory, once, clock))?;
             Ok(true)
         }
         Command::CheckConfig => {
@@ -150,7 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Demo { .. } => Ok(true),
         command => runtime.block_on(async move {
-            let services = Services::open(config, directory).await?;
+            let services = Services::open(config, directory, clock).await?;
             let out = match command {
                 Command::Status { campaign, deadline } => {
                     commands::status(&services, campaign.as_deref(), deadline.as_deref()).await?

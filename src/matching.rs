@@ -214,10 +214,7 @@ pub fn match_campaign<'c>(
     };
     let at = arrived?;
     let dues = |c: &CampaignConfig| -> Vec<DateTime<Utc>> {
-        c.deadlines
-            .iter()
-            .filter_map(|d| d.due_instant(c.tz()).ok())
-            .collect()
+        c.deadlines.iter().map(|d| d.due_at).collect()
     };
     // Smaller is better: the soonest open deadline, else the latest passed one.
     let open: Vec<(i64, &CampaignConfig)> = pool
@@ -249,11 +246,10 @@ pub fn match_deadline(
     kinds: &[DocumentKind],
     at: DateTime<Utc>,
 ) -> Option<DeadlineId> {
-    let tz = campaign.tz();
     let score = |d: &crate::config::DeadlineConfig| {
         d.requires
             .iter()
-            .filter(|r| kinds.contains(&r.kind))
+            .filter(|r| kinds.iter().any(|k| r.accepts(*k)))
             .count()
     };
     let best = campaign.deadlines.iter().map(score).max().unwrap_or(0);
@@ -265,10 +261,7 @@ pub fn match_deadline(
     if pool.len() == 1 {
         return Some(pool[0].id.clone());
     }
-    let mut dated: Vec<_> = pool
-        .into_iter()
-        .filter_map(|d| d.due_instant(tz).ok().map(|t| (t, d)))
-        .collect();
+    let mut dated: Vec<_> = pool.into_iter().map(|d| (d.due_at, d)).collect();
     dated.sort_by_key(|(t, _)| *t);
     dated
         .iter()
@@ -284,8 +277,7 @@ pub fn is_late(
     arrived: Option<DateTime<Utc>>,
 ) -> Option<bool> {
     let d = campaign.deadlines.iter().find(|d| &d.id == deadline)?;
-    let due = d.due_instant(campaign.tz()).ok()?;
-    arrived.map(|a| a > due)
+    arrived.map(|a| a > d.due_at)
 }
 
 #[cfg(test)]

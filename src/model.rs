@@ -10,7 +10,9 @@ use std::fmt;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::types::{CampaignId, DeadlineId, DocForm, DocumentKind, FormId, OrgId, Sha256};
+use crate::types::{
+    CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailAddress, MailboxName, OrgId, Sha256,
+};
 
 macro_rules! problem_codes {
     ($($(#[$m:meta])* $variant:ident = $code:literal,)*) => {
@@ -160,6 +162,8 @@ pub struct Header {
     pub received: Option<DateTime<FixedOffset>>,
     pub in_reply_to: Option<String>,
     pub references: Vec<String>,
+    /// `Authentication-Results` fields as the receiving servers wrote them.
+    pub authentication_results: Vec<String>,
 }
 
 /// A value read from a form: typed where it could be, with the text as written.
@@ -256,7 +260,16 @@ pub struct Document {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AckDecision {
     pub send: bool,
-    pub to: Option<String>,
+    /// Not sent until a coordinator confirms the sender (unknown sender,
+    /// failed DMARC): then it goes out.
+    pub held: bool,
+    /// Reply-To if usable, else From; None when neither is an address a
+    /// mail can be sent to.
+    pub to: Option<MailAddress>,
+    /// The sender's display name, made safe for a header.
+    pub to_name: Option<String>,
+    /// Which of our mailboxes answers: the one the mail was sent To.
+    pub from_mailbox: Option<MailboxName>,
     pub reason: String,
 }
 
@@ -278,4 +291,11 @@ pub struct Analysis {
     pub problems: Vec<Problem>,
     pub ack: AckDecision,
     pub body_excerpt: String,
+    /// The same for every copy of this mail delivered to the campaign's
+    /// mailboxes (Message-ID, sender, attachments, campaign); None when the
+    /// mail has no Message-ID to tell copies by.
+    pub content_key: Option<String>,
+    /// Why a coordinator must look at this mail (需人工处理), in Chinese;
+    /// None when nobody needs to.
+    pub attention: Option<String>,
 }

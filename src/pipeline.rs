@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::classify::classify;
-use crate::config::{Config, DeadlineConfig, Limits};
+use crate::config::{CampaignConfig, Config, DeadlineConfig, Limits};
 use crate::directory::Directory;
 use crate::extract::{Extraction, Extractor, media};
 use crate::intake::{self, OwnIdentity};
@@ -12,7 +12,8 @@ use crate::matching::{self, ContentEvidence};
 use crate::model::Header;
 use crate::model::{AckDecision, Analysis, Document, OrgMatch, Problem, ProblemCode};
 use crate::source::{Origin, RawMessage};
-use crate::types::{DocForm, DocumentKind, OrgId, Sha256};
+use crate::trust::{self, AuthVerdict};
+use crate::types::{DocForm, DocumentKind, MailAddress, MailboxName, OrgId, Sha256};
 
 /// What the pipeline needs besides the message.
 pub struct Context<'a> {
@@ -148,7 +149,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
     if let (Some(c), Some(d)) = (campaign, &deadline)
         && let Some(dl) = c.deadlines.iter().find(|x| &x.id == d)
     {
-        problems.extend(deadline_checks(dl, &documents));
+        file_rules(dl, &mut documents);
     }
     if let Some(org_id) = &organisation.id {
         for doc in &mut documents {
@@ -169,7 +170,33 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         ));
     }
 
-    let ack = decide_ack(&header, intake.auto_generated.as_deref(), &organisation);
+    let wanted = campaign.is_some_and(|c| {
+        documents.iter().any(|d| {
+            c.deadlines
+                .iter()
+                .any(|dl| dl.requires.iter().any(|r| r.accepts(d.kind)))
+        })
+    });
+    let answering = answering_mailbox(config, &header, mailbox);
+    let mut ack = decide_ack(
+        &header,
+        intake.auto_generated.as_deref(),
+        &organisation,
+        wanted,
+        answering,
+        ctx,
+    );
+    if ack.to.is_none() && intake.auto_generated.is_none() {
+        problems.push(unaddressable());
+        ack.send = false;
+    }
+    let content_key = content_key(&header, campaign, &documents);
+    let attention = attention(
+        &ack,
+        &organisation,
+        intake.auto_generated.as_deref(),
+        &problems,
+    );
     Analysis {
         sha256: Sha256::of(&raw.bytes),
         size: raw.bytes.len() as u64,
@@ -184,7 +211,82 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         problems,
         ack,
         body_excerpt: intake.body_text.chars().take(2000).collect(),
+        content_key,
+        attention,
     }
+}
+
+/// Why a person must look at a mail, if anyone must: said in the digest's
+/// 需人工处理 list. Machine mail (auto-replies, bounces) needs nobody.
+fn attention(
+    ack: &AckDecision,
+    org: &OrgMatch,
+    auto: Option<&str>,
+    problems: &[Problem],
+) -> Option<String> {
+    if auto.is_some() {
+        return None;
+    }
+    const SERIOUS: &[ProblemCode] = &[
+        ProblemCode::MessageUnreadable,
+        ProblemCode::ProcessingTimeout,
+        ProblemCode::ProcessingFailed,
+        ProblemCode::AckUnaddressable,
+    ];
+    let mut why = Vec::new();
+    if org.id.is_none() {
+        why.push("未能确认单位".to_owned());
+    }
+    if ack.held {
+        why.push(if ack.reason.contains("DMARC") {
+            "发件人未通过收件服务器的身份验证（DMARC/SPF），回执暂未发送".to_owned()
+        } else {
+            "发件人不在单位名录中，回执暂未发送，确认单位后发出".to_owned()
+        });
+    }
+    why.extend(
+        problems
+            .iter()
+            .filter(|p| SERIOUS.contains(&p.code))
+            .map(|p| p.message.clone()),
+    );
+    (!why.is_empty()).then(|| why.join("；"))
+}
+
+/// Which of our mailboxes answers a mail: the first of ours it was sent To,
+/// else Cc, else the one that received it.
+fn answering_mailbox(
+    config: &Config,
+    header: &Header,
+    received_by: Option<&MailboxName>,
+) -> Option<MailboxName> {
+    header
+        .to
+        .iter()
+        .chain(&header.cc)
+        .find_map(|addr| {
+            config
+                .mailboxes
+                .iter()
+                .find(|m| m.address.eq_ignore_ascii_case(addr))
+        })
+        .map(|m| m.name.clone())
+        .or_else(|| received_by.cloned())
+}
+
+/// What every copy of one mail delivered to several of a campaign's
+/// mailboxes shares: Message-ID, sender, campaign and attachments. Their
+/// delivery headers (Received, Delivered-To) differ, so their bytes do.
+fn content_key(
+    header: &Header,
+    campaign: Option<&CampaignConfig>,
+    documents: &[Document],
+) -> Option<String> {
+    let id = header.message_id.as_deref()?;
+    let mut digests: Vec<&str> = documents.iter().map(|d| d.sha256.as_str()).collect();
+    digests.sort_unstable();
+    let key = serde_json::json!([id, header.from, campaign.map(|c| c.id.as_str()), digests]);
+    Some(Sha256::of(key.to_string().as_bytes()).0)
 }
 
 /// The analysis of a message whose files could not be read in time (or made
@@ -211,7 +313,30 @@ pub fn headers_only(raw: &RawMessage, ctx: &Context<'_>, problem: Problem) -> An
         config,
     );
     let arrived_at = arrival(raw, &header);
-    let ack = decide_ack(&header, intake.auto_generated.as_deref(), &organisation);
+    let received_by = match &raw.origin {
+        Origin::Imap { mailbox, .. } | Origin::Maildir { mailbox, .. } => Some(mailbox),
+        Origin::File { .. } => None,
+    };
+    let answering = answering_mailbox(config, &header, received_by);
+    let mut ack = decide_ack(
+        &header,
+        intake.auto_generated.as_deref(),
+        &organisation,
+        false,
+        answering,
+        ctx,
+    );
+    let mut problems = vec![problem];
+    if ack.to.is_none() && intake.auto_generated.is_none() {
+        problems.push(unaddressable());
+        ack.send = false;
+    }
+    let attention = attention(
+        &ack,
+        &organisation,
+        intake.auto_generated.as_deref(),
+        &problems,
+    );
     Analysis {
         sha256: Sha256::of(&raw.bytes),
         size: raw.bytes.len() as u64,
@@ -223,10 +348,19 @@ pub fn headers_only(raw: &RawMessage, ctx: &Context<'_>, problem: Problem) -> An
         arrived_at,
         late: None,
         documents: Vec::new(),
-        problems: vec![problem],
+        problems,
         ack,
         body_excerpt: String::new(),
+        content_key: None,
+        attention,
     }
+}
+
+fn unaddressable() -> Problem {
+    Problem::new(
+        ProblemCode::AckUnaddressable,
+        "发件地址无法回复（格式不正确），未发送回执，工作人员将人工联系。",
+    )
 }
 
 /// When the message reached the mailbox: INTERNALDATE (or the Maildir
@@ -244,9 +378,13 @@ pub fn own_identity(config: &Config) -> OwnIdentity {
         .iter()
         .map(|m| m.address.to_lowercase())
         .collect();
-    if let Some(a) = crate::types::bare_address(&config.smtp.from) {
-        addresses.push(a);
-    }
+    addresses.push(config.smtp.from.address());
+    addresses.extend(
+        config
+            .mailboxes
+            .iter()
+            .filter_map(|m| Some(m.from.as_ref()?.address())),
+    );
     OwnIdentity {
         addresses,
         message_id_domain: config.smtp.message_id_domain.to_lowercase(),
@@ -267,51 +405,24 @@ fn tail_chars(s: &str, n: usize) -> String {
     s.chars().skip(count.saturating_sub(n)).collect()
 }
 
-/// Rules a deadline sets beyond which documents are required: item limits,
-/// photo and video rules.
-fn deadline_checks(dl: &DeadlineConfig, documents: &[Document]) -> Vec<Problem> {
-    let mut out = Vec::new();
-    if let Some(max) = dl.max_items_per_unit {
-        let items: usize = documents
-            .iter()
-            .filter(|d| d.kind == DocumentKind::RecommendationForm)
-            .filter_map(|d| d.table.as_ref()?.rows.as_ref().map(Vec::len))
-            .max()
-            .unwrap_or(0);
-        if items > max as usize {
-            out.push(Problem::new(
-                ProblemCode::TooManyItems,
-                format!("推荐表中共{items}项活动，每个单位最多推荐{max}项，请删减后重新发送。"),
-            ));
+/// A deadline's rules about single files (photo size and format, video
+/// length), as problems of those files. Rules over all a unit sent (item
+/// limit, photo count) are the status view's ([`crate::status`]).
+fn file_rules(dl: &DeadlineConfig, documents: &mut [Document]) {
+    for d in documents.iter_mut() {
+        let info = d.media.clone().unwrap_or_default();
+        match (d.kind, &dl.photos, &dl.video) {
+            (DocumentKind::Photo, Some(rule), _) => {
+                let found = media::check_photo(&d.filename, d.size, &info, rule);
+                d.problems.extend(found);
+            }
+            (DocumentKind::Video, _, Some(rule)) => {
+                d.problems
+                    .extend(media::check_video(&d.filename, &info, rule));
+            }
+            _ => {}
         }
     }
-    if let Some(rule) = &dl.photos {
-        let photos: Vec<&Document> = documents
-            .iter()
-            .filter(|d| d.kind == DocumentKind::Photo)
-            .collect();
-        for p in &photos {
-            let info = p.media.clone().unwrap_or_default();
-            out.extend(media::check_photo(&p.filename, p.size, &info, rule));
-        }
-        if (photos.len() as u32) < rule.min_count {
-            out.push(Problem::new(
-                ProblemCode::TooFewPhotos,
-                format!(
-                    "收到活动照片{}张，要求不少于{}张，请补充后发送。",
-                    photos.len(),
-                    rule.min_count
-                ),
-            ));
-        }
-    }
-    if let Some(rule) = &dl.video {
-        for v in documents.iter().filter(|d| d.kind == DocumentKind::Video) {
-            let info = v.media.clone().unwrap_or_default();
-            out.extend(media::check_video(&v.filename, &info, rule));
-        }
-    }
-    out
 }
 
 /// A form whose unit cell names another organisation than the sender's.
@@ -347,29 +458,69 @@ fn unit_mismatch(doc: &Document, org: &OrgId, ctx: &Context<'_>) -> Option<Probl
     ))
 }
 
-fn decide_ack(header: &Header, auto: Option<&str>, org: &OrgMatch) -> AckDecision {
+/// Whether to acknowledge, to whom, from which of our mailboxes, and why
+/// (not). See [`crate::trust`] for who may be answered automatically.
+fn decide_ack(
+    header: &Header,
+    auto: Option<&str>,
+    org: &OrgMatch,
+    wanted_document: bool,
+    answering: Option<MailboxName>,
+    ctx: &Context<'_>,
+) -> AckDecision {
+    let decision = |send: bool, to: Option<MailAddress>, reason: String| AckDecision {
+        send,
+        held: !send && to.is_some(),
+        to_name: header
+            .from_name
+            .as_deref()
+            .map(|n| crate::fold::clean_line(n, 60)),
+        to,
+        from_mailbox: answering.clone(),
+        reason,
+    };
     if let Some(reason) = auto {
-        return AckDecision {
-            send: false,
-            to: None,
-            reason: format!("auto-generated mail ({reason})"),
-        };
+        return decision(false, None, format!("auto-generated mail ({reason})"));
     }
-    let to = header.reply_to.clone().or_else(|| header.from.clone());
-    match to {
-        None => AckDecision {
-            send: false,
-            to: None,
-            reason: "no sender address to answer".into(),
-        },
-        Some(to) => AckDecision {
-            send: true,
-            to: Some(to),
-            reason: if org.id.is_some() {
-                "acknowledge receipt".into()
-            } else {
-                "acknowledge receipt and ask which unit sent it".into()
-            },
-        },
+    let known = |addr: &str| {
+        ctx.directory.by_email(addr).is_some()
+            || ctx
+                .learned
+                .iter()
+                .any(|(a, _)| a.eq_ignore_ascii_case(addr))
+    };
+    let Some(to) = trust::ack_address(header, known) else {
+        return decision(
+            false,
+            None,
+            "no usable sender address (From and Reply-To are not addresses a mail can be sent to)"
+                .into(),
+        );
+    };
+    if trust::auth_verdict(
+        &header.authentication_results,
+        &ctx.config.trust.authserv_ids,
+    ) == AuthVerdict::Fail
+    {
+        return decision(
+            false,
+            Some(to),
+            "held: the receiving server says the sender failed DMARC/SPF".into(),
+        );
     }
+    if trust::is_known(org) {
+        return decision(true, Some(to), "acknowledge receipt".into());
+    }
+    if org.id.is_some() && wanted_document {
+        return decision(
+            true,
+            Some(to),
+            "acknowledge receipt: the mail names its unit and carries a required document".into(),
+        );
+    }
+    decision(
+        false,
+        Some(to),
+        "held: unknown sender; a coordinator confirms the unit first".into(),
+    )
 }

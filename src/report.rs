@@ -126,7 +126,7 @@ impl Report {
             problems: a.problems.clone(),
             ack: AckReport {
                 send: a.ack.send,
-                to: a.ack.to.clone(),
+                to: a.ack.to.as_ref().map(|t| t.as_str().to_owned()),
                 reason: a.ack.reason.clone(),
             },
         }
@@ -137,6 +137,19 @@ impl Report {
     }
 
     /// A few lines a person can read.
+    /// Adds what the deadline's rules say about this mail taken alone
+    /// (items over the limit, too few photos), unless already said.
+    pub fn with_rule_problems(mut self, problems: &[Problem]) -> Self {
+        for p in problems {
+            let said =
+                self.problems.contains(p) || self.documents.iter().any(|d| d.problems.contains(p));
+            if !said {
+                self.problems.push(p.clone());
+            }
+        }
+        self
+    }
+
     pub fn to_text(&self) -> String {
         let mut s = String::new();
         let m = &self.message;
@@ -205,6 +218,6 @@ impl Report {
             },
             self.ack.reason
         );
-        s
+        crate::fold::printable(&s)
     }
 }

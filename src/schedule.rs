@@ -2,16 +2,9 @@
 //! daemon calls these at the cron fire times and enqueues what they return.
 
 use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
 
-use crate::config::{Config, ScheduleConfig};
+use crate::config::{Config, CronLine, ScheduleConfig};
 use crate::types::{CampaignId, DeadlineId};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScheduleError {
-    #[error("cron line `{line}` is invalid: {message}")]
-    Cron { line: String, message: String },
-}
 
 /// A reminder round due now: every unit still missing something for this
 /// deadline gets one, once per `days_before`.
@@ -33,9 +26,8 @@ pub fn reminder_rounds(config: &Config, now: DateTime<Utc>) -> Vec<ReminderRound
     offsets.dedup();
     let mut out = Vec::new();
     for c in &config.campaigns {
-        let tz = c.tz();
         for d in &c.deadlines {
-            let Ok(due) = d.due_instant(tz) else { continue };
+            let due = d.due_at;
             if now >= due {
                 continue;
             }
@@ -60,41 +52,30 @@ pub fn reminder_rounds(config: &Config, now: DateTime<Utc>) -> Vec<ReminderRound
     out
 }
 
-/// Parsed cron lines of `[schedule]`.
-#[derive(Debug, Clone)]
-pub struct Crons {
-    pub reminders: cron::Schedule,
-    pub digest: cron::Schedule,
-    pub tz: Tz,
+/// The first fire time of `line` strictly after `after`, the line read in
+/// the `[schedule]` time zone.
+pub fn next_fire(
+    schedule: &ScheduleConfig,
+    line: &CronLine,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    line.schedule
+        .after(&after.with_timezone(&schedule.timezone.0))
+        .next()
+        .map(|t| t.with_timezone(&Utc))
 }
 
-impl Crons {
-    pub fn new(s: &ScheduleConfig) -> Result<Self, ScheduleError> {
-        let parse = |line: &str| {
-            line.parse::<cron::Schedule>()
-                .map_err(|e| ScheduleError::Cron {
-                    line: line.to_owned(),
-                    message: e.to_string(),
-                })
-        };
-        Ok(Self {
-            reminders: parse(&s.reminder_cron)?,
-            digest: parse(&s.digest_cron)?,
-            tz: s.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai),
-        })
-    }
-
-    /// The first fire time of `schedule` strictly after `after`.
-    pub fn next_after(
-        &self,
-        schedule: &cron::Schedule,
-        after: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
-        schedule
-            .after(&after.with_timezone(&self.tz))
-            .next()
-            .map(|t| t.with_timezone(&Utc))
-    }
+/// The last fire time of `line` at or before `at`.
+pub fn last_fire(
+    schedule: &ScheduleConfig,
+    line: &CronLine,
+    at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let just_after = at + Duration::seconds(1);
+    line.schedule
+        .after(&just_after.with_timezone(&schedule.timezone.0))
+        .next_back()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -132,10 +113,12 @@ mod tests {
     #[test]
     fn cron_fires_in_the_schedule_time_zone() {
         let c = config();
-        let crons = Crons::new(&c.schedule).unwrap();
-        let next = crons
-            .next_after(&crons.reminders, at("2025-05-04T08:00:00+08:00"))
-            .unwrap();
+        let s = &c.schedule;
+        let next = next_fire(s, &s.reminder_cron, at("2025-05-04T08:00:00+08:00")).unwrap();
         assert_eq!(next, at("2025-05-04T09:00:00+08:00"));
+        let last = last_fire(s, &s.reminder_cron, at("2025-05-04T09:00:00+08:00")).unwrap();
+        assert_eq!(last, at("2025-05-04T09:00:00+08:00"));
+        let last = last_fire(s, &s.reminder_cron, at("2025-05-04T08:59:59+08:00")).unwrap();
+        assert_eq!(last, at("2025-05-03T09:00:00+08:00"));
     }
 }

@@ -196,3 +196,89 @@ pub fn bare_address(s: &str) -> Option<String> {
     let addr = addr.trim();
     addr.contains('@').then(|| addr.to_lowercase())
 }
+
+/// An address an outgoing mail can be sent to: one `@`, a dot-atom local
+/// part (no spaces, quotes or control characters), the domain in ASCII with
+/// an internationalised one as punycode. What a sender's header says is only
+/// a candidate until it parses as this.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MailAddress(String);
+
+impl MailAddress {
+    /// Reads `addr` (bare, or in angle brackets); None when no mail server
+    /// would accept it as a recipient.
+    pub fn parse(addr: &str) -> Option<Self> {
+        let addr = addr.trim();
+        let addr = addr
+            .strip_prefix('<')
+            .and_then(|a| a.strip_suffix('>'))
+            .unwrap_or(addr);
+        let (local, domain) = addr.rsplit_once('@')?;
+        const SPECIALS: &str = "\"(),:;<>@[\\] ";
+        let atom_ok = |c: char| c.is_ascii_graphic() && !SPECIALS.contains(c);
+        if local.is_empty()
+            || local.len() > 64
+            || local.starts_with('.')
+            || local.ends_with('.')
+            || local.contains("..")
+            || !local.chars().all(|c| c == '.' || atom_ok(c))
+        {
+            return None;
+        }
+        let domain = idna::domain_to_ascii(domain.trim_end_matches('.')).ok()?;
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if domain.is_empty() || domain.len() > 253 || !domain.split('.').all(label_ok) {
+            return None;
+        }
+        // lettre builds the envelope and headers: make sure it agrees.
+        lettre::Address::new(local, &domain).ok()?;
+        Some(Self(format!("{local}@{domain}")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The domain, lower case.
+    pub fn domain(&self) -> String {
+        self.0
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for MailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_a_mail_server_accepts() {
+        let ok = |s: &str| MailAddress::parse(s).map(|a| a.0);
+        assert_eq!(ok("<a.b@example.cn>").as_deref(), Some("a.b@example.cn"));
+        assert_eq!(
+            ok("x@测试.中国").as_deref(),
+            Some("x@xn--0zwm56d.xn--fiqs8s")
+        );
+        assert_eq!(ok("wang wu@example.com"), None);
+        assert_eq!(ok("no-at-sign"), None);
+        assert_eq!(ok("<<>>@@"), None);
+        assert_eq!(ok("a@b@c.cn"), None);
+        assert_eq!(ok("a\r\nBcc: x@y.cn"), None);
+        assert_eq!(ok("\"quoted\"@example.cn"), None);
+        assert_eq!(ok(""), None);
+    }
+}

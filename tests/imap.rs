@@ -333,7 +333,7 @@ async fn starttls_and_implicit_tls_with_ca_file_work() {
     imap_cfg.tls = TlsMode::Implicit;
     let err = imap::check(&cfg, PASSWORD).await.unwrap_err();
     assert!(matches!(err, SourceError::Tls { .. }), "{err:?}");
-    assert!(!err.is_retryable());
+    assert!(!err.is_transient());
 }
 
 #[tokio::test]

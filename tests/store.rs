@@ -379,7 +379,7 @@ async fn record_is_one_transaction() {
             "{}: {err}",
             db.label
         );
-        assert!(!err.is_retryable(), "{}", db.label);
+        assert!(!err.is_transient(), "{}", db.label);
 
         // Nothing of the message is left, not even the mailbox position.
         assert!(
@@ -1025,7 +1025,7 @@ async fn busy_database_is_retryable() {
 
     // Waits out busy_timeout, then gives up with a retryable error.
     let err = store.enqueue(mail("reminder:busy")).await.unwrap_err();
-    assert!(err.is_retryable(), "{err}");
+    assert!(err.is_transient(), "{err}");
 
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut other_process)

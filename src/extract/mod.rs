@@ -195,7 +195,7 @@ fn guarded(read: impl FnOnce() -> Result<grid::Doc, String>) -> Result<grid::Doc
 /// Reads files for the pipeline. The daemon's implementation runs the
 /// readers in contained worker processes; [`InProcess`] runs them here
 /// (`ingest`, tests, benchmarks).
-pub trait Extractor: Sync {
+pub trait Extractor: Send + Sync {
     /// What is inside `file`. Never fails: what cannot be read is a problem.
     fn extract(&self, file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extraction;
 }

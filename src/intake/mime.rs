@@ -150,6 +150,7 @@ pub(crate) fn header(msg: &Message<'_>) -> Header {
         received: received(msg),
         in_reply_to: text_list(msg.in_reply_to()).into_iter().next(),
         references: text_list(msg.references()),
+        authentication_results: Vec::new(),
     }
 }
 

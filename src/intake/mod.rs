@@ -170,6 +170,11 @@ fn header_end(raw: &[u8]) -> Option<usize> {
 fn read_headers(msg: &Message<'_>, own: &OwnIdentity, intake: &mut Intake) {
     intake.header = mime::header(msg);
     let headers = mime::raw_headers(msg);
+    intake.header.authentication_results = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
+        .map(|(_, value)| value.clone())
+        .collect();
     let content_type = msg.root_part().content_type().map(|ct| match ct.subtype() {
         Some(sub) => format!("{}/{}", ct.ctype(), sub).to_lowercase(),
         None => ct.ctype().to_lowercase(),

@@ -9,6 +9,7 @@
 
 use std::time::SystemTime;
 
+use chrono::{DateTime, Utc};
 use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
@@ -16,20 +17,33 @@ use rand::Rng;
 
 use super::templates::{Rendered, TemplateError, Templates};
 use super::{AckData, DigestData, MailKind, ReminderData};
-use crate::config::SmtpConfig;
+use crate::fold::clean_line;
+use crate::types::MailAddress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
     #[error(transparent)]
     Template(#[from] TemplateError),
-    #[error("{field}: `{value}` is not a mail address: {message}")]
-    Address {
-        field: &'static str,
-        value: String,
-        message: String,
-    },
     #[error("cannot build the message: {0}")]
     Build(#[from] lettre::error::Error),
+}
+
+impl ComposeError {
+    /// A template that fails on some data or a message lettre refuses fails
+    /// the same way the next time.
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// What every outgoing mail carries besides its body: fixed when it is
+/// enqueued, so a resend is byte for byte the same mail.
+#[derive(Debug, Clone)]
+pub struct Stamp<'a> {
+    pub from: &'a Mailbox,
+    pub reply_to: Option<&'a Mailbox>,
+    pub message_id: &'a str,
+    pub date: DateTime<Utc>,
 }
 
 /// What an outbox row stores for one message.
@@ -63,14 +77,15 @@ impl Outgoing {
 }
 
 /// A fresh Message-ID, e.g. `<20250505.k3j9x2m4q8.ack@baosong.example.cn>`.
-/// Fixed when the mail is enqueued, so a resend is recognisably the same mail.
-pub fn new_message_id(domain: &str, kind: MailKind) -> String {
+/// Its random part is unguessable: replies that cite it prove they answer
+/// a mail we sent.
+pub fn new_message_id(domain: &str, kind: MailKind, now: DateTime<Utc>) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let token: String = (0..16)
         .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
         .collect();
-    let date = crate::clock::now().format("%Y%m%d");
+    let date = now.format("%Y%m%d");
     format!("<{date}.{token}.{}@{domain}>", kind.as_str())
 }
 
@@ -83,17 +98,23 @@ pub fn to_bytes(message: &Message) -> Vec<u8> {
 pub fn ack(
     templates: &Templates,
     data: &AckData,
-    smtp: &SmtpConfig,
-    message_id: &str,
+    stamp: &Stamp<'_>,
 ) -> Result<Message, ComposeError> {
     let rendered = templates.ack(data)?;
-    let to = mailbox("to", data.to_name.as_deref(), &data.to)?;
-    let mut builder = base(smtp, message_id, &rendered.subject, "auto-replied")?.to(to);
-    if let Some(id) = &data.original_message_id {
-        let id = angle(id);
-        let mut refs: Vec<String> = data.original_references.iter().map(|r| angle(r)).collect();
+    let to = mailbox(data.to_name.as_deref(), &data.to);
+    let mut builder = base(stamp, &rendered.subject, "auto-replied").to(to);
+    if let Some(id) = data.original_message_id.as_deref().and_then(msg_id) {
+        let mut refs: Vec<String> = data
+            .original_references
+            .iter()
+            .filter_map(|r| msg_id(r))
+            .collect();
         if !refs.contains(&id) {
             refs.push(id.clone());
+        }
+        // A long thread would make a header nobody needs: keep the root and the last few.
+        if refs.len() > 10 {
+            refs.drain(1..refs.len() - 9);
         }
         builder = builder.in_reply_to(id).references(refs.join(" "));
     }
@@ -104,13 +125,12 @@ pub fn ack(
 pub fn reminder(
     templates: &Templates,
     data: &ReminderData,
-    smtp: &SmtpConfig,
-    message_id: &str,
+    stamp: &Stamp<'_>,
 ) -> Result<Message, ComposeError> {
     let rendered = templates.reminder(data)?;
-    let mut builder = base(smtp, message_id, &rendered.subject, "auto-generated")?;
+    let mut builder = base(stamp, &rendered.subject, "auto-generated");
     for to in &data.to {
-        builder = builder.to(mailbox("to", Some(&data.org_name), to)?);
+        builder = builder.to(mailbox(Some(&data.org_name), to));
     }
     Ok(builder.multipart(alternative(&rendered))?)
 }
@@ -120,13 +140,12 @@ pub fn digest(
     templates: &Templates,
     data: &DigestData,
     xlsx: Option<&[u8]>,
-    smtp: &SmtpConfig,
-    message_id: &str,
+    stamp: &Stamp<'_>,
 ) -> Result<Message, ComposeError> {
     let rendered = templates.digest(data)?;
-    let mut builder = base(smtp, message_id, &rendered.subject, "auto-generated")?;
+    let mut builder = base(stamp, &rendered.subject, "auto-generated");
     for to in &data.to {
-        builder = builder.to(mailbox("to", None, to)?);
+        builder = builder.to(mailbox(None, to));
     }
     let body = match xlsx {
         None => alternative(&rendered),
@@ -149,22 +168,12 @@ pub fn digest(
     Ok(builder.multipart(body)?)
 }
 
-fn base(
-    smtp: &SmtpConfig,
-    message_id: &str,
-    subject: &str,
-    auto_submitted: &str,
-) -> Result<lettre::message::MessageBuilder, ComposeError> {
-    let from: Mailbox = smtp.from.parse().map_err(|e| ComposeError::Address {
-        field: "smtp.from",
-        value: smtp.from.clone(),
-        message: format!("{e}"),
-    })?;
+fn base(stamp: &Stamp<'_>, subject: &str, auto_submitted: &str) -> lettre::message::MessageBuilder {
     let mut builder = Message::builder()
-        .from(from)
-        .subject(subject)
-        .message_id(Some(angle(message_id)))
-        .date(SystemTime::from(crate::clock::now()))
+        .from(stamp.from.clone())
+        .subject(clean_line(subject, 200))
+        .message_id(msg_id(stamp.message_id))
+        .date(SystemTime::from(stamp.date))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("Auto-Submitted"),
             auto_submitted.to_owned(),
@@ -173,15 +182,10 @@ fn base(
             HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
             "All".to_owned(),
         ));
-    if let Some(reply_to) = &smtp.reply_to {
-        let rt: Mailbox = reply_to.parse().map_err(|e| ComposeError::Address {
-            field: "smtp.reply_to",
-            value: reply_to.clone(),
-            message: format!("{e}"),
-        })?;
-        builder = builder.reply_to(rt);
+    if let Some(rt) = stamp.reply_to {
+        builder = builder.reply_to(rt.clone());
     }
-    Ok(builder)
+    builder
 }
 
 fn alternative(r: &Rendered) -> MultiPart {
@@ -190,22 +194,27 @@ fn alternative(r: &Rendered) -> MultiPart {
         .singlepart(SinglePart::html(r.html.clone()))
 }
 
-fn mailbox(field: &'static str, name: Option<&str>, addr: &str) -> Result<Mailbox, ComposeError> {
-    let address = addr.trim().parse().map_err(|e| ComposeError::Address {
-        field,
-        value: addr.to_owned(),
-        message: format!("{e}"),
-    })?;
-    Ok(Mailbox::new(
-        name.filter(|n| !n.trim().is_empty()).map(str::to_owned),
-        address,
-    ))
+/// A recipient: the checked address, with the display name made header-safe.
+fn mailbox(name: Option<&str>, addr: &MailAddress) -> Mailbox {
+    let email = addr
+        .as_str()
+        .parse()
+        .expect("a MailAddress is checked against lettre when it is made");
+    let name = name.map(|n| clean_line(n, 60)).filter(|n| !n.is_empty());
+    Mailbox::new(name, email)
 }
 
-/// `<id>` whether or not the caller kept the brackets (mail-parser strips them).
-fn angle(id: &str) -> String {
+/// `<id>` for a Message-ID whether or not the caller kept the brackets
+/// (mail-parser strips them); None for one that could break the header.
+fn msg_id(id: &str) -> Option<String> {
     let id = id.trim().trim_start_matches('<').trim_end_matches('>');
-    format!("<{id}>")
+    let ok = !id.is_empty()
+        && id.len() <= 250
+        && id.contains('@')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"<>\"\\".contains(c));
+    ok.then(|| format!("<{id}>"))
 }
 
 #[cfg(test)]
@@ -213,21 +222,30 @@ mod tests {
     use super::*;
     use crate::outbound::sample;
 
-    fn smtp() -> SmtpConfig {
-        SmtpConfig {
-            from: "江苏省科技活动周报送 <kjt@example.cn>".into(),
-            reply_to: Some("kjt@example.cn".into()),
-            ..SmtpConfig::default()
+    fn at() -> DateTime<Utc> {
+        "2025-05-05T06:03:00Z".parse().unwrap()
+    }
+
+    fn from() -> Mailbox {
+        "江苏省科技活动周报送 <kjt@example.cn>".parse().unwrap()
+    }
+
+    fn stamp<'a>(from: &'a Mailbox, id: &'a str) -> Stamp<'a> {
+        Stamp {
+            from,
+            reply_to: None,
+            message_id: id,
+            date: at(),
         }
     }
 
     #[test]
     fn message_ids_are_unique_and_bracketed() {
-        let a = new_message_id("baosong.example.cn", MailKind::Ack);
-        let b = new_message_id("baosong.example.cn", MailKind::Ack);
+        let a = new_message_id("baosong.example.cn", MailKind::Ack, at());
+        let b = new_message_id("baosong.example.cn", MailKind::Ack, at());
         assert_ne!(a, b);
         assert!(
-            a.starts_with('<') && a.ends_with(".ack@baosong.example.cn>"),
+            a.starts_with("<20250505.") && a.ends_with(".ack@baosong.example.cn>"),
             "{a}"
         );
     }
@@ -237,7 +255,8 @@ mod tests {
         let mut d = sample::ack();
         d.original_message_id = Some("orig@x.cn".into());
         d.original_references = vec!["<root@x.cn>".into()];
-        let m = ack(&Templates::builtin(), &d, &smtp(), "<id1@b.cn>").unwrap();
+        let f = from();
+        let m = ack(&Templates::builtin(), &d, &stamp(&f, "<id1@b.cn>")).unwrap();
         let text = String::from_utf8(to_bytes(&m)).unwrap();
         assert!(text.contains("In-Reply-To: <orig@x.cn>"), "{text}");
         assert!(
@@ -250,12 +269,28 @@ mod tests {
     }
 
     #[test]
+    fn sender_text_never_breaks_a_header() {
+        let mut d = sample::ack();
+        d.to_name = Some("张\r\nBcc: victim@example.com".into());
+        d.original_subject = "材料\r\nBcc: victim@example.com".into();
+        d.original_message_id = Some("a@b>\r\nBcc: victim@example.com".into());
+        let f = from();
+        let m = ack(&Templates::builtin(), &d, &stamp(&f, "<id1@b.cn>")).unwrap();
+        let text = String::from_utf8(to_bytes(&m)).unwrap();
+        let head = &text[..text.find("\r\n\r\n").unwrap()];
+        assert!(!head.contains("\r\nBcc:"), "{head}");
+        assert!(!head.to_ascii_lowercase().contains("\nbcc"), "{head}");
+        assert_eq!(clean_line("a\u{202E}b\tc  d\x1b[31m", 60), "a b c d [31m");
+        assert_eq!(clean_line(&"长".repeat(100), 10).chars().count(), 10);
+    }
+
+    #[test]
     fn outgoing_carries_the_envelope() {
+        let f = from();
         let m = reminder(
             &Templates::builtin(),
             &sample::reminder(),
-            &smtp(),
-            "<r@b.cn>",
+            &stamp(&f, "<r@b.cn>"),
         )
         .unwrap();
         let o = Outgoing::new(&m);

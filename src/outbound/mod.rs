@@ -11,6 +11,7 @@
 //! templates print the wall-clock time they are given.
 
 pub mod compose;
+pub mod data;
 pub mod templates;
 pub mod transport;
 
@@ -18,6 +19,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
 pub use crate::status::CellState;
+use crate::types::MailAddress;
 pub use compose::{Outgoing, new_message_id, to_bytes};
 pub use templates::{Rendered, TemplateError, Templates};
 pub use transport::{SendError, Transport};
@@ -44,8 +46,8 @@ impl MailKind {
 /// The acknowledgement (回执) of one received message.
 #[derive(Debug, Clone, Serialize)]
 pub struct AckData {
-    /// Where the ack goes: the sender's Reply-To, else From (bare address).
-    pub to: String,
+    /// Where the ack goes: the sender's Reply-To, else From.
+    pub to: MailAddress,
     /// The sender's display name, if the mail had one.
     pub to_name: Option<String>,
     /// The matched unit; `None` when it could not be told.
@@ -57,10 +59,15 @@ pub struct AckData {
     pub received_at: DateTime<FixedOffset>,
     pub late: bool,
     pub files: Vec<AckFile>,
-    /// Problems with the message as a whole (no attachment, unreadable, …).
+    /// Problems with the message as a whole (no attachment, unreadable, …)
+    /// and with what the unit sent so far (too few photos, too many items).
     pub problems: Vec<String>,
     /// What the deadline still needs from this unit, e.g. `推荐表盖章扫描件`.
     pub missing: Vec<String>,
+    /// What the unit sent but must send again, fixed.
+    pub redo: Vec<String>,
+    /// Everything the deadline asks of this unit is in, with nothing to fix.
+    pub complete: bool,
     /// The sender's unit could not be determined: ask for its full name.
     pub unknown_sender: bool,
     pub original_subject: String,
@@ -90,7 +97,7 @@ pub struct AckFile {
 /// A reminder to one unit that still misses something for a deadline.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReminderData {
-    pub to: Vec<String>,
+    pub to: Vec<MailAddress>,
     pub org_name: String,
     pub campaign_name: String,
     pub deadline_name: String,
@@ -104,13 +111,26 @@ pub struct ReminderData {
 /// The coordinators' status digest.
 #[derive(Debug, Clone, Serialize)]
 pub struct DigestData {
-    pub to: Vec<String>,
+    pub to: Vec<MailAddress>,
     pub generated_at: DateTime<FixedOffset>,
+    /// 需人工处理: mail from unknown senders, acks held back, mail that
+    /// could not be read or recorded, oldest first.
+    pub attention: Vec<AttentionItem>,
     pub campaigns: Vec<DigestCampaign>,
-    /// Mail that could not be tied to a unit (`baosong assign` fixes it).
-    pub unmatched: Vec<UnmatchedMail>,
     /// Outgoing mail that could not be delivered.
     pub failed_sends: Vec<FailedSend>,
+}
+
+/// A stored mail a coordinator must look at.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttentionItem {
+    /// The message number (`baosong show 42`).
+    pub number: i64,
+    pub from: String,
+    pub subject: String,
+    pub received_at: DateTime<FixedOffset>,
+    /// Why, e.g. `未能确认单位`, `回执未发送：…`, `邮件无法处理：…`.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,8 +157,8 @@ pub struct DigestRow {
     pub org_name: String,
     /// One per column, in column order.
     pub cells: Vec<Cell>,
-    /// Number of problems found in this unit's files.
-    pub problems: usize,
+    /// Everything this unit has been told to fix.
+    pub problems: Vec<String>,
     pub complete: bool,
 }
 
@@ -166,13 +186,6 @@ pub struct Total {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct UnmatchedMail {
-    pub from: String,
-    pub subject: String,
-    pub received_at: DateTime<FixedOffset>,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct FailedSend {
     pub to: String,
     pub subject: String,
@@ -185,6 +198,10 @@ pub mod sample {
 
     use super::*;
 
+    fn addr(s: &str) -> MailAddress {
+        MailAddress::parse(s).expect("a valid sample address")
+    }
+
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<FixedOffset> {
         let cst = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
         cst.with_ymd_and_hms(y, mo, d, h, mi, s)
@@ -194,7 +211,7 @@ pub mod sample {
 
     pub fn ack() -> AckData {
         AckData {
-            to: "njkjjrcc@nanjing.gov.cn".into(),
+            to: addr("njkjjrcc@nanjing.gov.cn"),
             to_name: Some("王明".into()),
             org_name: Some("南京市科学技术局".into()),
             campaign_name: Some("2025年江苏省全国科技活动周和全国科技工作者日".into()),
@@ -223,7 +240,9 @@ pub mod sample {
                 },
             ],
             problems: vec![],
-            missing: vec!["推荐表盖章扫描件".into()],
+            missing: vec![],
+            redo: vec!["推荐表电子版".into(), "推荐表盖章扫描件".into()],
+            complete: false,
             unknown_sender: false,
             original_subject: "南京市科技活动周推荐表".into(),
             original_message_id: Some("<abc123@nanjing.gov.cn>".into()),
@@ -233,7 +252,7 @@ pub mod sample {
 
     pub fn reminder() -> ReminderData {
         ReminderData {
-            to: vec!["xzkx@xz.gov.cn".into()],
+            to: vec![addr("xzkx@xz.gov.cn")],
             org_name: "徐州市科学技术协会".into(),
             campaign_name: "2025年江苏省全国科技活动周和全国科技工作者日".into(),
             deadline_name: "特色群众性主题实践活动推荐表".into(),
@@ -251,7 +270,7 @@ pub mod sample {
             text: text.into(),
         };
         DigestData {
-            to: vec!["kjtrcc83236071@163.com".into()],
+            to: vec![addr("kjtrcc83236071@163.com")],
             generated_at: at(2025, 6, 20, 8, 30, 0),
             campaigns: vec![DigestCampaign {
                 name: "2025年江苏省全国科技活动周和全国科技工作者日".into(),
@@ -271,7 +290,7 @@ pub mod sample {
                                 cell(CellState::Received, None, "6月18日"),
                                 cell(CellState::Received, Some(true), "6月18日"),
                             ],
-                            problems: 0,
+                            problems: vec![],
                             complete: true,
                         },
                         DigestRow {
@@ -281,7 +300,9 @@ pub mod sample {
                                 cell(CellState::Problem, None, "经费单位不明"),
                                 cell(CellState::Missing, None, ""),
                             ],
-                            problems: 1,
+                            problems: vec![
+                                "《统计表.xlsx》：经费投入“约5”单位不明，请填写万元数".into(),
+                            ],
                             complete: false,
                         },
                         DigestRow {
@@ -291,7 +312,7 @@ pub mod sample {
                                 cell(CellState::Missing, None, ""),
                                 cell(CellState::Missing, None, ""),
                             ],
-                            problems: 0,
+                            problems: vec![],
                             complete: false,
                         },
                     ],
@@ -314,10 +335,12 @@ pub mod sample {
                     ],
                 }],
             }],
-            unmatched: vec![UnmatchedMail {
+            attention: vec![AttentionItem {
+                number: 42,
                 from: "someone@qq.com".into(),
                 subject: "材料".into(),
                 received_at: at(2025, 6, 19, 16, 12, 0),
+                reason: "未能确认单位".into(),
             }],
             failed_sends: vec![],
         }

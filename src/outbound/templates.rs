@@ -125,6 +125,7 @@ impl Templates {
     pub fn ack(&self, data: &AckData) -> Result<Rendered, TemplateError> {
         // Derived here so an edited template cannot get the rule wrong.
         let needs_action = !data.missing.is_empty()
+            || !data.redo.is_empty()
             || !data.problems.is_empty()
             || data
                 .files
@@ -255,20 +256,18 @@ fn zh_datetime(value: &str) -> Result<String, minijinja::Error> {
 /// A deadline as a notice states it: `2025年5月6日24:00` for the end of a
 /// day (how a bare date in the config is stored), `2025年5月7日12:00` otherwise.
 fn zh_due(value: &str) -> Result<String, minijinja::Error> {
-    let t = parse_time(value)?;
+    Ok(due_text(&parse_time(value)?))
+}
+
+/// A deadline as people read it everywhere (acks, reminders, digest,
+/// `status`): `2025年5月6日24:00` for the end of a day, `2025年5月7日12:00`.
+pub fn due_text(t: &DateTime<FixedOffset>) -> String {
     let (h, m) = if (t.hour(), t.minute()) == (23, 59) {
         (24, 0)
     } else {
         (t.hour(), t.minute())
     };
-    Ok(format!(
-        "{}年{}月{}日{}:{:02}",
-        t.year(),
-        t.month(),
-        t.day(),
-        h,
-        m
-    ))
+    format!("{}年{}月{}日{}:{:02}", t.year(), t.month(), t.day(), h, m)
 }
 
 #[cfg(test)]

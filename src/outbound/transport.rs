@@ -28,18 +28,27 @@ pub enum TransportError {
     Check(String),
 }
 
-/// Why a send failed, and whether trying again later can help.
+/// Why a send failed, and what that means for this mail and the next.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// The server answered with an error code.
+    /// The server refused this mail (a recipient, the content): lettre says
+    /// whether the reply code is transient (4xx) or permanent (5xx).
     #[error("server answered {code}: {message}")]
-    Rejected { code: u16, message: String },
+    Rejected {
+        code: u16,
+        transient: bool,
+        message: String,
+    },
     /// A sender or recipient address is malformed: retrying cannot help.
     #[error("bad address `{address}`: {message}")]
     Address { address: String, message: String },
-    /// No answer: connection refused or dropped, TLS failure, timeout.
+    /// No answer: connection refused or dropped, timeout.
     #[error("cannot reach the mail server: {0}")]
     Connection(String),
+    /// TLS, certificate or login failure: no mail can go until an operator
+    /// fixes `[smtp]`; every mail waits meanwhile.
+    #[error("the mail server refuses us until the [smtp] config is fixed: {0}")]
+    Setup(String),
     /// Writing the .eml file failed.
     #[error("cannot write {}: {source}", path.display())]
     File {
@@ -49,13 +58,19 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// 4xx answers, unreachable servers and disk errors may pass; 5xx and bad addresses will not.
+    /// Whether this mail may go through later as it is.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Rejected { code, .. } => (400..500).contains(code),
+            Self::Rejected { transient, .. } => *transient,
             Self::Address { .. } => false,
-            Self::Connection(_) | Self::File { .. } => true,
+            Self::Connection(_) | Self::Setup(_) | Self::File { .. } => true,
         }
+    }
+
+    /// Whether the cause is the setup, not this mail: then the mail keeps its
+    /// attempts and waits for a fixed config.
+    pub fn is_setup(&self) -> bool {
+        matches!(self, Self::Setup(_))
     }
 
     /// The SMTP reply code, when the server gave one.
@@ -67,14 +82,33 @@ impl SendError {
     }
 
     fn from_smtp(e: lettre::transport::smtp::Error) -> Self {
-        match e.status() {
-            Some(code) => Self::Rejected {
-                code: code.to_string().parse().unwrap_or(0),
+        let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
+        // 530/534/535/538: authentication; not about this mail.
+        if e.is_tls() || matches!(code, Some(530 | 534 | 535 | 538)) {
+            return Self::Setup(e.to_string());
+        }
+        match code {
+            Some(code) if e.is_transient() || e.is_permanent() => Self::Rejected {
+                code,
+                transient: e.is_transient(),
                 message: e.to_string(),
             },
-            None => Self::Connection(e.to_string()),
+            _ if e.is_client() => Self::Address {
+                address: String::new(),
+                message: e.to_string(),
+            },
+            _ => Self::Connection(e.to_string()),
         }
     }
+}
+
+/// Where outgoing mail goes. The daemon takes one as a parameter, so tests
+/// can script a server's answers in-process.
+#[async_trait::async_trait]
+pub trait MailSender: Send + Sync {
+    /// Sends stored bytes as they are.
+    async fn send(&self, envelope_from: &str, to: &[String], bytes: &[u8])
+    -> Result<(), SendError>;
 }
 
 /// Where outgoing mail goes.
@@ -103,23 +137,18 @@ pub fn install_crypto_provider() {
 }
 
 impl Transport {
-    /// Builds the transport. Relative paths (`directory`, `ca_file`) are read
-    /// against `base_dir` (the config file's folder); `password` is the
-    /// resolved secret when a username is set.
-    pub fn from_config(
-        smtp: &SmtpConfig,
-        base_dir: &Path,
-        password: Option<&str>,
-    ) -> Result<Self, TransportError> {
+    /// Builds the transport; `password` is the resolved secret when a
+    /// username is set.
+    pub fn from_config(smtp: &SmtpConfig, password: Option<&str>) -> Result<Self, TransportError> {
         match smtp.transport {
-            SmtpTransport::File => Ok(Self::File(base_dir.join(&smtp.directory))),
+            SmtpTransport::File => Ok(Self::File(smtp.directory.clone())),
             SmtpTransport::Smtp => {
                 install_crypto_provider();
                 let host = smtp.host.as_deref().ok_or(TransportError::NoHost)?;
                 let mut builder = match smtp.tls {
                     TlsMode::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
                     mode => {
-                        let params = tls_parameters(smtp, base_dir, host)?;
+                        let params = tls_parameters(smtp, host)?;
                         let tls = if mode == TlsMode::Implicit {
                             Tls::Wrapper(params)
                         } else {
@@ -141,9 +170,11 @@ impl Transport {
             }
         }
     }
+}
 
-    /// Sends stored bytes as they are.
-    pub async fn send_raw(
+#[async_trait::async_trait]
+impl MailSender for Transport {
+    async fn send(
         &self,
         envelope_from: &str,
         to: &[String],
@@ -176,14 +207,10 @@ fn port(smtp: &SmtpConfig) -> u16 {
     })
 }
 
-fn tls_parameters(
-    smtp: &SmtpConfig,
-    base_dir: &Path,
-    host: &str,
-) -> Result<TlsParameters, TransportError> {
+fn tls_parameters(smtp: &SmtpConfig, host: &str) -> Result<TlsParameters, TransportError> {
     let mut builder = TlsParameters::builder(host.to_owned());
     if let Some(ca) = &smtp.ca_file {
-        let path = base_dir.join(ca);
+        let path = ca.clone();
         let pem = std::fs::read(&path).map_err(|e| TransportError::CaFile {
             path: path.clone(),
             message: e.to_string(),
@@ -244,13 +271,9 @@ fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), SendError> {
 /// For `baosong check-config`: connects, says EHLO (upgrading with STARTTLS
 /// where configured), logs in when a username is set, and reports what the
 /// server offers. The password never appears in the result.
-pub async fn check(
-    smtp: &SmtpConfig,
-    base_dir: &Path,
-    password: Option<&str>,
-) -> Result<String, TransportError> {
+pub async fn check(smtp: &SmtpConfig, password: Option<&str>) -> Result<String, TransportError> {
     if smtp.transport == SmtpTransport::File {
-        let dir = base_dir.join(&smtp.directory);
+        let dir = smtp.directory.clone();
         return Ok(format!(
             "file transport: mail is written to {}",
             dir.display()
@@ -264,7 +287,7 @@ pub async fn check(
         TransportError::Check(format!("{host}:{port}: {stage}: {e}"))
     };
     let implicit = match smtp.tls {
-        TlsMode::Implicit => Some(tls_parameters(smtp, base_dir, host)?),
+        TlsMode::Implicit => Some(tls_parameters(smtp, host)?),
         _ => None,
     };
     let mut conn =
@@ -272,7 +295,7 @@ pub async fn check(
             .await
             .map_err(|e| fail("connect", e))?;
     if smtp.tls == TlsMode::Starttls {
-        conn.starttls(tls_parameters(smtp, base_dir, host)?, &hello)
+        conn.starttls(tls_parameters(smtp, host)?, &hello)
             .await
             .map_err(|e| fail("STARTTLS", e))?;
     }

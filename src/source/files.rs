@@ -15,7 +15,7 @@ pub enum FileSourceError {
 impl FileSourceError {
     /// A file that cannot be read now may be readable later (a busy disk, a
     /// permission fixed); the caller decides.
-    pub fn is_retryable(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::Interrupted)
     }
 }

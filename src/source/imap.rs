@@ -1,9 +1,9 @@
-//! The IMAP source: one task per mailbox that logs in, reads every message
-//! above the last committed UID, hands each to the pipeline, flags or moves it
-//! only once the pipeline says it is committed, and then waits for new mail
-//! (IDLE where offered, polling otherwise). Every failure ends the connection
-//! and is retried with backoff, forever, until cancelled.
+//! The IMAP source: logs in, reads every message above the last committed
+//! UID, hands them to the pipeline (through [`super::run`]), flags or moves
+//! them only once the pipeline says they are committed, and then waits for
+//! new mail (IDLE where offered, polling otherwise).
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::future::Future;
 use std::time::Duration;
@@ -15,13 +15,12 @@ use chrono::Utc;
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{Backoff, Delivery, Disposition, Origin, RawMessage, SourceError, deliver, tls};
+use super::{MailboxSource, Origin, RawMessage, SourceError, tls};
 use crate::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, TlsMode};
-use crate::types::Uid;
+use crate::types::{MailboxName, Uid};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Generous: one command may carry a batch of large messages.
@@ -65,92 +64,247 @@ pub async fn check(cfg: &MailboxConfig, password: &str) -> Result<CheckReport, S
     })
 }
 
-/// Reads `cfg`'s IMAP folder until `cancel` fires.
+/// An IMAP folder read as a [`MailboxSource`].
 ///
-/// `resume` is the folder's UIDVALIDITY and the highest UID already committed;
-/// reading starts after it, or from UID 1 when the UIDVALIDITY differs (the
-/// store recognises messages it already has by their bytes). Each message is
-/// sent as a [`Delivery`]; the next one comes only after its disposition. On
-/// cancellation a message in hand is finished (including its flag or move).
-///
-/// Returns `Ok` when cancelled; `Err` only for a configuration error or when
-/// the receiver of `tx` is gone. Everything else is logged and retried.
-pub async fn run(
+/// It reads every message above the last committed UID (the store's cursor,
+/// or from UID 1 when the UIDVALIDITY differs: the store recognises
+/// messages it already has by their bytes), in batches bounded by count and
+/// bytes, and flags or moves committed ones as configured. It waits with
+/// IDLE where the server offers it, polling otherwise. A login refused
+/// makes it read the password again (the operator may have fixed the file).
+pub struct ImapSource {
     cfg: MailboxConfig,
+    tls: Option<tokio_rustls::TlsConnector>,
     password: String,
-    resume: Option<(u32, u32)>,
-    tx: mpsc::Sender<Delivery>,
-    cancel: CancellationToken,
-    once: bool,
-) -> Result<(), SourceError> {
-    let imap = imap_config(&cfg)?;
-    let tls = connector(&cfg, imap)?;
-    let mut password = password;
-    let mut cursor = resume;
-    let mut backoff = Backoff::new();
-    let ctx = Ctx {
-        cfg: &cfg,
-        imap,
-        tls: tls.as_ref(),
-        tx: &tx,
-        cancel: &cancel,
-        once,
-    };
-    loop {
-        let err = match connection(&ctx, &password, &mut cursor, &mut backoff).await {
-            Ok(()) => return Ok(()),
-            Err(e @ (SourceError::Config { .. } | SourceError::ConsumerGone)) => return Err(e),
-            // A one-shot run reports the failure instead of waiting it out.
-            Err(e) if once => return Err(e),
-            Err(e) => e,
-        };
-        let mut delay = backoff.delay(&err);
-        let (uidvalidity, last_uid) = cursor.unwrap_or_default();
-        if let SourceError::Auth { .. } = err {
-            // The operator may have fixed the secret's file or variable meanwhile.
-            if let Ok(fresh) = imap.password.resolve("imap.password")
-                && fresh != password
-            {
-                info!(mailbox = %cfg.name, "the IMAP password changed; using the new one");
-                password = fresh;
-                delay = Duration::from_secs(1);
+    session: Option<(ImapSession, Caps)>,
+    uidvalidity: Option<u32>,
+    /// Every UID up to this one is finished.
+    cursor: u32,
+    /// UIDs above the cursor that are finished (committed or skipped).
+    finished: BTreeSet<u32>,
+}
+
+impl std::fmt::Debug for ImapSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapSource")
+            .field("mailbox", &self.cfg.name)
+            .field("uidvalidity", &self.uidvalidity)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImapSource {
+    /// `resume` is the folder's UIDVALIDITY and the highest UID committed.
+    pub fn new(
+        cfg: MailboxConfig,
+        password: String,
+        resume: Option<(u32, u32)>,
+    ) -> Result<Self, SourceError> {
+        let imap = imap_config(&cfg)?;
+        let tls = connector(&cfg, imap)?;
+        Ok(Self {
+            cfg,
+            tls,
+            password,
+            session: None,
+            uidvalidity: resume.map(|(v, _)| v),
+            cursor: resume.map_or(0, |(_, uid)| uid),
+            finished: BTreeSet::new(),
+        })
+    }
+
+    fn imap(&self) -> &ImapConfig {
+        self.cfg.imap.as_ref().expect("checked in ImapSource::new")
+    }
+
+    /// Logs in and selects the folder unless that is done.
+    async fn open_session(&mut self) -> Result<&mut (ImapSession, Caps), SourceError> {
+        if self.session.is_none() {
+            let opened = open(&self.cfg, self.imap(), self.tls.as_ref(), &self.password).await;
+            let (mut s, caps) = match opened {
+                Err(e @ SourceError::Auth { .. }) => {
+                    error!(
+                        mailbox = %self.cfg.name, host = %self.imap().host, user = %self.imap().username, error = %e,
+                        "IMAP login refused; check the username and password (授权码 for 163/QQ mail) and that IMAP is enabled for the account"
+                    );
+                    // The operator may have fixed the secret's file or variable meanwhile.
+                    match self.imap().password.resolve("imap.password") {
+                        Ok(fresh) if fresh != self.password => {
+                            info!(mailbox = %self.cfg.name, "the IMAP password changed; using the new one");
+                            self.password = fresh;
+                            open(&self.cfg, self.imap(), self.tls.as_ref(), &self.password).await?
+                        }
+                        _ => return Err(e),
+                    }
+                }
+                r => r?,
+            };
+            let (uidvalidity, exists) = select(&mut s, &self.cfg).await?;
+            if self.uidvalidity.is_some_and(|v| v != uidvalidity) {
+                warn!(
+                    mailbox = %self.cfg.name, old_uidvalidity = ?self.uidvalidity, uidvalidity,
+                    "UIDVALIDITY changed; reading the folder again from UID 1"
+                );
+                self.cursor = 0;
+                self.finished.clear();
             }
-            error!(
-                mailbox = %cfg.name, host = %imap.host, user = %imap.username, error = %err,
-                retry_in_secs = delay.as_secs(),
-                "IMAP login refused; check the username and password (授权码 for 163/QQ mail) and that IMAP is enabled for the account"
+            self.uidvalidity = Some(uidvalidity);
+            if self.cfg.after == AfterProcessing::Move {
+                ensure_folder(&mut s, &self.cfg).await?;
+            }
+            info!(
+                mailbox = %self.cfg.name, folder = %self.cfg.folder, uidvalidity, exists,
+                last_uid = self.cursor, idle = caps.idle, "IMAP folder selected"
             );
-        } else if let SourceError::Consumer(_) = err {
-            warn!(
-                mailbox = %cfg.name, uidvalidity, next_uid = last_uid + 1,
-                retry_in_secs = delay.as_secs(), "offering the message again after a store failure"
-            );
-        } else if err.is_retryable() {
-            warn!(
-                mailbox = %cfg.name, host = %imap.host, error = %err, uidvalidity, last_uid,
-                retry_in_secs = delay.as_secs(), "IMAP connection failed; reconnecting"
-            );
-        } else {
-            error!(
-                mailbox = %cfg.name, host = %imap.host, error = %err, uidvalidity, last_uid,
-                retry_in_secs = delay.as_secs(), "IMAP mailbox unusable; retrying later"
-            );
+            if self.cursor > 0 {
+                // A stop between a commit and its flag or move leaves messages
+                // unfinished; finishing them again is harmless.
+                finish_committed(&mut s, &self.cfg, &caps, self.cursor).await?;
+            }
+            self.session = Some((s, caps));
         }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = cancel.cancelled() => return Ok(()),
+        Ok(self.session.as_mut().expect("opened above"))
+    }
+
+    /// Marks UIDs finished and moves the cursor over those now contiguous
+    /// with it, so the next listing starts after them.
+    fn mark_finished(&mut self, uids: impl IntoIterator<Item = u32>) {
+        let cursor = self.cursor;
+        self.finished
+            .extend(uids.into_iter().filter(|&u| u > cursor));
+        while self.finished.remove(&(self.cursor + 1)) {
+            self.cursor += 1;
         }
     }
 }
 
-struct Ctx<'a> {
-    cfg: &'a MailboxConfig,
-    imap: &'a ImapConfig,
-    tls: Option<&'a tokio_rustls::TlsConnector>,
-    tx: &'a mpsc::Sender<Delivery>,
-    cancel: &'a CancellationToken,
-    /// Read what is there now, then return.
-    once: bool,
+#[async_trait::async_trait]
+impl MailboxSource for ImapSource {
+    fn name(&self) -> &MailboxName {
+        &self.cfg.name
+    }
+
+    async fn fetch(&mut self, max: usize) -> Result<Vec<RawMessage>, SourceError> {
+        let mailbox = self.cfg.name.clone();
+        let from = self.cursor + 1;
+        let finished = self.finished.clone();
+        let (s, _) = self.open_session().await?;
+        while s.unsolicited_responses.try_recv().is_ok() {}
+        let listed: Vec<Fetch> = timed("UID FETCH sizes", COMMAND_TIMEOUT, async {
+            s.uid_fetch(format!("{from}:*"), "(UID RFC822.SIZE)")
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+        // `n:*` also returns the highest message when every UID is below n.
+        let mut pending: Vec<(u32, u64)> = listed
+            .iter()
+            .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
+            .filter(|&(uid, _)| uid >= from && !finished.contains(&uid))
+            .collect();
+        pending.sort_unstable();
+        pending.dedup();
+        pending.truncate(max);
+        let Some(batch) = batches(&pending).into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let uidvalidity = self.uidvalidity.unwrap_or_default();
+        debug!(%mailbox, uidvalidity, from_uid = from, count = batch.len(), "fetching new messages");
+        let set = uid_set(batch.iter().map(|(uid, _)| *uid));
+        let (s, _) = self.open_session().await?;
+        let mut fetched: Vec<Fetch> = timed("UID FETCH", COMMAND_TIMEOUT, async {
+            s.uid_fetch(&set, "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])")
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+        fetched.retain(|f| f.uid.is_some_and(|u| batch.iter().any(|(b, _)| *b == u)));
+        fetched.sort_by_key(|f| f.uid);
+        let mut out = Vec::with_capacity(fetched.len());
+        for f in fetched {
+            let Some(uid) = f.uid else { continue };
+            let Some(body) = f.body() else {
+                return Err(SourceError::Imap(async_imap::error::Error::Parse(
+                    async_imap::error::ParseError::ExpectedResponseNotFound(format!(
+                        "BODY[] of UID {uid}"
+                    )),
+                )));
+            };
+            out.push(RawMessage {
+                bytes: body.to_vec(),
+                origin: Origin::Imap {
+                    mailbox: mailbox.clone(),
+                    uidvalidity,
+                    uid: Uid(uid),
+                },
+                received_at: f.internal_date().map(|d| d.with_timezone(&Utc)),
+            });
+        }
+        let gone: Vec<u32> = batch
+            .iter()
+            .map(|(uid, _)| *uid)
+            .filter(|uid| {
+                !out.iter()
+                    .any(|r| matches!(r.origin, Origin::Imap { uid: Uid(u), .. } if u == *uid))
+            })
+            .collect();
+        // Listed but expunged elsewhere before the fetch: do not ask again.
+        self.mark_finished(gone);
+        Ok(out)
+    }
+
+    async fn finish(&mut self, committed: &[Origin]) -> Result<(), SourceError> {
+        let uids: Vec<u32> = committed
+            .iter()
+            .filter_map(|o| match o {
+                Origin::Imap { uid, .. } => Some(uid.0),
+                _ => None,
+            })
+            .collect();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let cfg = self.cfg.clone();
+        let (s, caps) = self.open_session().await?;
+        apply_after(s, &cfg, caps, &uid_set(uids.iter().copied())).await?;
+        debug!(mailbox = %cfg.name, count = uids.len(), after = ?cfg.after, "committed messages finished");
+        self.mark_finished(uids);
+        Ok(())
+    }
+
+    fn skip(&mut self, origin: &Origin) {
+        if let Origin::Imap { uid, .. } = origin {
+            self.mark_finished([uid.0]);
+        }
+    }
+
+    async fn wait(&mut self, cancel: &CancellationToken) -> Result<(), SourceError> {
+        let Some((s, caps)) = self.session.take() else {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(self.cfg.poll_interval_secs)) => {}
+                () = cancel.cancelled() => {}
+            }
+            return Ok(());
+        };
+        if let Some(s) = wait(s, &self.cfg, &caps, cancel).await? {
+            self.session = Some((s, caps));
+        }
+        Ok(())
+    }
+
+    async fn reset(&mut self) {
+        if let Some((s, _)) = self.session.take() {
+            close(s).await;
+        }
+    }
+}
+
+/// A UID set for one command: `3,5,7`.
+fn uid_set(uids: impl Iterator<Item = u32>) -> String {
+    uids.map(|u| u.to_string()).collect::<Vec<_>>().join(",")
 }
 
 /// What the server offers that changes what we do.
@@ -211,53 +365,6 @@ async fn timed<T, E: Into<SourceError>>(
             what,
             secs: limit.as_secs(),
         }),
-    }
-}
-
-/// One connection: log in, select, then read and wait until cancelled or an error.
-async fn connection(
-    ctx: &Ctx<'_>,
-    password: &str,
-    cursor: &mut Option<(u32, u32)>,
-    backoff: &mut Backoff,
-) -> Result<(), SourceError> {
-    let (mut s, caps) = open(ctx.cfg, ctx.imap, ctx.tls, password).await?;
-    let (uidvalidity, exists) = select(&mut s, ctx.cfg).await?;
-    let last_uid = match *cursor {
-        Some((v, last)) if v == uidvalidity => last,
-        Some((old, _)) => {
-            warn!(
-                mailbox = %ctx.cfg.name, old_uidvalidity = old, uidvalidity,
-                "UIDVALIDITY changed; reading the folder again from UID 1"
-            );
-            0
-        }
-        None => 0,
-    };
-    *cursor = Some((uidvalidity, last_uid));
-    if ctx.cfg.after == AfterProcessing::Move {
-        ensure_folder(&mut s, ctx).await?;
-    }
-    info!(
-        mailbox = %ctx.cfg.name, folder = %ctx.cfg.folder, uidvalidity, exists, last_uid,
-        idle = caps.idle, "IMAP folder selected"
-    );
-    if last_uid > 0 {
-        // A stop between the last commit and its flag or move would leave that
-        // message unfinished; finishing it again is harmless.
-        finish_committed(&mut s, ctx, &caps, last_uid).await?;
-    }
-    loop {
-        read_new(&mut s, ctx, &caps, uidvalidity, cursor).await?;
-        if ctx.cancel.is_cancelled() || ctx.once {
-            close(s).await;
-            return Ok(());
-        }
-        backoff.reset();
-        match wait(s, ctx, &caps).await? {
-            Some(next) => s = next,
-            None => return Ok(()),
-        }
     }
 }
 
@@ -387,7 +494,13 @@ async fn open(
 async fn greeting<T: AsyncRead + AsyncWrite + Unpin + Send + Debug>(
     client: &mut Client<T>,
 ) -> Result<(), SourceError> {
-    match timed("greeting", CONNECT_TIMEOUT, client.read_response()).await? {
+    let greeting = async {
+        client
+            .read_response()
+            .await
+            .map_err(async_imap::error::Error::Io)
+    };
+    match timed("greeting", CONNECT_TIMEOUT, greeting).await? {
         Some(_) => Ok(()),
         None => Err(SourceError::Imap(async_imap::error::Error::ConnectionLost)),
     }
@@ -430,10 +543,10 @@ async fn select(s: &mut ImapSession, cfg: &MailboxConfig) -> Result<(u32, u32), 
 }
 
 /// Creates the `move_to` folder when it is missing.
-async fn ensure_folder(s: &mut ImapSession, ctx: &Ctx<'_>) -> Result<(), SourceError> {
-    let Some(target) = ctx.cfg.move_to.as_deref() else {
+async fn ensure_folder(s: &mut ImapSession, cfg: &MailboxConfig) -> Result<(), SourceError> {
+    let Some(target) = cfg.move_to.as_deref() else {
         return Err(SourceError::Config {
-            mailbox: ctx.cfg.name.to_string(),
+            mailbox: cfg.name.to_string(),
             message: "`after = \"move\"` needs `move_to`".into(),
         });
     };
@@ -450,127 +563,31 @@ async fn ensure_folder(s: &mut ImapSession, ctx: &Ctx<'_>) -> Result<(), SourceE
                 folder: target.to_owned(),
                 message: format!("cannot create it: {e}"),
             })?;
-        info!(mailbox = %ctx.cfg.name, folder = %target, "created the folder processed mail is moved to");
+        info!(mailbox = %cfg.name, folder = %target, "created the folder processed mail is moved to");
     }
     Ok(())
 }
 
-/// Applies `after` again to a committed message if it is still in the folder.
+/// Applies `after` again to committed messages (UIDs up to `last`) still
+/// waiting for it: unseen ones with `seen`, any left in the folder with `move`.
 async fn finish_committed(
     s: &mut ImapSession,
-    ctx: &Ctx<'_>,
+    cfg: &MailboxConfig,
     caps: &Caps,
-    uid: u32,
+    last: u32,
 ) -> Result<(), SourceError> {
-    if ctx.cfg.after == AfterProcessing::Keep {
-        return Ok(());
-    }
-    let found = timed(
-        "UID SEARCH",
-        COMMAND_TIMEOUT,
-        s.uid_search(format!("UID {uid}")),
-    )
-    .await?;
-    if found.contains(&uid) {
-        apply_after(s, ctx, caps, uid).await?;
+    let query = match cfg.after {
+        AfterProcessing::Keep => return Ok(()),
+        AfterProcessing::Seen => format!("UID 1:{last} UNSEEN"),
+        AfterProcessing::Move => format!("UID 1:{last}"),
+    };
+    let found = timed("UID SEARCH", COMMAND_TIMEOUT, s.uid_search(query)).await?;
+    let mut unfinished: Vec<u32> = found.into_iter().filter(|&u| u <= last).collect();
+    unfinished.sort_unstable();
+    if !unfinished.is_empty() {
+        apply_after(s, cfg, caps, &uid_set(unfinished.into_iter())).await?;
     }
     Ok(())
-}
-
-/// Reads every message above the cursor, one disposition at a time.
-async fn read_new(
-    s: &mut ImapSession,
-    ctx: &Ctx<'_>,
-    caps: &Caps,
-    uidvalidity: u32,
-    cursor: &mut Option<(u32, u32)>,
-) -> Result<(), SourceError> {
-    let mailbox = &ctx.cfg.name;
-    loop {
-        while s.unsolicited_responses.try_recv().is_ok() {}
-        let from = cursor.map_or(0, |(_, last)| last) + 1;
-        let listed: Vec<Fetch> = tokio::select! {
-            r = timed("UID FETCH sizes", COMMAND_TIMEOUT, async {
-                s.uid_fetch(format!("{from}:*"), "(UID RFC822.SIZE)").await?.try_collect().await
-            }) => r?,
-            () = ctx.cancel.cancelled() => return Ok(()),
-        };
-        // `n:*` also returns the highest message when every UID is below n.
-        let mut pending: Vec<(u32, u64)> = listed
-            .iter()
-            .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
-            .filter(|&(uid, _)| uid >= from)
-            .collect();
-        pending.sort_unstable();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        debug!(%mailbox, uidvalidity, from_uid = from, count = pending.len(), "new messages");
-
-        let mut delivered = false;
-        for batch in batches(&pending) {
-            let set = batch
-                .iter()
-                .map(|(uid, _)| uid.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
-            let mut fetched: Vec<Fetch> = tokio::select! {
-                r = timed("UID FETCH", COMMAND_TIMEOUT, async {
-                    s.uid_fetch(&set, "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])")
-                        .await?
-                        .try_collect()
-                        .await
-                }) => r?,
-                () = ctx.cancel.cancelled() => return Ok(()),
-            };
-            fetched.retain(|f| f.uid.is_some_and(|u| batch.iter().any(|(b, _)| *b == u)));
-            fetched.sort_by_key(|f| f.uid);
-            for f in fetched {
-                let Some(uid) = f.uid else { continue };
-                let Some(body) = f.body() else {
-                    return Err(SourceError::Imap(async_imap::error::Error::Parse(
-                        async_imap::error::ParseError::ExpectedResponseNotFound(format!(
-                            "BODY[] of UID {uid}"
-                        )),
-                    )));
-                };
-                let raw = RawMessage {
-                    bytes: body.to_vec(),
-                    origin: Origin::Imap {
-                        mailbox: mailbox.clone(),
-                        uidvalidity,
-                        uid: Uid(uid),
-                    },
-                    received_at: f.internal_date().map(|d| d.with_timezone(&Utc)),
-                };
-                drop(f);
-                debug!(%mailbox, uidvalidity, uid, size = raw.bytes.len(), "delivering message");
-                match deliver(ctx.tx, raw, ctx.cancel).await? {
-                    None => return Ok(()),
-                    Some(Disposition::Committed) => {
-                        *cursor = Some((uidvalidity, uid));
-                        apply_after(s, ctx, caps, uid).await?;
-                        info!(%mailbox, uidvalidity, uid, after = ?ctx.cfg.after, "message committed");
-                        delivered = true;
-                    }
-                    // The store could not keep it: leave it untouched and offer
-                    // it again after a backoff, before anything newer.
-                    Some(Disposition::Failed(reason)) => {
-                        warn!(%mailbox, uidvalidity, uid, reason = %reason, "message not stored; will retry");
-                        return Err(SourceError::Consumer(reason));
-                    }
-                }
-                if ctx.cancel.is_cancelled() {
-                    return Ok(());
-                }
-            }
-        }
-        // Messages listed but gone by the time they were fetched (expunged
-        // elsewhere) must not make this loop spin.
-        if !delivered {
-            return Ok(());
-        }
-    }
 }
 
 /// Splits (uid, size) pairs into fetches of at most BATCH_MESSAGES messages and
@@ -593,33 +610,32 @@ fn batches(pending: &[(u32, u64)]) -> Vec<&[(u32, u64)]> {
     out
 }
 
-/// Flags or moves a committed message as configured.
+/// Flags or moves committed messages (a UID set) as configured.
 async fn apply_after(
     s: &mut ImapSession,
-    ctx: &Ctx<'_>,
+    cfg: &MailboxConfig,
     caps: &Caps,
-    uid: u32,
+    set: &str,
 ) -> Result<(), SourceError> {
-    let set = uid.to_string();
-    match ctx.cfg.after {
+    match cfg.after {
         AfterProcessing::Keep => {}
-        AfterProcessing::Seen => store(s, &set, "+FLAGS.SILENT (\\Seen)").await?,
+        AfterProcessing::Seen => store(s, set, "+FLAGS.SILENT (\\Seen)").await?,
         AfterProcessing::Move => {
-            let target = encode_mailbox_name(ctx.cfg.move_to.as_deref().unwrap_or_default());
+            let target = encode_mailbox_name(cfg.move_to.as_deref().unwrap_or_default());
             if caps.moves {
-                timed("UID MOVE", COMMAND_TIMEOUT, s.uid_mv(&set, &target)).await?;
+                timed("UID MOVE", COMMAND_TIMEOUT, s.uid_mv(set, &target)).await?;
             } else {
-                timed("UID COPY", COMMAND_TIMEOUT, s.uid_copy(&set, &target)).await?;
-                store(s, &set, "+FLAGS.SILENT (\\Deleted)").await?;
+                timed("UID COPY", COMMAND_TIMEOUT, s.uid_copy(set, &target)).await?;
+                store(s, set, "+FLAGS.SILENT (\\Deleted)").await?;
                 if caps.uidplus {
                     timed("UID EXPUNGE", COMMAND_TIMEOUT, async {
-                        s.uid_expunge(&set).await?.try_collect::<Vec<_>>().await
+                        s.uid_expunge(set).await?.try_collect::<Vec<_>>().await
                     })
                     .await?;
                 } else {
                     // A plain EXPUNGE would also remove what others marked \Deleted.
                     warn!(
-                        mailbox = %ctx.cfg.name, uid,
+                        mailbox = %cfg.name, uids = set,
                         "server has neither MOVE nor UIDPLUS: copied and marked \\Deleted, not expunged"
                     );
                 }
@@ -640,14 +656,15 @@ async fn store(s: &mut ImapSession, set: &str, query: &str) -> Result<(), Source
 /// Waits for new mail; returns the session to read again, or None when cancelled.
 async fn wait(
     mut s: ImapSession,
-    ctx: &Ctx<'_>,
+    cfg: &MailboxConfig,
     caps: &Caps,
+    cancel: &CancellationToken,
 ) -> Result<Option<ImapSession>, SourceError> {
-    let mailbox = &ctx.cfg.name;
+    let mailbox = &cfg.name;
     if !caps.idle {
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(ctx.cfg.poll_interval_secs)) => {}
-            () = ctx.cancel.cancelled() => {
+            () = tokio::time::sleep(Duration::from_secs(cfg.poll_interval_secs)) => {}
+            () = cancel.cancelled() => {
                 close(s).await;
                 return Ok(None);
             }
@@ -673,7 +690,7 @@ async fn wait(
                 IdleResponse::Timeout => debug!(%mailbox, "renewing IDLE"),
                 IdleResponse::ManualInterrupt => {}
             },
-            () = ctx.cancel.cancelled() => cancelled = true,
+            () = cancel.cancelled() => cancelled = true,
         }
     }
     if cancelled {

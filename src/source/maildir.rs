@@ -7,60 +7,109 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
 
 use super::imap::encode_mailbox_name;
-use super::{Backoff, Delivery, Disposition, Origin, RawMessage, SourceError, deliver};
+use super::{MailboxSource, Origin, RawMessage, SourceError};
 use crate::config::{AfterProcessing, MailboxConfig};
+use crate::types::MailboxName;
 
-/// Polls `cfg.maildir` every `poll_interval_secs` until `cancel` fires.
-///
-/// Messages in `new/`, and those in `cur/` without the `S` flag, are delivered
-/// oldest first. After `Committed`, `after` applies: `seen` moves the file to
-/// `cur/` with the `S` flag, `move` moves it into the `.<move_to>` sub-Maildir,
-/// `keep` leaves it (and it is not offered again while this run lasts).
-/// Returns `Ok` when cancelled; `Err` for a configuration error or when the
-/// receiver of `tx` is gone. Other errors are logged and retried with backoff.
-pub async fn run(
+/// Messages in `new/`, and those in `cur/` without the `S` flag, oldest
+/// first. After a commit, `after` applies: `seen` moves the file to `cur/`
+/// with the `S` flag, `move` moves it into the `.<move_to>` sub-Maildir,
+/// `keep` leaves it (and it is not offered again while this source lives).
+#[derive(Debug)]
+pub struct MaildirSource {
     cfg: MailboxConfig,
-    tx: mpsc::Sender<Delivery>,
-    cancel: CancellationToken,
-    once: bool,
-) -> Result<(), SourceError> {
-    let Some(root) = cfg.maildir.clone() else {
-        return Err(SourceError::Config {
-            mailbox: cfg.name.to_string(),
-            message: "no `maildir` path".into(),
-        });
-    };
-    let mut kept = HashSet::new();
-    let mut backoff = Backoff::new();
-    loop {
-        let delay = match poll(&cfg, &root, &tx, &cancel, &mut kept).await {
-            Ok(()) => {
-                backoff.reset();
-                Duration::from_secs(cfg.poll_interval_secs)
-            }
-            Err(e @ (SourceError::Config { .. } | SourceError::ConsumerGone)) => return Err(e),
-            Err(e) if once => return Err(e),
-            Err(e) => {
-                let delay = backoff.delay(&e);
-                warn!(
-                    mailbox = %cfg.name, maildir = %root.display(), error = %e,
-                    retry_in_secs = delay.as_secs(), "reading the Maildir failed; retrying"
-                );
-                delay
-            }
+    root: PathBuf,
+    /// Kept (`after = "keep"`) or skipped: not offered again.
+    passed: HashSet<String>,
+    /// Read by the last fetch, by key, until finished.
+    pending: Vec<Entry>,
+}
+
+impl MaildirSource {
+    pub fn new(cfg: MailboxConfig) -> Result<Self, SourceError> {
+        let Some(root) = cfg.maildir.clone() else {
+            return Err(SourceError::Config {
+                mailbox: cfg.name.to_string(),
+                message: "no `maildir` path".into(),
+            });
         };
-        if cancel.is_cancelled() || once {
-            return Ok(());
+        Ok(Self {
+            cfg,
+            root,
+            passed: HashSet::new(),
+            pending: Vec::new(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MailboxSource for MaildirSource {
+    fn name(&self) -> &MailboxName {
+        &self.cfg.name
+    }
+
+    async fn fetch(&mut self, max: usize) -> Result<Vec<RawMessage>, SourceError> {
+        let mut entries = unseen(&self.root)?;
+        entries.retain(|e| !self.passed.contains(&e.key));
+        entries.sort_by(|a, b| (a.received_at, &a.key).cmp(&(b.received_at, &b.key)));
+        entries.truncate(max);
+        let mut out = Vec::with_capacity(entries.len());
+        self.pending.clear();
+        for e in entries {
+            let bytes = match tokio::fs::read(&e.path).await {
+                Ok(b) => b,
+                // Another mail client moved it meanwhile.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(SourceError::io(&e.path)(err)),
+            };
+            out.push(RawMessage {
+                bytes,
+                origin: Origin::Maildir {
+                    mailbox: self.cfg.name.clone(),
+                    key: e.key.clone(),
+                },
+                received_at: Some(e.received_at),
+            });
+            self.pending.push(e);
         }
+        Ok(out)
+    }
+
+    async fn finish(&mut self, committed: &[Origin]) -> Result<(), SourceError> {
+        for origin in committed {
+            let Origin::Maildir { key, .. } = origin else {
+                continue;
+            };
+            let Some(e) = self.pending.iter().find(|e| &e.key == key) else {
+                continue;
+            };
+            apply_after(&self.cfg, &self.root, e)?;
+            if self.cfg.after == AfterProcessing::Keep {
+                self.passed.insert(key.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, origin: &Origin) {
+        if let Origin::Maildir { key, .. } = origin {
+            self.passed.insert(key.clone());
+        }
+    }
+
+    async fn wait(&mut self, cancel: &CancellationToken) -> Result<(), SourceError> {
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = cancel.cancelled() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(self.cfg.poll_interval_secs)) => {}
+            () = cancel.cancelled() => {}
         }
+        Ok(())
+    }
+
+    async fn reset(&mut self) {
+        self.pending.clear();
     }
 }
 
@@ -74,60 +123,13 @@ struct Entry {
     received_at: DateTime<Utc>,
 }
 
-/// One pass over `new/` and `cur/`.
-async fn poll(
-    cfg: &MailboxConfig,
-    root: &Path,
-    tx: &mpsc::Sender<Delivery>,
-    cancel: &CancellationToken,
-    kept: &mut HashSet<String>,
-) -> Result<(), SourceError> {
-    let mut entries = unseen(root)?;
-    entries.retain(|e| !kept.contains(&e.key));
-    entries.sort_by(|a, b| (a.received_at, &a.key).cmp(&(b.received_at, &b.key)));
-    for e in entries {
-        if cancel.is_cancelled() {
-            return Ok(());
-        }
-        let bytes = match tokio::fs::read(&e.path).await {
-            Ok(b) => b,
-            // Another mail client moved it meanwhile.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(err.into()),
-        };
-        let raw = RawMessage {
-            bytes,
-            origin: Origin::Maildir {
-                mailbox: cfg.name.clone(),
-                key: e.key.clone(),
-            },
-            received_at: Some(e.received_at),
-        };
-        debug!(mailbox = %cfg.name, key = %e.key, "delivering message");
-        match deliver(tx, raw, cancel).await? {
-            None => return Ok(()),
-            Some(Disposition::Committed) => {
-                apply_after(cfg, root, &e)?;
-                if cfg.after == AfterProcessing::Keep {
-                    kept.insert(e.key.clone());
-                }
-                info!(mailbox = %cfg.name, key = %e.key, after = ?cfg.after, "message committed");
-            }
-            Some(Disposition::Failed(reason)) => {
-                warn!(mailbox = %cfg.name, key = %e.key, reason = %reason, "message not stored; will retry");
-                return Err(SourceError::Consumer(reason));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Messages in `new/`, and in `cur/` without `S`; dot files are not messages.
 fn unseen(root: &Path) -> Result<Vec<Entry>, SourceError> {
     let mut out = Vec::new();
     for sub in ["new", "cur"] {
-        for dirent in std::fs::read_dir(root.join(sub))? {
-            let dirent = dirent?;
+        let dir = root.join(sub);
+        for dirent in std::fs::read_dir(&dir).map_err(SourceError::io(&dir))? {
+            let dirent = dirent.map_err(SourceError::io(&dir))?;
             let Some(name) = dirent.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
@@ -145,9 +147,15 @@ fn unseen(root: &Path) -> Result<Vec<Entry>, SourceError> {
                 Ok(m) if m.is_file() => m,
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(SourceError::io(&dirent.path())(e)),
             };
-            let received_at = delivery_time(&key).unwrap_or(meta.modified()?.into());
+            let received_at = match delivery_time(&key) {
+                Some(t) => t,
+                None => meta
+                    .modified()
+                    .map_err(SourceError::io(&dirent.path()))?
+                    .into(),
+            };
             out.push(Entry {
                 path: dirent.path(),
                 key,
@@ -192,11 +200,12 @@ fn apply_after(cfg: &MailboxConfig, root: &Path, e: &Entry) -> Result<(), Source
                 encode_mailbox_name(folder).replace('/', ".")
             ));
             for sub in ["cur", "new", "tmp"] {
-                std::fs::create_dir_all(target.join(sub))?;
+                let dir = target.join(sub);
+                std::fs::create_dir_all(&dir).map_err(SourceError::io(&dir))?;
             }
             let marker = target.join("maildirfolder");
             if !marker.exists() {
-                std::fs::write(marker, b"")?;
+                std::fs::write(&marker, b"").map_err(SourceError::io(&marker))?;
             }
             rename(
                 &e.path,
@@ -211,6 +220,6 @@ fn rename(from: &Path, to: &Path) -> Result<(), SourceError> {
         Ok(()) => Ok(()),
         // Moved by another client after we read it: nothing left to mark.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(SourceError::io(from)(e)),
     }
 }

@@ -26,8 +26,8 @@ use sqlx::{Any, AnyPool, Connection, Row, Transaction};
 pub use archive::Archive;
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use query::{
-    Assignment, DocumentInfo, MessageDetail, MessageInfo, RecordRow, ReprocessItem, StatusCell,
-    SubmissionInfo, SubmissionState,
+    Assigned, Assignment, AttentionRow, DocumentInfo, MessageDetail, MessageInfo, RecordRow,
+    ReprocessItem, SubmissionInfo, SubmissionState,
 };
 pub use record::Recorded;
 
@@ -105,9 +105,9 @@ impl StoreError {
     /// Whether the same call may succeed later (busy database, lost
     /// connection, full disk); the caller then leaves the message on the
     /// server and tries again.
-    pub fn is_retryable(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         match self {
-            Self::Database(e) => sqlx_is_retryable(e),
+            Self::Database(e) => sqlx_is_transient(e),
             Self::Io { .. } => true,
             Self::Migrate(_)
             | Self::UnsupportedUrl(_)
@@ -119,7 +119,7 @@ impl StoreError {
     }
 }
 
-fn sqlx_is_retryable(e: &sqlx::Error) -> bool {
+fn sqlx_is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
@@ -234,9 +234,10 @@ impl Store {
         mailbox: &MailboxName,
         uidvalidity: u32,
         uid: Uid,
+        now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        advance_mailbox(&mut tx, mailbox, uidvalidity, uid).await?;
+        advance_mailbox(&mut tx, mailbox, uidvalidity, uid, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -269,6 +270,7 @@ async fn advance_mailbox(
     mailbox: &MailboxName,
     uidvalidity: u32,
     uid: Uid,
+    now: DateTime<Utc>,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) \
@@ -283,7 +285,7 @@ async fn advance_mailbox(
     .bind(mailbox.as_str())
     .bind(i64::from(uidvalidity))
     .bind(i64::from(uid.0))
-    .bind(ts(crate::clock::now()))
+    .bind(ts(now))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -146,9 +146,9 @@ const CLAIM_POSTGRES: &str = "WITH due AS (SELECT id FROM outbox \
 impl Store {
     /// Adds a mail to the outbox. `None` when a row with the same
     /// `dedupe_key` exists: that mail is (being) sent already.
-    pub async fn enqueue(&self, mail: NewOutbox) -> Result<Option<OutboxId>> {
+    pub async fn enqueue(&self, mail: NewOutbox, now: DateTime<Utc>) -> Result<Option<OutboxId>> {
         let mut tx = self.begin_write().await?;
-        let id = insert(&mut tx, &mail, crate::clock::now()).await?;
+        let id = insert(&mut tx, &mail, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -185,7 +185,7 @@ impl Store {
     }
 
     /// Records a successful send. False when `owner` no longer holds the lease.
-    pub async fn mark_sent(&self, id: OutboxId, owner: &str) -> Result<bool> {
+    pub async fn mark_sent(&self, id: OutboxId, owner: &str, now: DateTime<Utc>) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'sent', sent_at = $3, lease_owner = NULL, \
              lease_until = NULL, last_error = NULL \
@@ -193,7 +193,7 @@ impl Store {
         )
         .bind(id.0)
         .bind(owner)
-        .bind(ts(crate::clock::now()))
+        .bind(ts(now))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -245,6 +245,17 @@ impl Store {
             "SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND to_addrs = $1 AND created_at >= $2",
         )
         .bind(address.trim().to_lowercase())
+        .bind(ts(since))
+        .fetch_one(&self.pool)
+        .await?;
+        to_u32(n)
+    }
+
+    /// Acks queued to anyone since `since`: the global hourly cap counts these.
+    pub async fn count_acks_since(&self, since: DateTime<Utc>) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND created_at >= $1",
+        )
         .bind(ts(since))
         .fetch_one(&self.pool)
         .await?;

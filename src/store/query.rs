@@ -15,6 +15,7 @@ use super::{
 };
 use crate::model::{FieldValue, MatchedBy, Problem, ProblemCode};
 use crate::source::Origin;
+use crate::status::{Sent, SentDoc};
 use crate::types::{
     CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailboxName, OrgId, Sha256, Uid,
 };
@@ -72,6 +73,8 @@ pub struct DocumentInfo {
     pub seal_confidence: Option<f32>,
     pub form_id: Option<FormId>,
     pub form_name: Option<String>,
+    /// Records of a `rows` form (activities recommended).
+    pub items: Option<usize>,
     pub problems: Vec<Problem>,
 }
 
@@ -97,6 +100,46 @@ pub struct SubmissionInfo {
     pub problems: Vec<Problem>,
 }
 
+impl SubmissionInfo {
+    /// What the status view needs of it.
+    pub fn sent(&self) -> Sent {
+        Sent {
+            arrived_at: self.arrived_at,
+            late: self.late == Some(true),
+            documents: self
+                .documents
+                .iter()
+                .map(|d| SentDoc {
+                    kind: d.kind,
+                    form: d.form,
+                    sha256: d.sha256.clone(),
+                    sealed: d.sealed,
+                    items: d.items,
+                    problems: d.problems.clone(),
+                })
+                .collect(),
+            problems: self.problems.clone(),
+        }
+    }
+}
+
+/// What [`Store::assign`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assigned {
+    /// The message's ack had been held back for a coordinator: send it now.
+    pub ack_held: bool,
+}
+
+/// A stored mail a coordinator must look at (the digest's 需人工处理).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionRow {
+    pub message: MessageId,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    pub arrived_at: DateTime<Utc>,
+    pub reason: String,
+}
+
 /// One value read from a form.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordRow {
@@ -109,24 +152,6 @@ pub struct RecordRow {
     pub row: Option<u32>,
     pub key: String,
     pub value: FieldValue,
-}
-
-/// What one unit sent of one (document kind, form) for a deadline.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusCell {
-    pub org: OrgId,
-    pub kind: DocumentKind,
-    pub form: DocForm,
-    /// The latest submission that carried it.
-    pub submission: SubmissionId,
-    pub arrived_at: DateTime<Utc>,
-    /// No copy arrived in time.
-    pub late: bool,
-    /// Some copy bears a seal (Some(true)), none does (Some(false)), or not a scan.
-    pub sealed: Option<bool>,
-    /// Problems of the latest copy.
-    pub problems: usize,
-    pub copies: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -178,7 +203,8 @@ const SUBMISSIONS: (&str, &str) = (
 );
 const DOCUMENTS: (&str, &str) = (
     "SELECT d.id, d.submission_id, d.filename, d.path, d.media_type, d.size, d.sha256, \
-     d.kind, d.form, d.sealed, d.seal_confidence, d.form_id, d.form_name \
+     d.kind, d.form, d.sealed, d.seal_confidence, d.form_id, d.form_name, \
+     (SELECT COUNT(DISTINCT r.row_index) FROM records r WHERE r.document_id = d.id) AS items \
      FROM documents d JOIN submissions s ON s.id = d.submission_id WHERE ",
     " ORDER BY d.submission_id, d.seq",
 );
@@ -221,60 +247,16 @@ impl Store {
             .await
     }
 
-    /// Per unit, each (document kind, form) received for a deadline. Units
-    /// that sent nothing do not appear: the caller knows the directory.
-    pub async fn status_matrix(
-        &self,
-        campaign: &CampaignId,
-        deadline: &DeadlineId,
-    ) -> Result<Vec<StatusCell>> {
-        self.status_cells(Filter::Deadline(campaign, deadline))
-            .await
-    }
-
-    /// The cells of one unit for a deadline, as [`Store::status_matrix`] gives them.
-    pub async fn unit_status(
+    /// One unit's submissions to a deadline, oldest first: what its row of
+    /// the status and its ack are computed from.
+    pub async fn unit_submissions(
         &self,
         campaign: &CampaignId,
         deadline: &DeadlineId,
         org: &OrgId,
-    ) -> Result<Vec<StatusCell>> {
-        self.status_cells(Filter::Unit(campaign, deadline, org))
+    ) -> Result<Vec<SubmissionInfo>> {
+        self.load_submissions(Filter::Unit(campaign, deadline, org))
             .await
-    }
-
-    async fn status_cells(&self, filter: Filter<'_>) -> Result<Vec<StatusCell>> {
-        let mut cells: BTreeMap<(OrgId, DocumentKind, DocForm), StatusCell> = BTreeMap::new();
-        // Oldest first, so the last copy seen is the latest.
-        for sub in self.load_submissions(filter).await? {
-            let Some(org) = &sub.org else { continue };
-            for doc in &sub.documents {
-                let on_time = sub.late != Some(true);
-                let cell = cells
-                    .entry((org.clone(), doc.kind, doc.form))
-                    .or_insert_with(|| StatusCell {
-                        org: org.clone(),
-                        kind: doc.kind,
-                        form: doc.form,
-                        submission: sub.id,
-                        arrived_at: sub.arrived_at,
-                        late: true,
-                        sealed: None,
-                        problems: 0,
-                        copies: 0,
-                    });
-                cell.submission = sub.id;
-                cell.arrived_at = sub.arrived_at;
-                cell.late &= !on_time;
-                cell.sealed = match (cell.sealed, doc.sealed) {
-                    (Some(a), Some(b)) => Some(a || b),
-                    (a, b) => a.or(b),
-                };
-                cell.problems = doc.problems.len();
-                cell.copies += 1;
-            }
-        }
-        Ok(cells.into_values().collect())
     }
 
     /// Everything about one message; None if there is no such message.
@@ -333,17 +315,23 @@ impl Store {
     /// A coordinator says which unit sent a message: the submission moves to
     /// that unit (matched by `manual`), the assignment is logged, and the
     /// sender's address is learned for the next messages.
-    pub async fn assign(&self, message_id: MessageId, org: &OrgId, by: &str) -> Result<()> {
-        let now = crate::clock::now();
+    pub async fn assign(
+        &self,
+        message_id: MessageId,
+        org: &OrgId,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Assigned> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "SELECT s.id, s.org_id, s.campaign, s.deadline, m.from_addr \
+            "SELECT s.id, s.org_id, s.campaign, s.deadline, m.from_addr, m.ack_held \
              FROM submissions s JOIN messages m ON m.id = s.message_id WHERE s.message_id = $1",
         )
         .bind(message_id.0)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("message {message_id}")))?;
+        let ack_held = get::<i16>(&row, "ack_held")? != 0;
         let submission: i64 = get(&row, "id")?;
         let old_org: Option<String> = get(&row, "org_id")?;
         let campaign: Option<String> = get(&row, "campaign")?;
@@ -397,8 +385,13 @@ impl Store {
         )
         .await?;
         recompute_supersedes(&mut tx, Some(org), campaign.as_ref(), deadline.as_ref()).await?;
+        sqlx::query("UPDATE messages SET attention_cleared_at = $2, ack_held = 0 WHERE id = $1")
+            .bind(message_id.0)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Assigned { ack_held })
     }
 
     /// Sender addresses coordinators tied to units, for the matcher.
@@ -445,7 +438,7 @@ impl Store {
 
     /// Every stored message, oldest first, for `reprocess`.
     pub async fn messages_for_reprocess(&self) -> Result<Vec<ReprocessItem>> {
-        sqlx::query(message_sql!("ORDER BY m.id"))
+        sqlx::query(message_sql!("WHERE m.copy_of IS NULL ORDER BY m.id"))
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -459,6 +452,31 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Mail a coordinator must look at and nobody has yet, oldest first.
+    pub async fn attention(&self) -> Result<Vec<AttentionRow>> {
+        sqlx::query(
+            "SELECT id, from_addr, subject, arrived_at, stored_at, attention FROM messages \
+             WHERE attention IS NOT NULL AND attention_cleared_at IS NULL AND copy_of IS NULL \
+             ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AttentionRow {
+                message: MessageId(get(r, "id")?),
+                from: get(r, "from_addr")?,
+                subject: get(r, "subject")?,
+                arrived_at: match get::<Option<i64>>(r, "arrived_at")? {
+                    Some(t) => from_ts(t)?,
+                    None => from_ts(get(r, "stored_at")?)?,
+                },
+                reason: get(r, "attention")?,
+            })
+        })
+        .collect()
     }
 
     /// Messages no unit was found for (auto-generated mail left out), oldest first.
@@ -475,13 +493,13 @@ impl Store {
     }
 
     /// Stops reminders to a unit (it told us by phone, say).
-    pub async fn pause_reminders(&self, org: &OrgId) -> Result<()> {
+    pub async fn pause_reminders(&self, org: &OrgId, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "INSERT INTO reminder_pauses (org_id, paused_at) VALUES ($1, $2) \
              ON CONFLICT (org_id) DO NOTHING",
         )
         .bind(org.as_str())
-        .bind(ts(crate::clock::now()))
+        .bind(ts(now))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -623,6 +641,9 @@ fn document_from_row(r: &AnyRow) -> Result<DocumentInfo> {
         seal_confidence: get::<Option<f64>>(r, "seal_confidence")?.map(|c| c as f32),
         form_id: get::<Option<String>>(r, "form_id")?.map(FormId),
         form_name: get(r, "form_name")?,
+        items: usize::try_from(get::<i64>(r, "items")?)
+            .ok()
+            .filter(|n| *n > 0),
         problems: Vec::new(),
     })
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
 use sqlx::{Any, Transaction};
 
 use super::archive::Archive;
@@ -25,12 +26,20 @@ pub enum Recorded {
     },
     /// The same bytes or the same origin was recorded before; nothing changed.
     Duplicate { message_id: MessageId },
+    /// Another copy of a mail already recorded (the same mail delivered to
+    /// two of a campaign's mailboxes): kept, but no second submission or ack.
+    Copy {
+        message_id: MessageId,
+        original: MessageId,
+    },
 }
 
 impl Recorded {
     pub fn message_id(&self) -> MessageId {
         match *self {
-            Self::New { message_id, .. } | Self::Duplicate { message_id } => message_id,
+            Self::New { message_id, .. }
+            | Self::Duplicate { message_id }
+            | Self::Copy { message_id, .. } => message_id,
         }
     }
 }
@@ -100,14 +109,16 @@ impl Store {
     ///
     /// The same bytes or the same origin again is a [`Recorded::Duplicate`]
     /// and changes nothing, except that an IMAP mailbox's `last_uid` moves
-    /// past it so the poller does not fetch it again.
+    /// past it so the poller does not fetch it again. Another copy of a mail
+    /// recorded before (same [`Analysis::content_key`]) is kept as a
+    /// [`Recorded::Copy`], without a submission or an ack.
     pub async fn record(
         &self,
         raw: &RawMessage,
         analysis: &Analysis,
         ack: Option<NewOutbox>,
+        now: DateTime<Utc>,
     ) -> Result<Recorded> {
-        let now = crate::clock::now();
         // The archive is keyed by these bytes, so the row must be too.
         let sha = Sha256::of(&raw.bytes);
         let origin = OriginCols::of(&raw.origin);
@@ -119,58 +130,43 @@ impl Store {
             uid,
         } = &raw.origin
         {
-            advance_mailbox(&mut tx, mailbox, *uidvalidity, *uid).await?;
+            advance_mailbox(&mut tx, mailbox, *uidvalidity, *uid, now).await?;
         }
 
-        let h = &analysis.header;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (sha256, size, archive_path, origin_key, origin_kind, mailbox, \
-               uidvalidity, uid, maildir_key, file_path, file_index, header_message_id, \
-               from_addr, from_name, subject, date_header, received_at, arrived_at, \
-               auto_generated, parse_status, ack_reason, body_excerpt, stored_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-               $17, $18, $19, $20, $21, $22, $23) \
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(sha.as_str())
-        .bind(raw.bytes.len() as i64)
-        .bind(Archive::relative_path(&sha).to_string_lossy().into_owned())
-        .bind(&origin.key)
-        .bind(origin.kind)
-        .bind(origin.mailbox.as_deref())
-        .bind(origin.uidvalidity)
-        .bind(origin.uid)
-        .bind(origin.maildir_key.as_deref())
-        .bind(origin.file_path.as_deref())
-        .bind(origin.file_index)
-        .bind(h.message_id.as_deref())
-        .bind(h.from.as_deref())
-        .bind(h.from_name.as_deref())
-        .bind(h.subject.as_deref())
-        .bind(h.date.map(|d| d.to_rfc3339()))
-        .bind(raw.received_at.map(ts))
-        .bind(analysis.arrived_at.map(ts))
-        .bind(analysis.auto_generated.as_deref())
-        .bind(parse_status(analysis))
-        .bind(&analysis.ack.reason)
-        .bind(&analysis.body_excerpt)
-        .bind(ts(now))
-        .fetch_optional(&mut *tx)
-        .await?;
-
+        let key = analysis.content_key.as_deref();
+        let mut copy_of = match key {
+            Some(k) => original_of(&mut tx, k).await?,
+            None => None,
+        };
+        let mut inserted =
+            insert_message(&mut tx, raw, &sha, &origin, analysis, copy_of, now).await?;
+        if inserted.is_none()
+            && copy_of.is_none()
+            && let Some(k) = key
+            && duplicate_of(&mut tx, &sha, &origin.key).await?.is_none()
+        {
+            // Another instance recorded the first copy meanwhile.
+            copy_of = original_of(&mut tx, k).await?;
+            inserted = insert_message(&mut tx, raw, &sha, &origin, analysis, copy_of, now).await?;
+        }
         let Some(message_id) = inserted.map(MessageId) else {
-            let existing: i64 = sqlx::query_scalar(
-                "SELECT id FROM messages WHERE sha256 = $1 OR origin_key = $2 ORDER BY id LIMIT 1",
-            )
-            .bind(sha.as_str())
-            .bind(&origin.key)
-            .fetch_one(&mut *tx)
-            .await?;
+            let existing = duplicate_of(&mut tx, &sha, &origin.key)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Conflict(format!("message {sha} was neither new nor a duplicate"))
+                })?;
             tx.commit().await?;
             return Ok(Recorded::Duplicate {
-                message_id: MessageId(existing),
+                message_id: existing,
             });
         };
+        if let Some(original) = copy_of {
+            tx.commit().await?;
+            return Ok(Recorded::Copy {
+                message_id,
+                original,
+            });
+        }
 
         let order_at = analysis.arrived_at.or(raw.received_at).unwrap_or(now);
         let submission_id: i64 = sqlx::query_scalar(
@@ -255,7 +251,8 @@ impl Store {
         sqlx::query(
             "UPDATE messages SET header_message_id = $2, from_addr = $3, from_name = $4, \
                subject = $5, date_header = $6, arrived_at = $7, auto_generated = $8, \
-               parse_status = $9, ack_reason = $10, body_excerpt = $11 WHERE id = $1",
+               parse_status = $9, ack_reason = $10, body_excerpt = $11, attention = $12 \
+             WHERE id = $1",
         )
         .bind(message_id.0)
         .bind(h.message_id.as_deref())
@@ -268,6 +265,7 @@ impl Store {
         .bind(parse_status(analysis))
         .bind(&analysis.ack.reason)
         .bind(&analysis.body_excerpt)
+        .bind(analysis.attention.as_deref())
         .execute(&mut *tx)
         .await?;
 
@@ -327,6 +325,87 @@ impl Store {
         tx.commit().await?;
         Ok(submission_id)
     }
+}
+
+/// The original (first recorded copy) of a mail with this content key.
+async fn original_of(tx: &mut Transaction<'static, Any>, key: &str) -> Result<Option<MessageId>> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE content_key = $1 AND copy_of IS NULL ORDER BY id LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(id.map(MessageId))
+}
+
+/// The message recorded before with these bytes or from this origin.
+async fn duplicate_of(
+    tx: &mut Transaction<'static, Any>,
+    sha: &Sha256,
+    origin_key: &str,
+) -> Result<Option<MessageId>> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE sha256 = $1 OR origin_key = $2 ORDER BY id LIMIT 1",
+    )
+    .bind(sha.as_str())
+    .bind(origin_key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(id.map(MessageId))
+}
+
+/// The message row; None when a uniqueness rule (bytes, origin, one
+/// original per content key) says it is not new.
+async fn insert_message(
+    tx: &mut Transaction<'static, Any>,
+    raw: &RawMessage,
+    sha: &Sha256,
+    origin: &OriginCols,
+    analysis: &Analysis,
+    copy_of: Option<MessageId>,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>> {
+    let h = &analysis.header;
+    Ok(sqlx::query_scalar(
+        "INSERT INTO messages (sha256, size, archive_path, origin_key, origin_kind, mailbox, \
+           uidvalidity, uid, maildir_key, file_path, file_index, header_message_id, \
+           from_addr, from_name, subject, date_header, received_at, arrived_at, \
+           auto_generated, parse_status, ack_reason, body_excerpt, stored_at, content_key, \
+           copy_of, attention, ack_held) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+           $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(sha.as_str())
+    .bind(raw.bytes.len() as i64)
+    .bind(Archive::relative_path(sha).to_string_lossy().into_owned())
+    .bind(&origin.key)
+    .bind(origin.kind)
+    .bind(origin.mailbox.as_deref())
+    .bind(origin.uidvalidity)
+    .bind(origin.uid)
+    .bind(origin.maildir_key.as_deref())
+    .bind(origin.file_path.as_deref())
+    .bind(origin.file_index)
+    .bind(h.message_id.as_deref())
+    .bind(h.from.as_deref())
+    .bind(h.from_name.as_deref())
+    .bind(h.subject.as_deref())
+    .bind(h.date.map(|d| d.to_rfc3339()))
+    .bind(raw.received_at.map(ts))
+    .bind(analysis.arrived_at.map(ts))
+    .bind(analysis.auto_generated.as_deref())
+    .bind(parse_status(analysis))
+    .bind(&analysis.ack.reason)
+    .bind(&analysis.body_excerpt)
+    .bind(ts(now))
+    .bind(analysis.content_key.as_deref())
+    .bind(copy_of.map(|m| m.0))
+    // A copy needs no one: its original is listed.
+    .bind(analysis.attention.as_deref().filter(|_| copy_of.is_none()))
+    .bind(i16::from(analysis.ack.held && copy_of.is_none()))
+    .fetch_optional(&mut **tx)
+    .await?)
 }
 
 fn parse_status(analysis: &Analysis) -> &'static str {
