@@ -585,7 +585,7 @@ mod tests {
             "{:?}",
             u.problems
         );
-        let more = mail(7, false, vec![p("5")]);
+        let more = mail(7, false, vec![p("4"), p("5")]);
         let u = unit_status(&dl, &org(), &[first, more]);
         assert!(
             u.problems
@@ -600,7 +600,7 @@ mod tests {
         m.problems
             .push(Problem::new(ProblemCode::NoAttachment, "没有附件"));
         let u = unit_status(&deadline(0), &org(), std::slice::from_ref(&m));
-        assert_eq!((u.state, u.problems.len()), (UnitState::Partial, 1));
+        assert_eq!((u.state, u.problems.len()), (UnitState::None, 1));
         let later = mail(6, false, vec![doc(RF, E, "e", 0), doc(RF, S, "s", 0)]);
         let u = unit_status(&deadline(0), &org(), &[m, later]);
         assert_eq!(u.state, UnitState::Complete);

@@ -297,7 +297,12 @@ mod tests {
         assert!(r.text.contains("2025年5月5日 14:03"), "{}", r.text);
         assert!(r.text.contains("南京市科学技术局"), "{}", r.text);
         assert!(r.text.contains("第3项活动简介126字"), "{}", r.text);
-        assert!(r.text.contains("尚缺：推荐表盖章扫描件"), "{}", r.text);
+        assert!(
+            r.text.contains("需修改后重新发送：推荐表电子版、推荐表盖章扫描件"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("已齐全"), "{}", r.text);
         assert!(
             r.text.contains("本次截止时间：2025年5月6日24:00"),
             "{}",
