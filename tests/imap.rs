@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baosong::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, Secret, TlsMode};
-use baosong::source::{Delivery, Disposition, Origin, SourceError, imap, maildir};
+use baosong::clock::Heartbeat;
+use baosong::source::imap::ImapSource;
+use baosong::source::maildir::MaildirSource;
+use baosong::source::{self, Delivery, Disposition, MailboxSource, Origin, SourceError};
 use common::dovecot::{Dovecot, PASSWORD, USER};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -45,6 +48,7 @@ fn mailbox(d: &Dovecot, after: AfterProcessing) -> MailboxConfig {
         move_to: None,
         // Long: tests that see mail quickly see it through IDLE.
         poll_interval_secs: 600,
+        from: None,
     }
 }
 
@@ -57,23 +61,24 @@ struct Running {
 
 impl Running {
     fn imap(cfg: MailboxConfig, password: &str, resume: Option<(u32, u32)>) -> Running {
-        let (tx, rx) = mpsc::channel(1);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(imap::run(
-            cfg,
-            password.to_owned(),
-            resume,
-            tx,
-            cancel.clone(),
-            false,
-        ));
-        Running { rx, cancel, task }
+        let src = ImapSource::new(cfg, password.to_owned(), resume).expect("a valid mailbox");
+        Self::start(Box::new(src))
     }
 
     fn maildir(cfg: MailboxConfig) -> Running {
+        Self::start(Box::new(MaildirSource::new(cfg).expect("a maildir path")))
+    }
+
+    fn start(src: Box<dyn MailboxSource>) -> Running {
         let (tx, rx) = mpsc::channel(1);
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(maildir::run(cfg, tx, cancel.clone(), false));
+        let task = tokio::spawn(source::run(
+            src,
+            tx,
+            cancel.clone(),
+            false,
+            Heartbeat::default(),
+        ));
         Running { rx, cancel, task }
     }
 
@@ -190,17 +195,21 @@ async fn failed_disposition_leaves_message_unflagged_and_retries() {
     assert_eq!(uid_of(&first).1, u1);
     first
         .done
-        .send(Disposition::Failed("database is locked".into()))
+        .send(Disposition::Failed {
+            transient: true,
+            reason: "database is locked".into(),
+        })
         .unwrap();
-    // The same message comes again after the backoff, before the next one.
-    let again = src.next().await;
-    assert_eq!(uid_of(&again).1, u1);
-    assert!(!seen(&d, u1), "a failed message must stay unflagged");
-    assert!(!seen(&d, u2));
-    commit(again);
+    // The rest of the batch goes on; the failed message comes again after
+    // the backoff, and stays unflagged until then.
     let second = src.next().await;
     assert_eq!(uid_of(&second).1, u2);
     commit(second);
+    let again = src.next().await;
+    assert_eq!(uid_of(&again).1, u1);
+    assert!(!seen(&d, u1), "a failed message must stay unflagged");
+    assert!(seen(&d, u2));
+    commit(again);
     eventually("both \\Seen", || seen(&d, u1) && seen(&d, u2)).await;
     src.stop().await;
 }
@@ -225,20 +234,38 @@ async fn move_after_processing_moves_to_folder() {
 }
 
 #[tokio::test]
-async fn resume_skips_already_committed_uids() {
+async fn resume_skips_finished_uids_and_offers_unflagged_ones_again() {
     let d = Dovecot::start(false);
     let (uv, u1) = d.append(USER, "INBOX", &message(1));
     let (_, u2) = d.append(USER, "INBOX", &message(2));
     let (_, u3) = d.append(USER, "INBOX", &message(3));
+    // A first run flags the first message only.
+    let mut src = Running::imap(mailbox(&d, AfterProcessing::Seen), PASSWORD, None);
+    let first = src.next().await;
+    commit(first);
+    let rest = [src.next().await, src.next().await];
+    for m in rest {
+        m.done
+            .send(Disposition::Failed {
+                transient: true,
+                reason: "stopping".into(),
+            })
+            .unwrap();
+    }
+    eventually("first \\Seen", || seen(&d, u1)).await;
+    src.stop().await;
+    // The store says u2 was committed, but a stop came before its flag: it is
+    // offered again (the store knows it already), then u3; u1 is done.
     let mut src = Running::imap(mailbox(&d, AfterProcessing::Seen), PASSWORD, Some((uv, u2)));
+    let again = src.next().await;
+    assert_eq!(uid_of(&again), (uv, u2));
+    assert!(!seen(&d, u2), "flagged only after the commit");
     let next = src.next().await;
     assert_eq!(uid_of(&next), (uv, u3));
     assert_eq!(next.raw.bytes, message(3));
-    // The last committed message gets the flag a crash may have kept it from;
-    // older ones are left as they are.
-    assert!(seen(&d, u2));
-    assert!(!seen(&d, u1));
+    commit(again);
     commit(next);
+    eventually("all \\Seen", || seen(&d, u2) && seen(&d, u3)).await;
     src.quiet(1).await;
     src.stop().await;
 }
@@ -312,7 +339,7 @@ async fn starttls_and_implicit_tls_with_ca_file_work() {
         imap_cfg.tls = tls;
         imap_cfg.ca_file = Some(d.ca_pem());
 
-        let report = imap::check(&cfg, PASSWORD).await.expect("check over TLS");
+        let report = source::imap::check(&cfg, PASSWORD).await.expect("check over TLS");
         assert!(report.idle, "{report:?}");
         assert_eq!((report.exists, report.uidvalidity), (1, uv));
         assert!(report.capabilities.iter().any(|c| c == "IDLE"));
@@ -331,7 +358,7 @@ async fn starttls_and_implicit_tls_with_ca_file_work() {
     imap_cfg.host = "localhost".into();
     imap_cfg.port = Some(tls_port);
     imap_cfg.tls = TlsMode::Implicit;
-    let err = imap::check(&cfg, PASSWORD).await.unwrap_err();
+    let err = source::imap::check(&cfg, PASSWORD).await.unwrap_err();
     assert!(matches!(err, SourceError::Tls { .. }), "{err:?}");
     assert!(!err.is_transient());
 }
@@ -405,26 +432,32 @@ async fn wrong_password_is_reported_and_retried() {
 }
 
 #[tokio::test]
-async fn cancel_finishes_message_in_hand() {
+async fn cancel_finishes_the_messages_in_hand() {
     let d = Dovecot::start(false);
     let (_, u1) = d.append(USER, "INBOX", &message(1));
     let (_, u2) = d.append(USER, "INBOX", &message(2));
+    let (_, u3) = d.append(USER, "INBOX", &message(3));
     let mut src = Running::imap(mailbox(&d, AfterProcessing::Seen), PASSWORD, None);
     let first = src.next().await;
     assert_eq!(uid_of(&first).1, u1);
+    // The channel holds one more: u2 is handed over, u3 waits to be.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     src.cancel.cancel();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!src.task.is_finished(), "stopped with a message in hand");
+    assert!(!src.task.is_finished(), "stopped with messages in hand");
     commit(first);
+    let second = src.next().await;
+    assert_eq!(uid_of(&second).1, u2);
+    commit(second);
     let r = tokio::time::timeout(Duration::from_secs(10), src.task)
         .await
-        .expect("stops after the message in hand")
+        .expect("stops after the messages in hand")
         .unwrap();
     assert!(r.is_ok(), "{r:?}");
-    // The message in hand was finished, flag included; the next one was not touched.
+    // What was in hand was finished, flags included; the next one was not touched.
     assert!(src.rx.recv().await.is_none());
-    assert!(seen(&d, u1));
-    assert!(!seen(&d, u2));
+    assert!(seen(&d, u1) && seen(&d, u2));
+    assert!(!seen(&d, u3));
 }
 
 fn maildir_config(root: &std::path::Path, after: AfterProcessing) -> MailboxConfig {
@@ -437,6 +470,7 @@ fn maildir_config(root: &std::path::Path, after: AfterProcessing) -> MailboxConf
         after,
         move_to: None,
         poll_interval_secs: 1,
+        from: None,
     }
 }
 
@@ -494,7 +528,10 @@ async fn maildir_new_messages_are_delivered_and_marked_seen() {
     let m = src.next().await;
     assert_eq!(key_of(&m), "1700000004.d.host");
     m.done
-        .send(Disposition::Failed("disk full".into()))
+        .send(Disposition::Failed {
+            transient: true,
+            reason: "disk full".into(),
+        })
         .unwrap();
     // Failed: left in place and offered again.
     let again = src.next().await;
@@ -569,7 +606,7 @@ async fn without_idle_and_move_it_polls_and_copies() {
     let mut cfg = mailbox(&d, AfterProcessing::Move);
     cfg.move_to = Some("Processed".into());
     cfg.poll_interval_secs = 1;
-    let report = imap::check(&cfg, PASSWORD).await.unwrap();
+    let report = source::imap::check(&cfg, PASSWORD).await.unwrap();
     assert!(!report.idle, "{report:?}");
 
     let mut src = Running::imap(cfg, PASSWORD, None);
@@ -590,17 +627,7 @@ async fn plain_text_is_refused_off_loopback() {
     let d = Dovecot::start(false);
     let mut cfg = mailbox(&d, AfterProcessing::Seen);
     cfg.imap.as_mut().unwrap().host = "imap.example.cn".into();
-    let (tx, _rx) = mpsc::channel(1);
-    let err = imap::run(
-        cfg,
-        PASSWORD.into(),
-        None,
-        tx,
-        CancellationToken::new(),
-        false,
-    )
-    .await
-    .unwrap_err();
+    let err = ImapSource::new(cfg, PASSWORD.into(), None).unwrap_err();
     assert!(matches!(err, SourceError::Config { .. }), "{err:?}");
 }
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baosong::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, Secret, TlsMode};
-use baosong::source::{Disposition, LOG_FILTER_DIRECTIVE, imap};
+use baosong::clock::Heartbeat;
+use baosong::source::imap::ImapSource;
+use baosong::source::{self, Disposition, LOG_FILTER_DIRECTIVE};
 use common::dovecot::{Dovecot, PASSWORD, USER};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -61,16 +63,17 @@ async fn logged_with(d: &Dovecot, filter: EnvFilter) -> String {
         after: AfterProcessing::Keep,
         move_to: None,
         poll_interval_secs: 600,
+        from: None,
     };
     let (tx, mut rx) = mpsc::channel(1);
     let cancel = CancellationToken::new();
-    let task = tokio::spawn(imap::run(
-        cfg,
-        PASSWORD.into(),
-        None,
+    let src = ImapSource::new(cfg, PASSWORD.into(), None).unwrap();
+    let task = tokio::spawn(source::run(
+        Box::new(src),
         tx,
         cancel.clone(),
         false,
+        Heartbeat::default(),
     ));
     let m = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await

@@ -82,6 +82,10 @@ pub struct ImapSource {
     cursor: u32,
     /// UIDs above the cursor that are finished (committed or skipped).
     finished: BTreeSet<u32>,
+    /// UIDs at or below the cursor still waiting for `after` when the folder
+    /// was opened (a stop came between a commit and its flag): offered
+    /// again, so they are flagged only once the store confirms it has them.
+    unfinished: BTreeSet<u32>,
 }
 
 impl std::fmt::Debug for ImapSource {
@@ -111,6 +115,7 @@ impl ImapSource {
             uidvalidity: resume.map(|(v, _)| v),
             cursor: resume.map_or(0, |(_, uid)| uid),
             finished: BTreeSet::new(),
+            unfinished: BTreeSet::new(),
         })
     }
 
@@ -148,6 +153,7 @@ impl ImapSource {
                 );
                 self.cursor = 0;
                 self.finished.clear();
+                self.unfinished.clear();
             }
             self.uidvalidity = Some(uidvalidity);
             if self.cfg.after == AfterProcessing::Move {
@@ -158,23 +164,22 @@ impl ImapSource {
                 last_uid = self.cursor, idle = caps.idle, "IMAP folder selected"
             );
             if self.cursor > 0 {
-                // A stop between a commit and its flag or move leaves messages
-                // unfinished; finishing them again is harmless.
-                finish_committed(&mut s, &self.cfg, &caps, self.cursor).await?;
+                self.unfinished = unfinished(&mut s, &self.cfg, self.cursor).await?;
             }
             self.session = Some((s, caps));
         }
         Ok(self.session.as_mut().expect("opened above"))
     }
 
-    /// Marks UIDs finished and moves the cursor over those now contiguous
-    /// with it, so the next listing starts after them.
+    /// Marks UIDs finished: not offered again; the next listing moves the
+    /// cursor over them.
     fn mark_finished(&mut self, uids: impl IntoIterator<Item = u32>) {
         let cursor = self.cursor;
-        self.finished
-            .extend(uids.into_iter().filter(|&u| u > cursor));
-        while self.finished.remove(&(self.cursor + 1)) {
-            self.cursor += 1;
+        for u in uids {
+            self.unfinished.remove(&u);
+            if u > cursor {
+                self.finished.insert(u);
+            }
         }
     }
 }
@@ -187,8 +192,8 @@ impl MailboxSource for ImapSource {
 
     async fn fetch(&mut self, max: usize) -> Result<Vec<RawMessage>, SourceError> {
         let mailbox = self.cfg.name.clone();
+        self.open_session().await?;
         let from = self.cursor + 1;
-        let finished = self.finished.clone();
         let (s, _) = self.open_session().await?;
         while s.unsolicited_responses.try_recv().is_ok() {}
         let listed: Vec<Fetch> = timed("UID FETCH sizes", COMMAND_TIMEOUT, async {
@@ -199,13 +204,31 @@ impl MailboxSource for ImapSource {
         })
         .await?;
         // `n:*` also returns the highest message when every UID is below n.
-        let mut pending: Vec<(u32, u64)> = listed
+        let mut listed: Vec<(u32, u64)> = listed
             .iter()
             .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
-            .filter(|&(uid, _)| uid >= from && !finished.contains(&uid))
+            .filter(|&(uid, _)| uid >= from)
             .collect();
-        pending.sort_unstable();
-        pending.dedup();
+        listed.sort_unstable();
+        listed.dedup();
+        // The cursor moves over finished UIDs; gaps (expunged mail) are not
+        // listed, so they do not hold it back.
+        for &(uid, _) in &listed {
+            if !self.finished.remove(&uid) {
+                break;
+            }
+            self.cursor = uid;
+        }
+        let mut pending: Vec<(u32, u64)> = self
+            .unfinished
+            .iter()
+            .map(|&uid| (uid, 0))
+            .chain(
+                listed
+                    .into_iter()
+                    .filter(|(uid, _)| *uid > self.cursor && !self.finished.contains(uid)),
+            )
+            .collect();
         pending.truncate(max);
         let Some(batch) = batches(&pending).into_iter().next() else {
             return Ok(Vec::new());
@@ -568,26 +591,20 @@ async fn ensure_folder(s: &mut ImapSession, cfg: &MailboxConfig) -> Result<(), S
     Ok(())
 }
 
-/// Applies `after` again to committed messages (UIDs up to `last`) still
-/// waiting for it: unseen ones with `seen`, any left in the folder with `move`.
-async fn finish_committed(
+/// Messages up to `last` still waiting for `after`: unseen ones with
+/// `seen`, any left in the folder with `move`.
+async fn unfinished(
     s: &mut ImapSession,
     cfg: &MailboxConfig,
-    caps: &Caps,
     last: u32,
-) -> Result<(), SourceError> {
+) -> Result<BTreeSet<u32>, SourceError> {
     let query = match cfg.after {
-        AfterProcessing::Keep => return Ok(()),
+        AfterProcessing::Keep => return Ok(BTreeSet::new()),
         AfterProcessing::Seen => format!("UID 1:{last} UNSEEN"),
         AfterProcessing::Move => format!("UID 1:{last}"),
     };
     let found = timed("UID SEARCH", COMMAND_TIMEOUT, s.uid_search(query)).await?;
-    let mut unfinished: Vec<u32> = found.into_iter().filter(|&u| u <= last).collect();
-    unfinished.sort_unstable();
-    if !unfinished.is_empty() {
-        apply_after(s, cfg, caps, &uid_set(unfinished.into_iter())).await?;
-    }
-    Ok(())
+    Ok(found.into_iter().filter(|&u| u <= last).collect())
 }
 
 /// Splits (uid, size) pairs into fetches of at most BATCH_MESSAGES messages and

@@ -204,15 +204,12 @@ pub async fn run(
             source.reset().await;
             return Ok(());
         }
-        let round = tokio::select! {
-            r = beat.while_pending(round(source.as_mut(), &tx, &cancel, once)) => r,
-            () = cancel.cancelled() => {
-                source.reset().await;
-                return Ok(());
-            }
-        };
+        // A round finishes the messages it handed over even when cancelled.
+        let round = beat
+            .while_pending(round(source.as_mut(), &tx, &cancel, once))
+            .await;
         let err = match round {
-            Ok(Round::Idle) if once => {
+            Ok(Round::Idle) if once || cancel.is_cancelled() => {
                 source.reset().await;
                 return Ok(());
             }
@@ -263,9 +260,12 @@ async fn round(
     cancel: &CancellationToken,
     once: bool,
 ) -> Result<Round, SourceError> {
-    let batch = source.fetch(BATCH).await?;
+    let batch = tokio::select! {
+        b = source.fetch(BATCH) => b?,
+        () = cancel.cancelled() => return Ok(Round::Idle),
+    };
     if batch.is_empty() {
-        if !once {
+        if !once && !cancel.is_cancelled() {
             source.wait(cancel).await?;
         }
         return Ok(Round::Idle);
