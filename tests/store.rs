@@ -18,6 +18,7 @@ use baosong::store::{
     Archive, MessageId, NewOutbox, OutboxKind, Recorded, Store, StoreError, SubmissionState,
 };
 use baosong::types::{
+    MailAddress,
     CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailboxName, OrgId, Sha256, Uid,
 };
 
@@ -77,6 +78,10 @@ fn imap(uidvalidity: u32, uid: u32) -> Origin {
     }
 }
 
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
 fn file(name: &str) -> Origin {
     Origin::File {
         path: PathBuf::from(name),
@@ -119,10 +124,15 @@ fn analysis(
         problems: Vec::new(),
         ack: AckDecision {
             send: true,
-            to: Some(from.to_owned()),
+            held: false,
+            to: MailAddress::parse(from),
+            to_name: None,
+            from_mailbox: None,
             reason: "ok".to_owned(),
         },
         body_excerpt: String::new(),
+        content_key: None,
+        attention: None,
     }
 }
 
@@ -214,7 +224,7 @@ async fn same_bytes_twice_is_stored_once() {
         let first = raw("a", file("a.eml"));
         let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
         let r1 = s
-            .record(&first, &a, Some(ack_for(&first, "unit@example.cn")))
+            .record(&first, &a, Some(ack_for(&first, "unit@example.cn")), now())
             .await
             .unwrap();
         let Recorded::New { message_id, .. } = r1 else {
@@ -229,7 +239,7 @@ async fn same_bytes_twice_is_stored_once() {
         let mut second_ack = ack_for(&again, "unit@example.cn");
         second_ack.dedupe_key = "ack:other".to_owned();
         second_ack.message_id = "<other@baosong.example>".to_owned();
-        let r2 = s.record(&again, &a, Some(second_ack)).await.unwrap();
+        let r2 = s.record(&again, &a, Some(second_ack), now()).await.unwrap();
         assert_eq!(r2, Recorded::Duplicate { message_id }, "{}", db.label);
 
         assert_eq!(
@@ -254,7 +264,7 @@ async fn same_imap_uid_after_restart_is_a_duplicate() {
         let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
         let r1 = db
             .store
-            .record(&first, &a, Some(ack_for(&first, "unit@example.cn")))
+            .record(&first, &a, Some(ack_for(&first, "unit@example.cn")), now())
             .await
             .unwrap();
         db.store.close().await;
@@ -271,7 +281,7 @@ async fn same_imap_uid_after_restart_is_a_duplicate() {
         // Bytes may differ on a re-fetch (a server adding a header): the origin decides.
         let refetched = raw("m5 refetched", imap(7, 5));
         let r2 = store
-            .record(&refetched, &a, Some(ack_for(&refetched, "unit@example.cn")))
+            .record(&refetched, &a, Some(ack_for(&refetched, "unit@example.cn")), now())
             .await
             .unwrap();
         assert_eq!(
@@ -285,7 +295,7 @@ async fn same_imap_uid_after_restart_is_a_duplicate() {
 
         // An older UID never moves the poller back.
         let older = raw("m3", imap(7, 3));
-        store.record(&older, &a, None).await.unwrap();
+        store.record(&older, &a, None, now()).await.unwrap();
         assert_eq!(
             store.mailbox_state(&kjt).await.unwrap(),
             Some((7, Uid(5))),
@@ -308,14 +318,14 @@ async fn uidvalidity_reset_does_not_duplicate_messages() {
         let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
         let before = raw("same message", imap(7, 41));
         let r1 = s
-            .record(&before, &a, Some(ack_for(&before, "unit@example.cn")))
+            .record(&before, &a, Some(ack_for(&before, "unit@example.cn")), now())
             .await
             .unwrap();
 
         // The server renumbered its mailbox: same bytes, new UIDVALIDITY and UID.
         let after = raw("same message", imap(8, 1));
         let r2 = s
-            .record(&after, &a, Some(ack_for(&after, "unit@example.cn")))
+            .record(&after, &a, Some(ack_for(&after, "unit@example.cn")), now())
             .await
             .unwrap();
         assert_eq!(
@@ -371,9 +381,9 @@ async fn record_is_one_transaction() {
         let ack = ack_for(&msg, "unit@example.cn");
         let mut squatter = mail(&ack.dedupe_key);
         squatter.message_id = "<squatter@baosong.example>".to_owned();
-        s.enqueue(squatter).await.unwrap().expect("enqueued");
+        s.enqueue(squatter, now()).await.unwrap().expect("enqueued");
 
-        let err = s.record(&msg, &a, Some(ack.clone())).await.unwrap_err();
+        let err = s.record(&msg, &a, Some(ack.clone()), now()).await.unwrap_err();
         assert!(
             matches!(err, StoreError::Conflict(_)),
             "{}: {err}",
@@ -413,7 +423,7 @@ async fn record_is_one_transaction() {
         // Without the clash the same call stores everything.
         let mut ack = ack;
         ack.dedupe_key = "ack:retry".to_owned();
-        let r = s.record(&msg, &a, Some(ack)).await.unwrap();
+        let r = s.record(&msg, &a, Some(ack), now()).await.unwrap();
         let detail = s.show_message(r.message_id()).await.unwrap().unwrap();
         let sub = detail.submission.expect("submission");
         assert_eq!(sub.documents.len(), 1, "{}", db.label);
@@ -424,7 +434,7 @@ async fn record_is_one_transaction() {
         // A closed pool fails the call; it does not half-write.
         s.close().await;
         let other = raw("after close", imap(7, 10));
-        assert!(s.record(&other, &a, None).await.is_err(), "{}", db.label);
+        assert!(s.record(&other, &a, None, now()).await.is_err(), "{}", db.label);
         let reopened = Store::open(&db.url).await.unwrap();
         assert_eq!(
             reopened.messages_for_reprocess().await.unwrap().len(),
@@ -440,7 +450,7 @@ async fn outbox_row_is_claimed_by_one_worker_only() {
     for db in dbs().await {
         for i in 0..200 {
             db.store
-                .enqueue(mail(&format!("reminder:{i}")))
+                .enqueue(mail(&format!("reminder:{i}")), now())
                 .await
                 .unwrap()
                 .expect("new row");
@@ -481,7 +491,7 @@ async fn outbox_row_is_claimed_by_one_worker_only() {
 async fn expired_lease_is_reclaimed() {
     for db in dbs().await {
         let s = &db.store;
-        s.enqueue(mail("reminder:x")).await.unwrap().unwrap();
+        s.enqueue(mail("reminder:x"), now()).await.unwrap().unwrap();
         let t0 = Utc::now() + chrono::Duration::seconds(1);
         let lease = Duration::from_secs(60);
 
@@ -510,11 +520,11 @@ async fn expired_lease_is_reclaimed() {
         );
 
         assert!(
-            !s.mark_sent(a[0].id, "a").await.unwrap(),
+            !s.mark_sent(a[0].id, "a", now()).await.unwrap(),
             "{}: a lost its lease",
             db.label
         );
-        assert!(s.mark_sent(b[0].id, "b").await.unwrap(), "{}", db.label);
+        assert!(s.mark_sent(b[0].id, "b", now()).await.unwrap(), "{}", db.label);
     }
 }
 
@@ -522,14 +532,14 @@ async fn expired_lease_is_reclaimed() {
 async fn sent_row_is_never_claimed_again() {
     for db in dbs().await {
         let s = &db.store;
-        let id = s.enqueue(mail("digest:2025-05-05")).await.unwrap().unwrap();
-        let now = Utc::now() + chrono::Duration::seconds(1);
+        let id = s.enqueue(mail("digest:2025-05-05"), now()).await.unwrap().unwrap();
+        let later = Utc::now() + chrono::Duration::seconds(1);
         let rows = s
-            .claim_outbox("w", Duration::from_secs(1), now, 10)
+            .claim_outbox("w", Duration::from_secs(1), later, 10)
             .await
             .unwrap();
         assert_eq!(rows.len(), 1, "{}", db.label);
-        assert!(s.mark_sent(id, "w").await.unwrap(), "{}", db.label);
+        assert!(s.mark_sent(id, "w", now()).await.unwrap(), "{}", db.label);
 
         assert!(
             s.claim_outbox("w", Duration::from_secs(1), far_future(), 10)
@@ -540,12 +550,12 @@ async fn sent_row_is_never_claimed_again() {
             db.label
         );
         assert!(
-            !s.mark_retry(id, "w", now, "late error").await.unwrap(),
+            !s.mark_retry(id, "w", later, "late error").await.unwrap(),
             "{}",
             db.label
         );
         assert_eq!(
-            s.enqueue(mail("digest:2025-05-05")).await.unwrap(),
+            s.enqueue(mail("digest:2025-05-05"), now()).await.unwrap(),
             None,
             "{}",
             db.label
@@ -560,7 +570,7 @@ async fn sent_row_is_never_claimed_again() {
 async fn failed_row_is_listed_and_retry_waits() {
     for db in dbs().await {
         let s = &db.store;
-        let id = s.enqueue(mail("reminder:retry")).await.unwrap().unwrap();
+        let id = s.enqueue(mail("reminder:retry"), now()).await.unwrap().unwrap();
         let now = Utc::now() + chrono::Duration::seconds(1);
         s.claim_outbox("w", Duration::from_secs(60), now, 10)
             .await
@@ -597,11 +607,11 @@ async fn ack_rate_counts_acks_to_one_address() {
         for i in 0..3 {
             let m = raw(&format!("m{i}"), file(&format!("{i}.eml")));
             let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9 + i), Vec::new());
-            s.record(&m, &a, Some(ack_for(&m, "Unit@Example.cn")))
+            s.record(&m, &a, Some(ack_for(&m, "Unit@Example.cn")), now())
                 .await
                 .unwrap();
         }
-        s.enqueue(mail("reminder:not-an-ack")).await.unwrap();
+        s.enqueue(mail("reminder:not-an-ack"), now()).await.unwrap();
         let hour_ago = Utc::now() - chrono::Duration::hours(1);
         assert_eq!(
             s.count_acks_to("unit@example.cn", hour_ago).await.unwrap(),
@@ -668,9 +678,9 @@ async fn superseding_submission_points_to_earlier() {
         );
 
         // Recorded out of order: the correction first, as a slow mailbox might.
-        let r_second = s.record(&second, &a_second, None).await.unwrap();
-        let r_first = s.record(&first, &a_first, None).await.unwrap();
-        let r_stats = s.record(&stats, &a_stats, None).await.unwrap();
+        let r_second = s.record(&second, &a_second, None, now()).await.unwrap();
+        let r_first = s.record(&first, &a_first, None, now()).await.unwrap();
+        let r_stats = s.record(&stats, &a_stats, None, now()).await.unwrap();
 
         let subs = s.submissions_for(&campaign, &deadline).await.unwrap();
         let by_message = |m: MessageId| subs.iter().find(|x| x.message == m).unwrap();
@@ -700,20 +710,23 @@ async fn superseding_submission_points_to_earlier() {
             db.label
         );
 
-        let matrix = s.status_matrix(&campaign, &deadline).await.unwrap();
-        assert_eq!(matrix.len(), 2, "{}: {matrix:?}", db.label);
-        let rec_cell = matrix
-            .iter()
-            .find(|c| c.kind == DocumentKind::RecommendationForm)
+        let unit = s
+            .unit_submissions(&campaign, &deadline, &OrgId::from("nj-kjj"))
+            .await
             .unwrap();
-        assert_eq!(
-            (rec_cell.copies, rec_cell.submission),
-            (2, second_sub.id),
-            "{}",
-            db.label
-        );
-        let scan = matrix.iter().find(|c| c.form == DocForm::Scan).unwrap();
-        assert_eq!(scan.sealed, Some(true), "{}", db.label);
+        let forms: Vec<Option<usize>> = unit
+            .iter()
+            .flat_map(|u| &u.documents)
+            .filter(|d| d.kind == DocumentKind::RecommendationForm)
+            .map(|d| d.items)
+            .collect();
+        assert_eq!(forms, [Some(1), Some(2)], "{}: oldest first, rows counted", db.label);
+        let scan = unit
+            .iter()
+            .flat_map(|u| &u.documents)
+            .find(|d| d.form == DocForm::Scan)
+            .unwrap();
+        assert_eq!((scan.sealed, scan.items), (Some(true), None), "{}", db.label);
     }
 }
 
@@ -723,7 +736,7 @@ async fn assign_learns_the_address() {
         let s = &db.store;
         let msg = raw("from a personal address", file("q.eml"));
         let a = analysis("Zhang@QQ.com", None, at(5, 9), Vec::new());
-        let id = s.record(&msg, &a, None).await.unwrap().message_id();
+        let id = s.record(&msg, &a, None, now()).await.unwrap().message_id();
         assert_eq!(
             s.unmatched_messages().await.unwrap().len(),
             1,
@@ -732,7 +745,7 @@ async fn assign_learns_the_address() {
         );
 
         let org = OrgId::from("nj-kjj");
-        s.assign(id, &org, "coordinator").await.unwrap();
+        s.assign(id, &org, "coordinator", now()).await.unwrap();
 
         assert!(
             s.unmatched_messages().await.unwrap().is_empty(),
@@ -759,7 +772,7 @@ async fn assign_learns_the_address() {
         assert!(detail.outbox.is_empty(), "{}", db.label);
 
         assert!(matches!(
-            s.assign(MessageId(9999), &OrgId::from("x"), "c").await,
+            s.assign(MessageId(9999), &OrgId::from("x"), "c", now()).await,
             Err(StoreError::NotFound(_))
         ));
     }
@@ -809,7 +822,7 @@ async fn records_keep_original_text() {
             "开展次数“约500”不是确数",
         ));
         let msg = raw("stats", file("s.eml"));
-        s.record(&msg, &a, None).await.unwrap();
+        s.record(&msg, &a, None, now()).await.unwrap();
 
         let records = s
             .records_for_form(
@@ -880,8 +893,8 @@ async fn reminder_pauses_are_kept() {
     for db in dbs().await {
         let s = &db.store;
         let org = OrgId::from("nj-kjj");
-        s.pause_reminders(&org).await.unwrap();
-        s.pause_reminders(&org).await.unwrap();
+        s.pause_reminders(&org, now()).await.unwrap();
+        s.pause_reminders(&org, now()).await.unwrap();
         assert_eq!(
             s.paused_orgs().await.unwrap(),
             vec![org.clone()],
@@ -963,7 +976,7 @@ async fn reprocess_replaces_the_analysis_and_sends_nothing() {
             .problems
             .push(Problem::new(ProblemCode::FileUnreadable, "附件无法读取"));
         let id = s
-            .record(&msg, &before, Some(ack_for(&msg, "unit@example.cn")))
+            .record(&msg, &before, Some(ack_for(&msg, "unit@example.cn")), now())
             .await
             .unwrap()
             .message_id();
@@ -1024,7 +1037,7 @@ async fn busy_database_is_retryable() {
         .unwrap();
 
     // Waits out busy_timeout, then gives up with a retryable error.
-    let err = store.enqueue(mail("reminder:busy")).await.unwrap_err();
+    let err = store.enqueue(mail("reminder:busy"), now()).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
 
     sqlx::raw_sql("ROLLBACK")
@@ -1033,7 +1046,7 @@ async fn busy_database_is_retryable() {
         .unwrap();
     assert!(
         store
-            .enqueue(mail("reminder:busy"))
+            .enqueue(mail("reminder:busy"), now())
             .await
             .unwrap()
             .is_some()
