@@ -111,7 +111,7 @@ impl<'de> Deserialize<'de> for DueText {
 pub struct Sender(pub lettre::message::Mailbox);
 
 impl Sender {
-    fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, String> {
         s.parse().map(Self).map_err(|e| {
             format!("`{s}` is not a mail address (e.g. \"报送助手 <kjt@example.cn>\"): {e}")
         })

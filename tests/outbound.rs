@@ -9,14 +9,17 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use baosong::config::{Layout, SmtpConfig, SmtpTransport, TlsMode};
+use baosong::config::{Layout, Sender, SmtpConfig, SmtpTransport, TlsMode};
 use baosong::export::{self, ExportColumn, ExportData, ExportForm, ExportRow};
 use baosong::model::FieldValue;
+use baosong::outbound::compose::Stamp;
+use baosong::outbound::transport::MailSender;
 use baosong::outbound::{
     MailKind, Templates, Transport, compose, new_message_id, sample, to_bytes,
 };
+use baosong::types::MailAddress;
 use calamine::{Data, Reader, Xlsx};
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
 use smtp::{SinkOptions, SmtpSink};
 
@@ -28,20 +31,33 @@ fn smtp_config(port: u16) -> SmtpConfig {
         host: Some("127.0.0.1".into()),
         port: Some(port),
         tls: TlsMode::None,
-        from: format!("江苏省科技活动周报送 <{FROM}>"),
-        reply_to: Some(FROM.into()),
+        from: Sender::parse(&format!("江苏省科技活动周报送 <{FROM}>")).unwrap(),
+        reply_to: Some(Sender::parse(FROM).unwrap()),
         message_id_domain: "baosong.example.cn".into(),
         ..SmtpConfig::default()
     }
 }
 
+fn stamp<'a>(cfg: &'a SmtpConfig, id: &'a str) -> Stamp<'a> {
+    Stamp {
+        from: &cfg.from.0,
+        reply_to: cfg.reply_to.as_ref().map(|r| &r.0),
+        message_id: id,
+        date: Utc::now(),
+    }
+}
+
+fn addr(s: &str) -> MailAddress {
+    MailAddress::parse(s).unwrap()
+}
+
 fn transport(cfg: &SmtpConfig, password: Option<&str>) -> Transport {
-    Transport::from_config(cfg, Path::new("."), password).expect("transport builds")
+    Transport::from_config(cfg, password).expect("transport builds")
 }
 
 async fn send(t: &Transport, m: &lettre::Message) -> Result<(), baosong::outbound::SendError> {
     let out = compose::Outgoing::new(m);
-    t.send_raw(&out.envelope_from, &out.recipients, &out.bytes)
+    t.send(&out.envelope_from, &out.recipients, &out.bytes)
         .await
 }
 
@@ -61,8 +77,8 @@ async fn ack_has_recipient_threading_and_auto_submitted_headers() {
     data.original_message_id = Some("orig-1@nanjing.gov.cn".into());
     data.original_references = vec!["<root-0@nanjing.gov.cn>".into()];
     data.problems = vec!["邮件正文提到的“超大附件”链接无法下载，请直接添加附件".into()];
-    let id = new_message_id(&cfg.message_id_domain, MailKind::Ack);
-    let m = compose::ack(&Templates::builtin(), &data, &cfg, &id).unwrap();
+    let id = new_message_id(&cfg.message_id_domain, MailKind::Ack, Utc::now());
+    let m = compose::ack(&Templates::builtin(), &data, &stamp(&cfg, &id)).unwrap();
     send(&transport(&cfg, None), &m).await.unwrap();
 
     let got = sink.wait_for(1);
@@ -116,7 +132,11 @@ async fn ack_has_recipient_threading_and_auto_submitted_headers() {
     assert!(text.contains("材料.zip/附件2.pdf"), "{text}");
     assert!(text.contains("未见公章"), "{text}");
     assert!(text.contains("超大附件"), "{text}");
-    assert!(text.contains("尚缺：推荐表盖章扫描件"), "{text}");
+    assert!(
+        text.contains("需修改后重新发送：推荐表电子版、推荐表盖章扫描件"),
+        "{text}"
+    );
+    assert!(!text.contains("已齐全"), "{text}");
     assert!(text.contains("本次截止时间：2025年5月6日24:00"), "{text}");
     assert!(html.contains("南京市推荐表.xlsx") && html.contains("推荐表盖章扫描件"));
     assert!(!html.contains("<script") && !html.contains("<style"));
@@ -127,9 +147,9 @@ async fn reminder_is_auto_generated() {
     let sink = SmtpSink::start(SinkOptions::default());
     let cfg = smtp_config(sink.port);
     let mut data = sample::reminder();
-    data.to = vec!["a@xz.gov.cn".into(), "b@xz.gov.cn".into()];
-    let id = new_message_id(&cfg.message_id_domain, MailKind::Reminder);
-    let m = compose::reminder(&Templates::builtin(), &data, &cfg, &id).unwrap();
+    data.to = vec![addr("a@xz.gov.cn"), addr("b@xz.gov.cn")];
+    let id = new_message_id(&cfg.message_id_domain, MailKind::Reminder, Utc::now());
+    let m = compose::reminder(&Templates::builtin(), &data, &stamp(&cfg, &id)).unwrap();
     send(&transport(&cfg, None), &m).await.unwrap();
 
     let got = sink.wait_for(1);
@@ -276,15 +296,15 @@ async fn digest_has_table_and_xlsx_attachment() {
     let sink = SmtpSink::start(SinkOptions::default());
     let cfg = smtp_config(sink.port);
     let mut data = sample::digest();
-    data.to = vec!["a@kjt.example.cn".into(), "b@kx.example.cn".into()];
+    data.to = vec![addr("a@kjt.example.cn"), addr("b@kx.example.cn")];
     data.failed_sends = vec![baosong::outbound::FailedSend {
         to: "bad@x.cn".into(),
         subject: "回执".into(),
         error: "550 no such user".into(),
     }];
     let xlsx = export::workbook(&export_data()).unwrap();
-    let id = new_message_id(&cfg.message_id_domain, MailKind::Digest);
-    let m = compose::digest(&Templates::builtin(), &data, Some(&xlsx), &cfg, &id).unwrap();
+    let id = new_message_id(&cfg.message_id_domain, MailKind::Digest, Utc::now());
+    let m = compose::digest(&Templates::builtin(), &data, Some(&xlsx), &stamp(&cfg, &id)).unwrap();
     send(&transport(&cfg, None), &m).await.unwrap();
 
     let got = sink.wait_for(1);
@@ -440,12 +460,7 @@ async fn transient_smtp_failure_is_retryable() {
     let mut sink = SmtpSink::start(SinkOptions::default());
     let cfg = smtp_config(sink.port);
     let t = transport(&cfg, None);
-    let m = compose::reminder(
-        &Templates::builtin(),
-        &sample::reminder(),
-        &cfg,
-        &new_message_id(&cfg.message_id_domain, MailKind::Reminder),
-    )
+    let m = compose::reminder(&Templates::builtin(), &sample::reminder(), &stamp(&cfg, &new_message_id(&cfg.message_id_domain, MailKind::Reminder, Utc::now())))
     .unwrap();
 
     sink.refuse("451 4.3.0 Try again later");
@@ -471,12 +486,7 @@ async fn permanent_rejection_is_not_retryable() {
     let sink = SmtpSink::start(SinkOptions::default());
     let cfg = smtp_config(sink.port);
     let t = transport(&cfg, None);
-    let m = compose::ack(
-        &Templates::builtin(),
-        &sample::ack(),
-        &cfg,
-        &new_message_id(&cfg.message_id_domain, MailKind::Ack),
-    )
+    let m = compose::ack(&Templates::builtin(), &sample::ack(), &stamp(&cfg, &new_message_id(&cfg.message_id_domain, MailKind::Ack, Utc::now())))
     .unwrap();
     sink.refuse("550 5.1.1 No such user here");
     let err = send(&t, &m).await.unwrap_err();
@@ -484,7 +494,7 @@ async fn permanent_rejection_is_not_retryable() {
     assert!(!err.is_transient(), "{err}");
 
     let err = t
-        .send_raw(FROM, &["not an address".into()], &to_bytes(&m))
+        .send(FROM, &["not an address".into()], &to_bytes(&m))
         .await
         .unwrap_err();
     assert!(!err.is_transient(), "{err}");
@@ -495,12 +505,12 @@ async fn file_transport_writes_eml() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SmtpConfig {
         transport: SmtpTransport::File,
-        directory: PathBuf::from("outbox"),
+        directory: dir.path().join("outbox"),
         ..smtp_config(0)
     };
-    let t = Transport::from_config(&cfg, dir.path(), None).unwrap();
-    let id = new_message_id(&cfg.message_id_domain, MailKind::Ack);
-    let m = compose::ack(&Templates::builtin(), &sample::ack(), &cfg, &id).unwrap();
+    let t = Transport::from_config(&cfg, None).unwrap();
+    let id = new_message_id(&cfg.message_id_domain, MailKind::Ack, Utc::now());
+    let m = compose::ack(&Templates::builtin(), &sample::ack(), &stamp(&cfg, &id)).unwrap();
     send(&t, &m).await.unwrap();
     // Sending again (a retry) replaces the file rather than adding one.
     send(&t, &m).await.unwrap();
@@ -527,7 +537,7 @@ async fn starttls_with_ca_file_and_auth_works() {
         ..smtp_config(sink.port)
     };
 
-    let report = baosong::outbound::transport::check(&cfg, Path::new("."), Some("s3cret-授权码"))
+    let report = baosong::outbound::transport::check(&cfg, Some("s3cret-授权码"))
         .await
         .unwrap();
     assert!(
@@ -537,12 +547,7 @@ async fn starttls_with_ca_file_and_auth_works() {
     assert!(report.contains("logged in as kjt"), "{report}");
     assert!(!report.contains("s3cret"), "{report}");
 
-    let m = compose::ack(
-        &Templates::builtin(),
-        &sample::ack(),
-        &cfg,
-        &new_message_id(&cfg.message_id_domain, MailKind::Ack),
-    )
+    let m = compose::ack(&Templates::builtin(), &sample::ack(), &stamp(&cfg, &new_message_id(&cfg.message_id_domain, MailKind::Ack, Utc::now())))
     .unwrap();
     send(&transport(&cfg, Some("s3cret-授权码")), &m)
         .await
@@ -551,11 +556,12 @@ async fn starttls_with_ca_file_and_auth_works() {
     assert!(got[0].tls, "delivered over TLS");
     assert_eq!(got[0].login.as_deref(), Some("kjt"));
 
-    // A wrong password is the server's 535: permanent, not retried.
+    // A wrong password is the server's 535: no mail can go until the
+    // config is fixed, so every mail waits (none is given up on).
     let err = send(&transport(&cfg, Some("wrong")), &m).await.unwrap_err();
-    assert_eq!(err.code(), Some(535), "{err}");
-    assert!(!err.is_transient());
-    let err = baosong::outbound::transport::check(&cfg, Path::new("."), Some("wrong"))
+    assert!(err.is_setup(), "{err}");
+    assert!(err.to_string().contains("535"), "{err}");
+    let err = baosong::outbound::transport::check(&cfg, Some("wrong"))
         .await
         .unwrap_err();
     assert!(!err.to_string().contains("wrong"), "{err}");
@@ -568,7 +574,7 @@ async fn starttls_with_ca_file_and_auth_works() {
     let err = send(&transport(&untrusted, Some("s3cret-授权码")), &m)
         .await
         .unwrap_err();
-    assert!(err.is_transient(), "{err}");
+    assert!(err.is_setup(), "a certificate problem waits for the config: {err}");
     assert_eq!(sink.received().len(), 1);
 }
 

@@ -84,7 +84,7 @@ impl SendError {
     fn from_smtp(e: lettre::transport::smtp::Error) -> Self {
         let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
         // 530/534/535/538: authentication; not about this mail.
-        if e.is_tls() || matches!(code, Some(530 | 534 | 535 | 538)) {
+        if e.is_tls() || is_tls_failure(&e) || matches!(code, Some(530 | 534 | 535 | 538)) {
             return Self::Setup(e.to_string());
         }
         match code {
@@ -100,6 +100,26 @@ impl SendError {
             _ => Self::Connection(e.to_string()),
         }
     }
+}
+
+/// A certificate or handshake failure anywhere in the chain: lettre reports
+/// it as a connection error, with the rustls error inside an `io::Error`.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && is_tls_failure(inner)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Where outgoing mail goes. The daemon takes one as a parameter, so tests
