@@ -796,7 +796,10 @@ impl Config {
         })?;
         // Absolute, so the daemon's working directory (`/` under systemd)
         // does not matter.
-        let parent = path.parent().unwrap_or(Path::new(""));
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         let base = std::path::absolute(parent).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
