@@ -122,3 +122,80 @@ fn check_config_fails_and_says_why_when_a_mailbox_is_missing() {
         "{stdout}"
     );
 }
+
+#[test]
+fn run_once_from_the_root_directory_reads_paths_against_the_config_folder() {
+    // As systemd starts it: working directory `/`, the config elsewhere,
+    // every path in it relative to the config's folder.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("examples/organisations.csv"),
+        root.join("orgs.csv"),
+    )
+    .unwrap();
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(root.join("mail/kjt").join(sub)).unwrap();
+    }
+    std::fs::write(
+        root.join("mail/kjt/new/1746000000.M1P1.test"),
+        "From: 南京市科技局 <njkjjrcc@nanjing.gov.cn>\r\nTo: kjt@example.cn\r\n\
+         Subject: 推荐表\r\nMessage-ID: <rel@test>\r\n\r\n见附件\r\n",
+    )
+    .unwrap();
+    let config = root.join("baosong.toml");
+    std::fs::write(
+        &config,
+        r#"[store]
+database = "sqlite://var/baosong.db"
+archive = "var/archive"
+
+[[mailbox]]
+name = "kjt"
+address = "kjt@example.cn"
+maildir = "mail/kjt"
+
+[smtp]
+transport = "file"
+directory = "var/outbox"
+
+[organisations]
+file = "orgs.csv"
+
+[[campaign]]
+id = "c"
+name = "测试"
+mailboxes = ["kjt"]
+[[campaign.deadline]]
+id = "d"
+due = 2025-05-06
+[[campaign.deadline.require]]
+kind = "recommendation_form"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_baosong"))
+        .current_dir("/")
+        .arg("--config")
+        .arg(&config)
+        .args(["--now", "2025-05-01T10:00:00+08:00", "run", "--once"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(root.join("var/baosong.db").exists());
+    assert_eq!(
+        std::fs::read_dir(root.join("var/outbox")).unwrap().count(),
+        1
+    );
+    assert_eq!(
+        std::fs::read_dir(root.join("mail/kjt/new"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

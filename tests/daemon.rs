@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use baosong::commands;
 use baosong::actions::Services;
 use baosong::clock::SystemClock;
+use baosong::commands;
 use baosong::daemon::{self, DaemonError, RunOptions};
 use baosong::types::OrgId;
 use chrono::{DateTime, Utc};
@@ -833,7 +833,10 @@ async fn kill_9_mid_batch_then_restart_stores_every_mail_once() {
     let ack_rows: Vec<&OutRow> = outbox.iter().filter(|o| o.kind == "ack").collect();
     assert!(ack_rows.len() > 15, "most corpus mails are answered");
     let held = msgs.iter().filter(|m| m.ack_held == 1).count();
-    assert!(held > 0 && held < 10, "unknown senders wait for a coordinator: {held}");
+    assert!(
+        held > 0 && held < 10,
+        "unknown senders wait for a coordinator: {held}"
+    );
     assert!(
         ack_rows.iter().all(|o| o.status == "sent"),
         "{:?}",
@@ -913,6 +916,77 @@ async fn uidvalidity_reset_does_not_duplicate_messages() {
         4,
         "all flagged under the new UIDVALIDITY"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sender_headers_over_imap_never_stop_the_mailbox() {
+    let s = Setup::new(Opts::default()).await;
+    let known = "njkjjrcc@nanjing.gov.cn";
+    let mail = |from: &str, subject: &str, extra: &str, n: usize| {
+        format!(
+            "From: {from}\r\nTo: {OUR_ADDRESS}\r\nSubject: {subject}\r\n\
+             Message-ID: <hostile-{n}@test.example>\r\n{extra}\r\n附件见后。\r\n"
+        )
+        .into_bytes()
+    };
+    let long_name = "长".repeat(2000);
+    let hostile = [
+        mail("\"王五\" <wang wu@example.com>", "材料", "", 1),
+        mail("nobody", "材料", "", 2),
+        mail("", "材料", "", 3),
+        mail(
+            &format!("南京市科技局 <{known}>"),
+            "材料",
+            "Reply-To: undisclosed-recipients:;\r\n",
+            4,
+        ),
+        mail(
+            &format!("南京市科技局 <{known}>"),
+            "材料",
+            "Reply-To: <<>>@@\r\n",
+            5,
+        ),
+        mail(&format!("{long_name} <{known}>"), "材料", "", 6),
+        mail(
+            &format!("南京市科技局 <{known}>"),
+            "=?UTF-8?B?eA0KQmNjOiB2aWN0aW1AZXhhbXBsZS5jb20=?=",
+            "",
+            7,
+        ),
+    ];
+    let date = Some("30-Apr-2025 10:00:00 +0800");
+    let mut uids = BTreeSet::new();
+    for (i, h) in hostile.iter().enumerate() {
+        uids.insert(s.append(h, date));
+        uids.insert(s.append(
+            &mail("无锡市科技局 <wxkjjrc@wuxi.gov.cn>", "推荐表", "", 100 + i),
+            date,
+        ));
+    }
+    let services = s.services().await;
+    run_once(&services).await;
+
+    let db = s.db().await;
+    let msgs = db.messages().await;
+    assert_eq!(stored_uids(&msgs), uids, "every mail stored");
+    assert_eq!(seen_uids(&s.dovecot), uids, "every mail flagged");
+    let outbox = db.outbox().await;
+    let acks: Vec<&OutRow> = outbox.iter().filter(|o| o.kind == "ack").collect();
+    // The ordinary ones (5 per hour per recipient) and the known unit's.
+    assert!(
+        acks.iter()
+            .filter(|o| o.to == "wxkjjrc@wuxi.gov.cn")
+            .count()
+            == 5,
+        "{acks:?}"
+    );
+    assert!(acks.iter().all(|o| o.status == "sent"), "{acks:?}");
+    for r in s.sink.wait_for(acks.len()) {
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        assert!(!head.to_ascii_lowercase().contains("\nbcc"), "{head}");
+        assert!(!head.contains("victim"), "{head}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1181,30 +1255,21 @@ async fn reminders_go_once_per_offset_and_say_what_to_redo() {
     assert_eq!(db.messages().await[0].org.as_deref(), Some("yz-kjj"));
     let redo = OrgId::from("yz-kjj");
     let paused = OrgId::from("nj-kx");
-    services.store.pause_reminders(&paused, Utc::now()).await.unwrap();
+    services
+        .store
+        .pause_reminders(&paused, Utc::now())
+        .await
+        .unwrap();
 
     let three_days = cst("2025-05-04T09:00:00+08:00");
     let one_day = cst("2025-05-06T09:00:00+08:00");
-    let n3 = services.enqueue_reminders(three_days)
-        .await
-        .unwrap();
-    assert_eq!(
-        services.enqueue_reminders(three_days)
-            .await
-            .unwrap(),
-        0
-    );
+    let n3 = services.enqueue_reminders(three_days).await.unwrap();
+    assert_eq!(services.enqueue_reminders(three_days).await.unwrap(), 0);
     let n1 = services.enqueue_reminders(one_day).await.unwrap();
-    assert_eq!(
-        services.enqueue_reminders(one_day).await.unwrap(),
-        0
-    );
+    assert_eq!(services.enqueue_reminders(one_day).await.unwrap(), 0);
     // And once more within the same window, later that day.
     let later = cst("2025-05-06T15:00:00+08:00");
-    assert_eq!(
-        services.enqueue_reminders(later).await.unwrap(),
-        0
-    );
+    assert_eq!(services.enqueue_reminders(later).await.unwrap(), 0);
     run_once(&services).await;
 
     let directory = &services.directory;

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baosong::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, Secret, TlsMode};
 use baosong::clock::Heartbeat;
+use baosong::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, Secret, TlsMode};
 use baosong::source::imap::ImapSource;
 use baosong::source::maildir::MaildirSource;
 use baosong::source::{self, Delivery, Disposition, MailboxSource, Origin, SourceError};
@@ -339,7 +339,9 @@ async fn starttls_and_implicit_tls_with_ca_file_work() {
         imap_cfg.tls = tls;
         imap_cfg.ca_file = Some(d.ca_pem());
 
-        let report = source::imap::check(&cfg, PASSWORD).await.expect("check over TLS");
+        let report = source::imap::check(&cfg, PASSWORD)
+            .await
+            .expect("check over TLS");
         assert!(report.idle, "{report:?}");
         assert_eq!((report.exists, report.uidvalidity), (1, uv));
         assert!(report.capabilities.iter().any(|c| c == "IDLE"));

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baosong::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, Secret, TlsMode};
 use baosong::clock::Heartbeat;
+use baosong::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, Secret, TlsMode};
 use baosong::source::imap::ImapSource;
 use baosong::source::{self, Disposition, LOG_FILTER_DIRECTIVE};
 use common::dovecot::{Dovecot, PASSWORD, USER};

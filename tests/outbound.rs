@@ -460,7 +460,14 @@ async fn transient_smtp_failure_is_retryable() {
     let mut sink = SmtpSink::start(SinkOptions::default());
     let cfg = smtp_config(sink.port);
     let t = transport(&cfg, None);
-    let m = compose::reminder(&Templates::builtin(), &sample::reminder(), &stamp(&cfg, &new_message_id(&cfg.message_id_domain, MailKind::Reminder, Utc::now())))
+    let m = compose::reminder(
+        &Templates::builtin(),
+        &sample::reminder(),
+        &stamp(
+            &cfg,
+            &new_message_id(&cfg.message_id_domain, MailKind::Reminder, Utc::now()),
+        ),
+    )
     .unwrap();
 
     sink.refuse("451 4.3.0 Try again later");
@@ -486,7 +493,14 @@ async fn permanent_rejection_is_not_retryable() {
     let sink = SmtpSink::start(SinkOptions::default());
     let cfg = smtp_config(sink.port);
     let t = transport(&cfg, None);
-    let m = compose::ack(&Templates::builtin(), &sample::ack(), &stamp(&cfg, &new_message_id(&cfg.message_id_domain, MailKind::Ack, Utc::now())))
+    let m = compose::ack(
+        &Templates::builtin(),
+        &sample::ack(),
+        &stamp(
+            &cfg,
+            &new_message_id(&cfg.message_id_domain, MailKind::Ack, Utc::now()),
+        ),
+    )
     .unwrap();
     sink.refuse("550 5.1.1 No such user here");
     let err = send(&t, &m).await.unwrap_err();
@@ -547,7 +561,14 @@ async fn starttls_with_ca_file_and_auth_works() {
     assert!(report.contains("logged in as kjt"), "{report}");
     assert!(!report.contains("s3cret"), "{report}");
 
-    let m = compose::ack(&Templates::builtin(), &sample::ack(), &stamp(&cfg, &new_message_id(&cfg.message_id_domain, MailKind::Ack, Utc::now())))
+    let m = compose::ack(
+        &Templates::builtin(),
+        &sample::ack(),
+        &stamp(
+            &cfg,
+            &new_message_id(&cfg.message_id_domain, MailKind::Ack, Utc::now()),
+        ),
+    )
     .unwrap();
     send(&transport(&cfg, Some("s3cret-授权码")), &m)
         .await
@@ -574,7 +595,10 @@ async fn starttls_with_ca_file_and_auth_works() {
     let err = send(&transport(&untrusted, Some("s3cret-授权码")), &m)
         .await
         .unwrap_err();
-    assert!(err.is_setup(), "a certificate problem waits for the config: {err}");
+    assert!(
+        err.is_setup(),
+        "a certificate problem waits for the config: {err}"
+    );
     assert_eq!(sink.received().len(), 1);
 }
 

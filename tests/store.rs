@@ -18,8 +18,8 @@ use baosong::store::{
     Archive, MessageId, NewOutbox, OutboxKind, Recorded, Store, StoreError, SubmissionState,
 };
 use baosong::types::{
-    MailAddress,
-    CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailboxName, OrgId, Sha256, Uid,
+    CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailAddress, MailboxName, OrgId, Sha256,
+    Uid,
 };
 
 /// One store to run a test on; dropping it removes its database.
@@ -281,7 +281,12 @@ async fn same_imap_uid_after_restart_is_a_duplicate() {
         // Bytes may differ on a re-fetch (a server adding a header): the origin decides.
         let refetched = raw("m5 refetched", imap(7, 5));
         let r2 = store
-            .record(&refetched, &a, Some(ack_for(&refetched, "unit@example.cn")), now())
+            .record(
+                &refetched,
+                &a,
+                Some(ack_for(&refetched, "unit@example.cn")),
+                now(),
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -318,7 +323,12 @@ async fn uidvalidity_reset_does_not_duplicate_messages() {
         let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
         let before = raw("same message", imap(7, 41));
         let r1 = s
-            .record(&before, &a, Some(ack_for(&before, "unit@example.cn")), now())
+            .record(
+                &before,
+                &a,
+                Some(ack_for(&before, "unit@example.cn")),
+                now(),
+            )
             .await
             .unwrap();
 
@@ -383,7 +393,10 @@ async fn record_is_one_transaction() {
         squatter.message_id = "<squatter@baosong.example>".to_owned();
         s.enqueue(squatter, now()).await.unwrap().expect("enqueued");
 
-        let err = s.record(&msg, &a, Some(ack.clone()), now()).await.unwrap_err();
+        let err = s
+            .record(&msg, &a, Some(ack.clone()), now())
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, StoreError::Conflict(_)),
             "{}: {err}",
@@ -434,7 +447,11 @@ async fn record_is_one_transaction() {
         // A closed pool fails the call; it does not half-write.
         s.close().await;
         let other = raw("after close", imap(7, 10));
-        assert!(s.record(&other, &a, None, now()).await.is_err(), "{}", db.label);
+        assert!(
+            s.record(&other, &a, None, now()).await.is_err(),
+            "{}",
+            db.label
+        );
         let reopened = Store::open(&db.url).await.unwrap();
         assert_eq!(
             reopened.messages_for_reprocess().await.unwrap().len(),
@@ -524,7 +541,11 @@ async fn expired_lease_is_reclaimed() {
             "{}: a lost its lease",
             db.label
         );
-        assert!(s.mark_sent(b[0].id, "b", now()).await.unwrap(), "{}", db.label);
+        assert!(
+            s.mark_sent(b[0].id, "b", now()).await.unwrap(),
+            "{}",
+            db.label
+        );
     }
 }
 
@@ -532,7 +553,11 @@ async fn expired_lease_is_reclaimed() {
 async fn sent_row_is_never_claimed_again() {
     for db in dbs().await {
         let s = &db.store;
-        let id = s.enqueue(mail("digest:2025-05-05"), now()).await.unwrap().unwrap();
+        let id = s
+            .enqueue(mail("digest:2025-05-05"), now())
+            .await
+            .unwrap()
+            .unwrap();
         let later = Utc::now() + chrono::Duration::seconds(1);
         let rows = s
             .claim_outbox("w", Duration::from_secs(1), later, 10)
@@ -570,7 +595,11 @@ async fn sent_row_is_never_claimed_again() {
 async fn failed_row_is_listed_and_retry_waits() {
     for db in dbs().await {
         let s = &db.store;
-        let id = s.enqueue(mail("reminder:retry"), now()).await.unwrap().unwrap();
+        let id = s
+            .enqueue(mail("reminder:retry"), now())
+            .await
+            .unwrap()
+            .unwrap();
         let now = Utc::now() + chrono::Duration::seconds(1);
         s.claim_outbox("w", Duration::from_secs(60), now, 10)
             .await
@@ -720,13 +749,23 @@ async fn superseding_submission_points_to_earlier() {
             .filter(|d| d.kind == DocumentKind::RecommendationForm)
             .map(|d| d.items)
             .collect();
-        assert_eq!(forms, [Some(1), Some(2)], "{}: oldest first, rows counted", db.label);
+        assert_eq!(
+            forms,
+            [Some(1), Some(2)],
+            "{}: oldest first, rows counted",
+            db.label
+        );
         let scan = unit
             .iter()
             .flat_map(|u| &u.documents)
             .find(|d| d.form == DocForm::Scan)
             .unwrap();
-        assert_eq!((scan.sealed, scan.items), (Some(true), None), "{}", db.label);
+        assert_eq!(
+            (scan.sealed, scan.items),
+            (Some(true), None),
+            "{}",
+            db.label
+        );
     }
 }
 
@@ -772,7 +811,8 @@ async fn assign_learns_the_address() {
         assert!(detail.outbox.is_empty(), "{}", db.label);
 
         assert!(matches!(
-            s.assign(MessageId(9999), &OrgId::from("x"), "c", now()).await,
+            s.assign(MessageId(9999), &OrgId::from("x"), "c", now())
+                .await,
             Err(StoreError::NotFound(_))
         ));
     }
@@ -1037,7 +1077,10 @@ async fn busy_database_is_retryable() {
         .unwrap();
 
     // Waits out busy_timeout, then gives up with a retryable error.
-    let err = store.enqueue(mail("reminder:busy"), now()).await.unwrap_err();
+    let err = store
+        .enqueue(mail("reminder:busy"), now())
+        .await
+        .unwrap_err();
     assert!(err.is_transient(), "{err}");
 
     sqlx::raw_sql("ROLLBACK")

@@ -279,6 +279,52 @@ pub fn digest(
 mod tests {
     use super::*;
 
+    use crate::config::Config;
+    use crate::status::{Sent, SentDoc, unit_status};
+    use crate::types::{DocForm, DocumentKind, OrgId, Sha256};
+
+    fn setup() -> (Config, Directory) {
+        let c = Config::example(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        (c, Directory::example())
+    }
+
+    fn rec(form: DocForm) -> SentDoc {
+        SentDoc {
+            kind: DocumentKind::RecommendationForm,
+            form,
+            sha256: Sha256::of(form.as_str().as_bytes()),
+            sealed: None,
+            items: None,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_complete_unit_gets_no_reminder_and_a_partial_one_hears_what_is_missing() {
+        let (c, dir) = setup();
+        let (camp, dl) = (&c.campaigns[0], &c.campaigns[0].deadlines[0]);
+        let org = dir.get(&OrgId::from("nj-kjj")).unwrap();
+        let now = dl.due_at - chrono::Duration::days(2);
+        let mail = |docs| Sent {
+            arrived_at: now,
+            late: false,
+            documents: docs,
+            problems: Vec::new(),
+        };
+        let done = unit_status(
+            dl,
+            &org.id,
+            &[mail(vec![rec(DocForm::Scan), rec(DocForm::Electronic)])],
+        );
+        assert!(reminder(camp, dl, org, &done, now).is_none());
+        let half = unit_status(dl, &org.id, &[mail(vec![rec(DocForm::Electronic)])]);
+        let r = reminder(camp, dl, org, &half, now).unwrap();
+        assert_eq!(r.missing, ["推荐表盖章扫描件"]);
+        assert_eq!(r.received, ["推荐表电子版"]);
+        assert_eq!(r.days_left, 2);
+        assert_eq!(r.to[0].as_str(), "njkjjrcc@nanjing.gov.cn");
+    }
+
     #[test]
     fn long_problem_lists_are_cut_and_counted() {
         let lines = capped((0..25).map(|i| format!("第{i}项")));

@@ -298,7 +298,8 @@ mod tests {
         assert!(r.text.contains("南京市科学技术局"), "{}", r.text);
         assert!(r.text.contains("第3项活动简介126字"), "{}", r.text);
         assert!(
-            r.text.contains("需修改后重新发送：推荐表电子版、推荐表盖章扫描件"),
+            r.text
+                .contains("需修改后重新发送：推荐表电子版、推荐表盖章扫描件"),
             "{}",
             r.text
         );
