@@ -6,8 +6,8 @@
 use std::io::{Cursor, Read};
 
 use super::FileEntry;
+use super::charset::{Declared, decode_8bit};
 use super::sniff::{self, GZIP, RAR, SEVEN_Z, ZIP};
-use super::text::decode_8bit;
 use crate::config::Limits;
 use crate::model::{Problem, ProblemCode};
 use crate::types::Sha256;
@@ -286,7 +286,7 @@ pub(crate) fn entry_name(raw: &[u8], utf8_flag: bool) -> String {
     if utf8_flag {
         String::from_utf8_lossy(raw).into_owned()
     } else {
-        decode_8bit(raw)
+        decode_8bit(raw, &Declared::default())
     }
 }
 

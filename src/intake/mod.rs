@@ -6,10 +6,12 @@
 //! - [`archive`]: the flat file list, .zip opened under the limits;
 //! - [`sniff`]: what a file really is, and what is wrong with it;
 //! - [`autogen`]: auto-replies, bounces, lists, our own mail;
-//! - [`text`]: charsets, RFC 2231, HTML to text, large-attachment links.
+//! - [`charset`]: charset labels (WHATWG, Python, Java, Windows) and sniffing;
+//! - [`text`]: RFC 2047 and 2231, HTML to text, large-attachment links.
 
 mod archive;
 mod autogen;
+mod charset;
 mod mime;
 pub mod sniff;
 mod text;
