@@ -356,3 +356,37 @@ fn garbage_and_truncated_input_does_not_panic() {
     intake::parse(b"", &Limits::default(), &own());
     intake::parse(&[0xFF; 4096], &Limits::default(), &own());
 }
+
+/// Sender text is hostile input: what intake hands on holds no control
+/// characters, escape sequences or NUL.
+#[test]
+fn hostile_sender_text_is_made_safe() {
+    let raw = b"From: =?utf-8?b?5bygCuS4iQ==?= <z@example.cn>\r\n\
+To: jskxdxb@163.com\r\n\
+Subject: =?utf-8?q?x=0D=0ABcc:_evil@example.com?=\r\n\
+Date: Mon, 05 May 2025 10:12:00 +0800\r\n\
+Message-ID: <a\x00b@example.cn>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 8bit\r\n\
+\r\n\
+\xe9\x99\x84\xe4\xbb\xb6\x00\xe8\xa7\x81\xe5\x90\x8e\r\n\
+--b\r\n\
+Content-Type: application/octet-stream\r\n\
+Content-Disposition: attachment;\r\n\
+\tfilename=\"=?utf-8?q?=1B=5B31m=E6=8E=A8=E8=8D=90=E8=A1=A8=1B=5B0m=2Exlsx?=\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+aGVsbG8=\r\n\
+--b--\r\n";
+    let i = intake::parse(raw, &Limits::default(), &own());
+    assert_eq!(i.header.from_name.as_deref(), Some("张 三"));
+    assert_eq!(i.header.subject.as_deref(), Some("x Bcc: evil@example.com"));
+    assert_eq!(i.header.message_id.as_deref(), Some("ab@example.cn"));
+    assert_eq!(i.body_text, "附件见后");
+    assert_eq!(paths(&i), ["推荐表.xlsx"]);
+    assert_eq!(i.files[0].filename, "推荐表.xlsx");
+}

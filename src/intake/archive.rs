@@ -7,6 +7,7 @@ use std::io::{Cursor, Read};
 
 use super::FileEntry;
 use super::charset::{Declared, decode_8bit};
+use super::clean;
 use super::sniff::{self, GZIP, RAR, SEVEN_Z, ZIP};
 use crate::config::Limits;
 use crate::model::{Problem, ProblemCode};
@@ -290,15 +291,17 @@ pub(crate) fn entry_name(raw: &[u8], utf8_flag: bool) -> String {
     }
 }
 
-/// Splits an entry name into its folders and file name, dropping what could
-/// climb out of the archive (`..`, `/`, drive letters). None for an empty name.
+/// Splits an entry name into its folders and file name, each made safe
+/// ([`clean::file_name`]), dropping what could climb out of the archive
+/// (`..`, `/`, drive letters). None for an empty name.
 pub(crate) fn safe_path(name: &str) -> Option<(String, String)> {
-    let parts: Vec<&str> = name
+    let parts: Vec<String> = name
         .split(['/', '\\'])
-        .filter(|p| !p.is_empty() && *p != "." && *p != ".." && !p.ends_with(':'))
+        .map(clean::file_name)
+        .filter(|p| !p.is_empty() && p != "." && p != ".." && !p.ends_with(':'))
         .collect();
     let (file, folders) = parts.split_last()?;
-    Some((folders.join("/"), (*file).to_owned()))
+    Some((folders.join("/"), file.clone()))
 }
 
 fn is_junk(folders: &str, file: &str) -> bool {
@@ -484,6 +487,14 @@ mod tests {
         let files = collect("坏.zip", z, &limits());
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].problems[0].code.as_str(), "archive_corrupt");
+    }
+
+    #[test]
+    fn escape_sequences_in_zip_names_are_removed() {
+        let z = zip_of(&[("\u{1b}[31m材料/推荐表\u{1b}[0m.txt", b"x")]);
+        let files = collect("a.zip", z, &limits());
+        assert_eq!(files[0].path, "a.zip/材料/推荐表.txt");
+        assert_eq!(files[0].filename, "推荐表.txt");
     }
 
     #[test]

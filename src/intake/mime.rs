@@ -9,6 +9,7 @@ use mail_parser::{
 
 use super::archive::Collector;
 use super::charset::{self, Declared, decode_8bit};
+use super::clean;
 use super::text::{self, decode_words, header_field, header_param, transcode_words, unfold};
 use super::{Header, sniff};
 
@@ -63,7 +64,7 @@ fn addresses(addr: Option<&Address<'_>>) -> Vec<String> {
     addr.map(|a| {
         a.iter()
             .filter_map(|x| x.address())
-            .map(|x| x.trim().to_lowercase())
+            .map(|x| clean::token(x.trim()).to_lowercase())
             .filter(|x| !x.is_empty())
             .collect()
     })
@@ -79,7 +80,7 @@ fn to_chrono(d: &mail_parser::DateTime) -> Option<DateTime<FixedOffset>> {
 fn subject(msg: &Message<'_>, declared: &Declared) -> Option<String> {
     let raw = first_raw(msg, &HeaderName::Subject)?;
     let text = decode_words(&unfold(&decode_8bit(raw, declared)), declared);
-    Some(text.trim().to_owned())
+    Some(clean::line(&text, clean::SUBJECT_MAX))
 }
 
 /// The From address and display name, decoded from the raw bytes like the
@@ -96,8 +97,10 @@ fn from(msg: &Message<'_>, declared: &Declared) -> (Option<String>, Option<Strin
     let Some(first) = parsed.from().and_then(|a| a.first()) else {
         return (None, None);
     };
-    let address = first.address().map(|a| a.trim().to_lowercase());
-    let name = first.name().map(|n| n.trim().to_owned());
+    let address = first
+        .address()
+        .map(|a| clean::token(a.trim()).to_lowercase());
+    let name = first.name().map(|n| clean::line(n, clean::NAME_MAX));
     (address, name.filter(|n| !n.is_empty()))
 }
 
@@ -111,13 +114,13 @@ fn received(msg: &Message<'_>) -> Option<DateTime<FixedOffset>> {
 
 fn text_list(v: &mail_parser::HeaderValue<'_>) -> Vec<String> {
     match v {
-        mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
-        mail_parser::HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
+        mail_parser::HeaderValue::Text(t) => vec![clean::token(t)],
+        mail_parser::HeaderValue::TextList(l) => l.iter().map(|t| clean::token(t)).collect(),
         _ => Vec::new(),
     }
 }
 
-/// The headers later stages use, decoded.
+/// The headers later stages use, decoded, with sender text made safe ([`clean`]).
 pub(crate) fn header(msg: &Message<'_>) -> Header {
     let declared = Declared::of(msg);
     let (from, from_name) = from(msg, &declared);
@@ -130,14 +133,14 @@ pub(crate) fn header(msg: &Message<'_>) -> Header {
             n.eq_ignore_ascii_case("Delivered-To") || n.eq_ignore_ascii_case("X-Original-To")
         })
         .map(|h| {
-            unfold(&decode_8bit(raw_value(msg, h), &declared))
+            clean::token(&unfold(&decode_8bit(raw_value(msg, h), &declared)))
                 .trim_matches(['<', '>', ' '])
                 .to_lowercase()
         })
         .filter(|a| !a.is_empty())
         .collect();
     Header {
-        message_id: msg.message_id().map(|m| m.trim().to_owned()),
+        message_id: msg.message_id().map(|m| clean::token(m.trim())),
         from,
         from_name,
         reply_to: addresses(msg.reply_to()).into_iter().next(),
@@ -186,7 +189,7 @@ fn part_filename(msg: &Message<'_>, part: &MessagePart<'_>, declared: &Declared)
         None
     };
     own.or(parsed)
-        .map(|n| base_name(&n))
+        .map(|n| clean::file_name(&base_name(&n)))
         .filter(|n| !n.is_empty())
 }
 

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use mail_parser::{MessageParser, MimeHeaders};
 
 use super::charset::{self, Declared, decode_8bit};
+use super::clean;
 
 /// Removes header folding (CRLF followed by white space).
 pub(crate) fn unfold(s: &str) -> String {
@@ -405,7 +406,7 @@ pub(crate) fn large_attachment_links(body: &str, out: &mut Vec<String>) {
             .iter()
             .any(|h| host_and_path.starts_with(h) || host_and_path.contains(&format!(".{h}")))
         {
-            let url = body[start..start + len].replace("&amp;", "&");
+            let url = clean::token(&body[start..start + len].replace("&amp;", "&"));
             if !out.contains(&url) {
                 out.push(url);
             }
