@@ -390,3 +390,47 @@ aGVsbG8=\r\n\
     assert_eq!(paths(&i), ["推荐表.xlsx"]);
     assert_eq!(i.files[0].filename, "推荐表.xlsx");
 }
+
+/// A spreadsheet cut short is still the spreadsheet the unit sent: named
+/// as what it claims to be, classified by its name, reported unreadable.
+#[test]
+fn truncated_xlsx_is_an_unreadable_form_not_a_corrupt_archive() {
+    use baosong::classify::classify;
+    use baosong::extract::Extraction;
+    use baosong::types::{DocForm, DocumentKind};
+    use lettre::message::header::ContentType;
+    use lettre::message::{Attachment, Message, MultiPart, SinglePart};
+
+    let forms = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/forms");
+    let mut xlsx = std::fs::read(forms.join("tuijian.xlsx")).unwrap();
+    xlsx.truncate(xlsx.len() / 2);
+    let xlsx_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    let mail = Message::builder()
+        .from("njkjjrcc@nanjing.gov.cn".parse().unwrap())
+        .to("jskxdxb@163.com".parse().unwrap())
+        .subject("南京市科技局材料")
+        .multipart(
+            MultiPart::mixed()
+                .singlepart(SinglePart::plain("见附件".to_owned()))
+                .singlepart(
+                    Attachment::new("推荐表.xlsx".to_owned())
+                        .body(xlsx, ContentType::parse(xlsx_type).unwrap()),
+                ),
+        )
+        .unwrap()
+        .formatted();
+    let i = intake::parse(&mail, &Limits::default(), &own());
+    assert_eq!(paths(&i), ["推荐表.xlsx"]);
+    let file = &i.files[0];
+    assert_eq!(file.media_type, xlsx_type);
+    assert_eq!(codes(&i), ["file_unreadable"]);
+    assert_eq!(
+        file.problems[0].message,
+        "《推荐表.xlsx》文件已损坏，无法打开，请确认文件能正常打开后重新发送"
+    );
+    let subject = i.header.subject.as_deref().unwrap_or_default();
+    assert_eq!(
+        classify(file, &Extraction::default(), subject, &[]),
+        (DocumentKind::RecommendationForm, DocForm::Electronic)
+    );
+}
