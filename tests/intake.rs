@@ -356,3 +356,81 @@ fn garbage_and_truncated_input_does_not_panic() {
     intake::parse(b"", &Limits::default(), &own());
     intake::parse(&[0xFF; 4096], &Limits::default(), &own());
 }
+
+/// Sender text is hostile input: what intake hands on holds no control
+/// characters, escape sequences or NUL.
+#[test]
+fn hostile_sender_text_is_made_safe() {
+    let raw = b"From: =?utf-8?b?5bygCuS4iQ==?= <z@example.cn>\r\n\
+To: jskxdxb@163.com\r\n\
+Subject: =?utf-8?q?x=0D=0ABcc:_evil@example.com?=\r\n\
+Date: Mon, 05 May 2025 10:12:00 +0800\r\n\
+Message-ID: <a\x00b@example.cn>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 8bit\r\n\
+\r\n\
+\xe9\x99\x84\xe4\xbb\xb6\x00\xe8\xa7\x81\xe5\x90\x8e\r\n\
+--b\r\n\
+Content-Type: application/octet-stream\r\n\
+Content-Disposition: attachment;\r\n\
+\tfilename=\"=?utf-8?q?=1B=5B31m=E6=8E=A8=E8=8D=90=E8=A1=A8=1B=5B0m=2Exlsx?=\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+aGVsbG8=\r\n\
+--b--\r\n";
+    let i = intake::parse(raw, &Limits::default(), &own());
+    assert_eq!(i.header.from_name.as_deref(), Some("张 三"));
+    assert_eq!(i.header.subject.as_deref(), Some("x Bcc: evil@example.com"));
+    assert_eq!(i.header.message_id.as_deref(), Some("ab@example.cn"));
+    assert_eq!(i.body_text, "附件见后");
+    assert_eq!(paths(&i), ["推荐表.xlsx"]);
+    assert_eq!(i.files[0].filename, "推荐表.xlsx");
+}
+
+/// A spreadsheet cut short is still the spreadsheet the unit sent: named
+/// as what it claims to be, classified by its name, reported unreadable.
+#[test]
+fn truncated_xlsx_is_an_unreadable_form_not_a_corrupt_archive() {
+    use baosong::classify::classify;
+    use baosong::extract::Extraction;
+    use baosong::types::{DocForm, DocumentKind};
+    use lettre::message::header::ContentType;
+    use lettre::message::{Attachment, Message, MultiPart, SinglePart};
+
+    let forms = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/forms");
+    let mut xlsx = std::fs::read(forms.join("tuijian.xlsx")).unwrap();
+    xlsx.truncate(xlsx.len() / 2);
+    let xlsx_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    let mail = Message::builder()
+        .from("njkjjrcc@nanjing.gov.cn".parse().unwrap())
+        .to("jskxdxb@163.com".parse().unwrap())
+        .subject("南京市科技局材料")
+        .multipart(
+            MultiPart::mixed()
+                .singlepart(SinglePart::plain("见附件".to_owned()))
+                .singlepart(
+                    Attachment::new("推荐表.xlsx".to_owned())
+                        .body(xlsx, ContentType::parse(xlsx_type).unwrap()),
+                ),
+        )
+        .unwrap()
+        .formatted();
+    let i = intake::parse(&mail, &Limits::default(), &own());
+    assert_eq!(paths(&i), ["推荐表.xlsx"]);
+    let file = &i.files[0];
+    assert_eq!(file.media_type, xlsx_type);
+    assert_eq!(codes(&i), ["file_unreadable"]);
+    assert_eq!(
+        file.problems[0].message,
+        "《推荐表.xlsx》文件已损坏，无法打开，请确认文件能正常打开后重新发送"
+    );
+    let subject = i.header.subject.as_deref().unwrap_or_default();
+    assert_eq!(
+        classify(file, &Extraction::default(), subject, &[]),
+        (DocumentKind::RecommendationForm, DocForm::Electronic)
+    );
+}

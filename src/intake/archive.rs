@@ -6,8 +6,9 @@
 use std::io::{Cursor, Read};
 
 use super::FileEntry;
+use super::charset::{Declared, decode_8bit};
+use super::clean;
 use super::sniff::{self, GZIP, RAR, SEVEN_Z, ZIP};
-use super::text::decode_8bit;
 use crate::config::Limits;
 use crate::model::{Problem, ProblemCode};
 use crate::types::Sha256;
@@ -97,7 +98,7 @@ impl<'l> Collector<'l> {
         if self.full() {
             return;
         }
-        let media_type = sniff::sniff(&data, filename);
+        let mut media_type = sniff::sniff(&data, filename);
         if data.len() as u64 > self.limits.max_file_bytes {
             let problem = too_large(filename, data.len() as u64, self.limits.max_file_bytes);
             self.push(
@@ -112,19 +113,26 @@ impl<'l> Collector<'l> {
         }
         let mut problems = sniff::file_problems(&data, filename, media_type);
         match media_type {
-            ZIP if !data.is_empty() => {
-                if depth >= self.limits.max_archive_depth {
-                    problems.push(Problem::new(
-                        ProblemCode::ArchiveTooDeep,
-                        format!("压缩包《{filename}》套了太多层压缩包，未解开，请把文件直接放在一个 .zip 里发送"),
-                    ));
-                } else if let Some(p) = self.unzip(filename, &path, &data, depth + 1) {
-                    problems.push(p);
-                } else {
-                    // Fully read: its entries stand for it.
-                    return;
+            ZIP if !data.is_empty() => match zip::ZipArchive::new(Cursor::new(data.as_slice())) {
+                Err(_) => match sniff::office_type(&sniff::extension(filename)) {
+                    // A spreadsheet or document cut short, not an archive:
+                    // named as what it claims to be, so it still counts as
+                    // that form, and the sender is told it does not open.
+                    Some(office) => {
+                        media_type = office;
+                        problems.push(damaged(filename));
+                    }
+                    None => problems.push(corrupt(filename)),
+                },
+                Ok(_) if depth >= self.limits.max_archive_depth => {
+                    problems.push(too_deep(filename))
                 }
-            }
+                Ok(archive) => match self.unzip(filename, &path, archive, depth + 1) {
+                    Some(p) => problems.push(p),
+                    // Fully read: its entries stand for it.
+                    None => return,
+                },
+            },
             RAR | SEVEN_Z | GZIP => problems.push(Problem::new(
                 ProblemCode::ArchiveUnsupported,
                 format!("压缩包《{filename}》的格式无法自动解开，请将附件改为 .zip 格式重新发送"),
@@ -140,13 +148,9 @@ impl<'l> Collector<'l> {
         &mut self,
         zip_name: &str,
         zip_path: &str,
-        data: &[u8],
+        mut archive: zip::ZipArchive<Cursor<&[u8]>>,
         depth: u32,
     ) -> Option<Problem> {
-        let mut archive = match zip::ZipArchive::new(Cursor::new(data)) {
-            Ok(a) => a,
-            Err(_) => return Some(corrupt(zip_name)),
-        };
         let limits = self.limits;
         let mut entries = 0u32;
         let mut stop = None;
@@ -280,25 +284,41 @@ fn corrupt(zip_name: &str) -> Problem {
     )
 }
 
+fn damaged(filename: &str) -> Problem {
+    Problem::new(
+        ProblemCode::FileUnreadable,
+        format!("《{filename}》文件已损坏，无法打开，请确认文件能正常打开后重新发送"),
+    )
+}
+
+fn too_deep(zip_name: &str) -> Problem {
+    Problem::new(
+        ProblemCode::ArchiveTooDeep,
+        format!("压缩包《{zip_name}》套了太多层压缩包，未解开，请把文件直接放在一个 .zip 里发送"),
+    )
+}
+
 /// An entry name: UTF-8 when the language-encoding flag says so or the bytes
 /// are valid UTF-8, else GBK/GB18030 (Windows Explorer on a Chinese system).
 pub(crate) fn entry_name(raw: &[u8], utf8_flag: bool) -> String {
     if utf8_flag {
         String::from_utf8_lossy(raw).into_owned()
     } else {
-        decode_8bit(raw)
+        decode_8bit(raw, &Declared::default())
     }
 }
 
-/// Splits an entry name into its folders and file name, dropping what could
-/// climb out of the archive (`..`, `/`, drive letters). None for an empty name.
+/// Splits an entry name into its folders and file name, each made safe
+/// ([`clean::file_name`]), dropping what could climb out of the archive
+/// (`..`, `/`, drive letters). None for an empty name.
 pub(crate) fn safe_path(name: &str) -> Option<(String, String)> {
-    let parts: Vec<&str> = name
+    let parts: Vec<String> = name
         .split(['/', '\\'])
-        .filter(|p| !p.is_empty() && *p != "." && *p != ".." && !p.ends_with(':'))
+        .map(clean::file_name)
+        .filter(|p| !p.is_empty() && p != "." && p != ".." && !p.ends_with(':'))
         .collect();
     let (file, folders) = parts.split_last()?;
-    Some((folders.join("/"), (*file).to_owned()))
+    Some((folders.join("/"), file.clone()))
 }
 
 fn is_junk(folders: &str, file: &str) -> bool {
@@ -484,6 +504,37 @@ mod tests {
         let files = collect("坏.zip", z, &limits());
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].problems[0].code.as_str(), "archive_corrupt");
+    }
+
+    #[test]
+    fn truncated_office_file_is_unreadable_not_a_corrupt_archive() {
+        let forms = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/forms/");
+        for (real, name, media) in [
+            ("tuijian.xlsx", "推荐表.xlsx", sniff::XLSX),
+            ("tuijian.docx", "推荐表.docx", sniff::DOCX),
+            ("tongji.ods", "统计表.ods", sniff::ODS),
+        ] {
+            let mut data = std::fs::read(format!("{forms}{real}")).unwrap();
+            data.truncate(data.len() / 2);
+            let files = collect(name, data, &limits());
+            assert_eq!(files.len(), 1, "{name}");
+            assert_eq!(files[0].media_type, media, "{name}");
+            assert_eq!(
+                files[0].problems,
+                [Problem::new(
+                    ProblemCode::FileUnreadable,
+                    format!("《{name}》文件已损坏，无法打开，请确认文件能正常打开后重新发送")
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn escape_sequences_in_zip_names_are_removed() {
+        let z = zip_of(&[("\u{1b}[31m材料/推荐表\u{1b}[0m.txt", b"x")]);
+        let files = collect("a.zip", z, &limits());
+        assert_eq!(files[0].path, "a.zip/材料/推荐表.txt");
+        assert_eq!(files[0].filename, "推荐表.txt");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use mail_parser::{
 };
 
 use super::archive::Collector;
-use super::text::{self, decode_8bit, decode_words, header_field, header_param, unfold};
+use super::charset::{self, Declared, decode_8bit};
+use super::clean;
+use super::text::{self, decode_words, header_field, header_param, transcode_words, unfold};
 use super::{Header, sniff};
 
 /// Part types that report on a message rather than carry a document.
@@ -37,13 +39,14 @@ fn raw_value<'a>(msg: &'a Message<'_>, h: &mail_parser::Header<'_>) -> &'a [u8] 
 
 /// Top-level header fields, name and decoded, unfolded value, in order.
 pub(crate) fn raw_headers(msg: &Message<'_>) -> Vec<(String, String)> {
+    let declared = Declared::of(msg);
     msg.root_part()
         .headers
         .iter()
         .map(|h| {
             (
                 h.name.as_str().to_owned(),
-                unfold(&decode_8bit(raw_value(msg, h))),
+                unfold(&decode_8bit(raw_value(msg, h), &declared)),
             )
         })
         .collect()
@@ -61,7 +64,7 @@ fn addresses(addr: Option<&Address<'_>>) -> Vec<String> {
     addr.map(|a| {
         a.iter()
             .filter_map(|x| x.address())
-            .map(|x| x.trim().to_lowercase())
+            .map(|x| clean::token(x.trim()).to_lowercase())
             .filter(|x| !x.is_empty())
             .collect()
     })
@@ -72,56 +75,55 @@ fn to_chrono(d: &mail_parser::DateTime) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok()
 }
 
-/// Subject, with raw 8-bit GBK re-decoded when mail-parser produced U+FFFD.
-fn subject(msg: &Message<'_>) -> Option<String> {
-    let parsed = msg.subject()?;
-    if !parsed.contains('\u{FFFD}') {
-        return Some(parsed.trim().to_owned());
-    }
+/// The subject, decoded from its raw bytes: mail-parser reads raw 8-bit
+/// bytes as UTF-8 and knows neither Python's nor Java's charset names.
+fn subject(msg: &Message<'_>, declared: &Declared) -> Option<String> {
     let raw = first_raw(msg, &HeaderName::Subject)?;
-    Some(decode_words(&unfold(&decode_8bit(raw))))
+    let text = decode_words(&unfold(&decode_8bit(raw, declared)), declared);
+    Some(clean::line(&text, clean::SUBJECT_MAX))
 }
 
-/// The From address and display name, the name re-decoded like the subject.
-fn from(msg: &Message<'_>) -> (Option<String>, Option<String>) {
-    let Some(first) = msg.from().and_then(|a| a.first()) else {
+/// The From address and display name, decoded from the raw bytes like the
+/// subject and then read by mail-parser.
+fn from(msg: &Message<'_>, declared: &Declared) -> (Option<String>, Option<String>) {
+    let Some(raw) = first_raw(msg, &HeaderName::From) else {
         return (None, None);
     };
-    let address = first.address().map(|a| a.trim().to_lowercase());
-    let mut name = first.name().map(|n| n.trim().to_owned());
-    if name.as_deref().is_some_and(|n| n.contains('\u{FFFD}'))
-        && let Some(raw) = first_raw(msg, &HeaderName::From)
-    {
-        let synthetic = format!("From: {}\r\n\r\n", unfold(&decode_8bit(raw)));
-        name = MessageParser::new()
-            .parse_headers(synthetic.as_bytes())
-            .and_then(|m| {
-                m.from()
-                    .and_then(|a| a.first())
-                    .and_then(|a| a.name().map(|n| n.trim().to_owned()))
-            });
-    }
+    let value = transcode_words(&unfold(&decode_8bit(raw, declared)), declared);
+    let synthetic = format!("From: {value}\r\n\r\n");
+    let Some(parsed) = MessageParser::new().parse_headers(synthetic.as_bytes()) else {
+        return (None, None);
+    };
+    let Some(first) = parsed.from().and_then(|a| a.first()) else {
+        return (None, None);
+    };
+    let address = first
+        .address()
+        .map(|a| clean::token(a.trim()).to_lowercase());
+    let name = first.name().map(|n| clean::line(n, clean::NAME_MAX));
     (address, name.filter(|n| !n.is_empty()))
 }
 
 /// The date in the topmost Received header: when the message reached our server.
 fn received(msg: &Message<'_>) -> Option<DateTime<FixedOffset>> {
     let raw = first_raw(msg, &HeaderName::Received)?;
-    let text = unfold(&decode_8bit(raw));
+    let text = unfold(&decode_8bit(raw, &Declared::default()));
     let (_, date) = text.rsplit_once(';')?;
     to_chrono(&mail_parser::DateTime::parse_rfc822(date.trim())?)
 }
 
 fn text_list(v: &mail_parser::HeaderValue<'_>) -> Vec<String> {
     match v {
-        mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
-        mail_parser::HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
+        mail_parser::HeaderValue::Text(t) => vec![clean::token(t)],
+        mail_parser::HeaderValue::TextList(l) => l.iter().map(|t| clean::token(t)).collect(),
         _ => Vec::new(),
     }
 }
 
+/// The headers later stages use, decoded, with sender text made safe ([`clean`]).
 pub(crate) fn header(msg: &Message<'_>) -> Header {
-    let (from, from_name) = from(msg);
+    let declared = Declared::of(msg);
+    let (from, from_name) = from(msg, &declared);
     let delivered_to = msg
         .root_part()
         .headers
@@ -131,21 +133,21 @@ pub(crate) fn header(msg: &Message<'_>) -> Header {
             n.eq_ignore_ascii_case("Delivered-To") || n.eq_ignore_ascii_case("X-Original-To")
         })
         .map(|h| {
-            unfold(&decode_8bit(raw_value(msg, h)))
+            clean::token(&unfold(&decode_8bit(raw_value(msg, h), &declared)))
                 .trim_matches(['<', '>', ' '])
                 .to_lowercase()
         })
         .filter(|a| !a.is_empty())
         .collect();
     Header {
-        message_id: msg.message_id().map(|m| m.trim().to_owned()),
+        message_id: msg.message_id().map(|m| clean::token(m.trim())),
         from,
         from_name,
         reply_to: addresses(msg.reply_to()).into_iter().next(),
         to: addresses(msg.to()),
         cc: addresses(msg.cc()),
         delivered_to,
-        subject: subject(msg),
+        subject: subject(msg, &declared),
         date: msg.date().and_then(to_chrono),
         received: received(msg),
         in_reply_to: text_list(msg.in_reply_to()).into_iter().next(),
@@ -162,26 +164,33 @@ fn declared_type(part: &MessagePart<'_>) -> Option<String> {
     })
 }
 
-/// The file name of a part. mail-parser's reading is used unless it lost
-/// something: U+FFFD from raw 8-bit GBK, or an RFC 2231 continuation whose
-/// charset it drops; then the raw header is read again here.
-fn part_filename(msg: &Message<'_>, part: &MessagePart<'_>) -> Option<String> {
+/// The file name of a part. mail-parser's reading is used unless it may
+/// have lost something: U+FFFD from raw 8-bit bytes, an RFC 2231
+/// continuation whose charset it drops, an RFC 2047 word whose label it may
+/// not know; then the raw header is read again here.
+fn part_filename(msg: &Message<'_>, part: &MessagePart<'_>, declared: &Declared) -> Option<String> {
     let parsed = part.attachment_name().map(str::to_owned);
     let block = msg
         .raw_message
         .get(part.offset_header as usize..part.offset_body as usize)
         .unwrap_or_default();
-    let suspicious = parsed.as_deref().is_none_or(|n| n.contains('\u{FFFD}'))
-        || text::has_rfc2231_continuation(block);
+    let suspicious = parsed
+        .as_deref()
+        .is_none_or(|n| n.contains('\u{FFFD}') || n.contains("=?"))
+        || text::has_rfc2231_continuation(block)
+        || block.windows(2).any(|w| w == b"=?");
     let own = if suspicious {
-        header_field(block, "content-disposition")
-            .and_then(|v| header_param(&v, "filename"))
-            .or_else(|| header_field(block, "content-type").and_then(|v| header_param(&v, "name")))
+        header_field(block, "content-disposition", declared)
+            .and_then(|v| header_param(&v, "filename", declared))
+            .or_else(|| {
+                header_field(block, "content-type", declared)
+                    .and_then(|v| header_param(&v, "name", declared))
+            })
     } else {
         None
     };
     own.or(parsed)
-        .map(|n| base_name(&n))
+        .map(|n| clean::file_name(&base_name(&n)))
         .filter(|n| !n.is_empty())
 }
 
@@ -196,7 +205,9 @@ fn base_name(name: &str) -> String {
 
 /// A name for a forwarded message: its subject, made safe for a path.
 fn eml_name(given: Option<String>, inner: &Message<'_>) -> String {
-    let base = given.unwrap_or_else(|| subject(inner).unwrap_or_else(|| "转发邮件".into()));
+    let base = given
+        .or_else(|| subject(inner, &Declared::of(inner)).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "转发邮件".into());
     let base: String = base
         .chars()
         .map(|c| if matches!(c, '/' | '\\') { '_' } else { c })
@@ -267,6 +278,7 @@ pub(crate) fn walk(
     bodies: &mut Bodies,
     files: &mut Collector<'_>,
 ) {
+    let charsets = Declared::of(msg);
     let mut html_all = String::new();
     for id in msg.html_body.iter().chain(&msg.text_body) {
         if let Some(p) = msg.parts.get(*id as usize)
@@ -283,8 +295,8 @@ pub(crate) fn walk(
             continue;
         };
         let piece = match &part.body {
-            PartType::Text(t) => fix_body_charset(msg, part, t),
-            PartType::Html(h) => text::html_to_text(&fix_body_charset(msg, part, h)),
+            PartType::Text(t) => fix_body_charset(msg, part, t, &charsets),
+            PartType::Html(h) => text::html_to_text(&fix_body_charset(msg, part, h, &charsets)),
             _ => continue,
         };
         if !text.is_empty() {
@@ -311,7 +323,7 @@ pub(crate) fn walk(
         {
             continue;
         }
-        let name = part_filename(msg, part);
+        let name = part_filename(msg, part, &charsets);
         if let PartType::Message(inner) = &part.body {
             let eml = eml_name(name, inner);
             let path = format!("{prefix}{eml}");
@@ -341,18 +353,40 @@ pub(crate) fn walk(
     }
 }
 
-/// A body part in raw 8-bit GBK without a charset label comes out of
-/// mail-parser with U+FFFD; the raw bytes are decoded again then.
-fn fix_body_charset(msg: &Message<'_>, part: &MessagePart<'_>, text: &str) -> String {
-    let labelled = part
-        .content_type()
-        .is_some_and(|ct| ct.attribute("charset").is_some());
-    if text.contains('\u{FFFD}') && !labelled && part.encoding == mail_parser::Encoding::None {
-        let raw = msg
-            .raw_message
-            .get(part.offset_body as usize..part.offset_end as usize)
-            .unwrap_or_default();
-        return decode_8bit(raw);
+/// A body part that mail-parser could not decode is decoded again from its
+/// bytes: unlabelled raw 8-bit GBK (U+FFFD), bytes invalid in their label,
+/// and a label mail-parser does not know (it reads those as UTF-8: U+FFFD
+/// for Python's `eucgb2312_cn`, raw `~{…~}` for `hz`).
+fn fix_body_charset(
+    msg: &Message<'_>,
+    part: &MessagePart<'_>,
+    text: &str,
+    declared: &Declared,
+) -> String {
+    let label = part.content_type().and_then(|ct| ct.attribute("charset"));
+    let parser_knows = label.is_none_or(|l| {
+        mail_parser::decoders::charsets::map::charset_decoder(l.as_bytes()).is_some()
+            || charset::lookup(l) == Some(charset::Charset::Enc(encoding_rs::UTF_8))
+    });
+    if parser_knows && !text.contains('\u{FFFD}') {
+        return text.to_owned();
     }
-    text.to_owned()
+    let raw = msg
+        .raw_message
+        .get(part.offset_body as usize..part.offset_end as usize)
+        .unwrap_or_default();
+    let bytes = match part.encoding {
+        mail_parser::Encoding::Base64 => mail_parser::decoders::base64::base64_decode(raw),
+        mail_parser::Encoding::QuotedPrintable => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(raw)
+        }
+        mail_parser::Encoding::None => Some(raw.to_vec()),
+    };
+    let Some(bytes) = bytes else {
+        return text.to_owned();
+    };
+    match label {
+        Some(l) => charset::decode(&bytes, l, declared),
+        None => decode_8bit(&bytes, declared),
+    }
 }

@@ -6,10 +6,14 @@
 //! - [`archive`]: the flat file list, .zip opened under the limits;
 //! - [`sniff`]: what a file really is, and what is wrong with it;
 //! - [`autogen`]: auto-replies, bounces, lists, our own mail;
-//! - [`text`]: charsets, RFC 2231, HTML to text, large-attachment links.
+//! - [`charset`]: charset labels (WHATWG, Python, Java, Windows) and sniffing;
+//! - [`text`]: RFC 2047 and 2231, HTML to text, large-attachment links;
+//! - [`clean`]: sender text made safe to store and show.
 
 mod archive;
 mod autogen;
+mod charset;
+mod clean;
 mod mime;
 pub mod sniff;
 mod text;
@@ -117,7 +121,7 @@ pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
     let (files, too_many) = collector.finish();
     intake.files = files;
     intake.problems.extend(too_many);
-    intake.body_text = bodies.text;
+    intake.body_text = clean::text(&bodies.text);
     text::large_attachment_links(&bodies.raw, &mut intake.links);
     if !intake.links.is_empty() {
         intake.problems.push(Problem::new(
@@ -180,7 +184,7 @@ fn read_headers(msg: &Message<'_>, own: &OwnIdentity, intake: &mut Intake) {
         None => ct.ctype().to_lowercase(),
     });
     let h = &intake.header;
-    intake.auto_generated = autogen::check(
+    let reason = autogen::check(
         &autogen::Facts {
             headers: &headers,
             from: h.from.as_deref(),
@@ -190,4 +194,6 @@ fn read_headers(msg: &Message<'_>, own: &OwnIdentity, intake: &mut Intake) {
         },
         own,
     );
+    // The reason may quote a header value.
+    intake.auto_generated = reason.map(|r| clean::line(&r, clean::SUBJECT_MAX));
 }

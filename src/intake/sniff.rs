@@ -177,17 +177,33 @@ pub(crate) fn extension(filename: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The Office, ODF or WPS type an extension names.
+pub(crate) fn office_type(ext: &str) -> Option<&'static str> {
+    Some(match ext {
+        "xlsx" | "xltx" => XLSX,
+        "xlsm" | "xltm" => XLSM,
+        "xls" | "xlt" | "et" | "ett" => XLS,
+        "docx" | "dotx" => DOCX,
+        "docm" | "dotm" => DOCM,
+        "doc" | "dot" | "wps" | "wpt" => DOC,
+        "pptx" | "ppsx" | "potx" => PPTX,
+        "pptm" | "ppsm" | "potm" => PPTM,
+        "ppt" | "pps" | "pot" | "dps" => PPT,
+        "ods" | "ots" => ODS,
+        "odt" | "ott" => ODT,
+        "odp" | "otp" => ODP,
+        _ => return None,
+    })
+}
+
 fn by_extension(ext: &str) -> &'static str {
+    if let Some(office) = office_type(ext) {
+        return office;
+    }
     match ext {
         "pdf" => PDF,
         "jpg" | "jpeg" => "image/jpeg",
         "png" => "image/png",
-        "xlsx" => XLSX,
-        "xlsm" => XLSM,
-        "xls" | "et" => XLS,
-        "docx" => DOCX,
-        "docm" => DOCM,
-        "doc" | "wps" => DOC,
         "zip" => ZIP,
         "rar" => RAR,
         "7z" => SEVEN_Z,

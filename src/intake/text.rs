@@ -4,30 +4,10 @@
 
 use std::borrow::Cow;
 
-use encoding_rs::{Encoding, GB18030, UTF_8};
 use mail_parser::{MessageParser, MimeHeaders};
 
-/// Bytes of unknown charset: UTF-8 when they are valid UTF-8, else GB18030
-/// (a superset of GB2312/GBK, what Chinese clients write unlabelled).
-pub(crate) fn decode_8bit(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => GB18030.decode_without_bom_handling(bytes).0.into_owned(),
-    }
-}
-
-/// Bytes in a labelled charset; unknown labels fall back to [`decode_8bit`].
-pub(crate) fn decode_charset(bytes: &[u8], charset: &str) -> String {
-    match Encoding::for_label(charset.trim().as_bytes()) {
-        // gb2312 and gbk labels map to GBK; GB18030 decodes both and more.
-        Some(enc) if enc.name() == "GBK" => {
-            GB18030.decode_without_bom_handling(bytes).0.into_owned()
-        }
-        Some(enc) if enc == UTF_8 => decode_8bit(bytes),
-        Some(enc) => enc.decode_without_bom_handling(bytes).0.into_owned(),
-        None => decode_8bit(bytes),
-    }
-}
+use super::charset::{self, Declared, decode_8bit};
+use super::clean;
 
 /// Removes header folding (CRLF followed by white space).
 pub(crate) fn unfold(s: &str) -> String {
@@ -44,13 +24,129 @@ pub(crate) fn unfold(s: &str) -> String {
     out.trim().to_owned()
 }
 
-/// Decodes RFC 2047 encoded words by handing the text to mail-parser as an
-/// unstructured header, so the one decoder in use is the crate's.
-pub(crate) fn decode_words(s: &str) -> String {
+/// One RFC 2047 encoded word: `=?label?B|Q?data?=`.
+struct Word<'a> {
+    label: &'a str,
+    bytes: Vec<u8>,
+}
+
+/// The next encoded word in `s`: the text before it, the word, the text after.
+fn next_word(s: &str) -> Option<(&str, Word<'_>, &str)> {
+    let mut from = 0;
+    while let Some(at) = s[from..].find("=?").map(|i| from + i) {
+        if let Some((word, len)) = parse_word(&s[at + 2..]) {
+            return Some((&s[..at], word, &s[at + 2 + len..]));
+        }
+        from = at + 2;
+    }
+    None
+}
+
+/// Parses `label?B?data?=` (after `=?`): the word and the length it took.
+fn parse_word(s: &str) -> Option<(Word<'_>, usize)> {
+    let (label, rest) = s.split_once('?')?;
+    if label.is_empty() || label.contains(|c: char| c.is_whitespace() || c == '=') {
+        return None;
+    }
+    let mut chars = rest.chars();
+    let encoding = chars.next()?;
+    let rest = chars.as_str().strip_prefix('?')?;
+    let end = rest.find("?=")?;
+    let data = &rest[..end];
+    if data.contains(['\r', '\n']) {
+        return None;
+    }
+    let bytes = match encoding {
+        'b' | 'B' => mail_parser::decoders::base64::base64_decode(data.trim().as_bytes())?,
+        'q' | 'Q' => decode_q(data),
+        _ => return None,
+    };
+    Some((Word { label, bytes }, label.len() + 3 + end + 2))
+}
+
+/// The Q encoding of RFC 2047: `_` is a space, `=XX` a byte.
+fn decode_q(data: &str) -> Vec<u8> {
+    let b = data.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'=')
+            .then(|| Some((hex_val(*b.get(i + 1)?)?, hex_val(*b.get(i + 2)?)?)))
+            .flatten();
+        match (b[i], hex) {
+            (_, Some((h, l))) => {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+            (b'_', None) => out.push(b' '),
+            (c, None) => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Rewrites the RFC 2047 words of a header value as UTF-8 words, their bytes
+/// decoded here by label ([`charset::decode`]), so that mail-parser, which
+/// reads the structure (quotes, addresses, spaces between words), never
+/// meets a label it does not know: it reads those bytes as UTF-8, U+FFFD for
+/// Python's `=?eucgb2312_cn?b?…?=`. Adjacent words of one label are decoded
+/// together: some clients split a character's bytes across two words.
+pub(crate) fn transcode_words(value: &str, declared: &Declared) -> String {
+    if !value.contains("=?") {
+        return value.to_owned();
+    }
+    let mut out = String::with_capacity(value.len() * 2);
+    let mut run: Option<Word<'_>> = None;
+    let mut rest = value;
+    while let Some((before, word, after)) = next_word(rest) {
+        rest = after;
+        if let Some(r) = run.as_mut()
+            && before.chars().all(char::is_whitespace)
+            && r.label.eq_ignore_ascii_case(word.label)
+        {
+            r.bytes.extend_from_slice(&word.bytes);
+            continue;
+        }
+        if let Some(r) = run.take() {
+            push_utf8_word(&mut out, &charset::decode(&r.bytes, r.label, declared));
+        }
+        out.push_str(before);
+        run = Some(word);
+    }
+    if let Some(r) = run {
+        push_utf8_word(&mut out, &charset::decode(&r.bytes, r.label, declared));
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Writes `text` as one Q-encoded UTF-8 word, every byte but letters and
+/// digits escaped, so nothing in it reads as header syntax.
+fn push_utf8_word(out: &mut String, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    out.push_str("=?utf-8?q?");
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    out.push_str("?=");
+}
+
+/// Decodes the RFC 2047 words of unstructured text (a subject): labels
+/// through [`transcode_words`], the rest by mail-parser as an unstructured
+/// header, so the one reader of the structure is the crate's.
+pub(crate) fn decode_words(s: &str, declared: &Declared) -> String {
     if !s.contains("=?") {
         return s.to_owned();
     }
-    let synthetic = format!("Subject: {s}\r\n\r\n");
+    let synthetic = format!("Subject: {}\r\n\r\n", transcode_words(s, declared));
     MessageParser::new()
         .parse_headers(synthetic.as_bytes())
         .and_then(|m| m.subject().map(str::to_owned))
@@ -59,13 +155,15 @@ pub(crate) fn decode_words(s: &str) -> String {
 
 /// Decodes RFC 2047 words in a parameter value the way mail-parser decodes
 /// them inside quoted parameters (no space added around the words).
-fn decode_param_words(s: &str) -> String {
+fn decode_param_words(s: &str, declared: &Declared) -> String {
     if !s.contains("=?") {
         return s.to_owned();
     }
     let synthetic = format!(
         "Content-Type: application/octet-stream; name=\"{}\"\r\n\r\n",
-        s.replace('\\', "\\\\").replace('"', "\\\"")
+        transcode_words(s, declared)
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
     );
     MessageParser::new()
         .parse_headers(synthetic.as_bytes())
@@ -78,9 +176,10 @@ fn decode_param_words(s: &str) -> String {
         .unwrap_or_else(|| s.to_owned())
 }
 
-/// The first header `name` in a raw header block, decoded as 8-bit text and unfolded.
-pub(crate) fn header_field(block: &[u8], name: &str) -> Option<String> {
-    let text = decode_8bit(block);
+/// The first header `name` in a raw header block, its 8-bit bytes decoded
+/// ([`decode_8bit`]) and unfolded.
+pub(crate) fn header_field(block: &[u8], name: &str, declared: &Declared) -> Option<String> {
+    let text = decode_8bit(block, declared);
     let mut found: Option<String> = None;
     for line in text.split('\n') {
         if let Some(value) = found.as_mut() {
@@ -175,7 +274,7 @@ fn hex_val(c: u8) -> Option<u8> {
 /// filename*1*=%BE%A9`), with RFC 2231 extended values and continuations decoded
 /// in the charset named by the first segment, and RFC 2047 words in plain values.
 /// Hand-written because mail-parser 0.11 drops that charset after segment 0.
-pub(crate) fn header_param(value: &str, name: &str) -> Option<String> {
+pub(crate) fn header_param(value: &str, name: &str, declared: &Declared) -> Option<String> {
     let mut plain = None;
     let mut segments: Vec<(u32, bool, String)> = Vec::new();
     for p in split_params(value).into_iter().skip(1) {
@@ -202,7 +301,7 @@ pub(crate) fn header_param(value: &str, name: &str) -> Option<String> {
         }
     }
     if segments.is_empty() {
-        return plain.map(|p| decode_param_words(&p));
+        return plain.map(|p| decode_param_words(&p, declared));
     }
     segments.sort_by_key(|s| s.0);
     let mut charset = String::new();
@@ -228,11 +327,11 @@ pub(crate) fn header_param(value: &str, name: &str) -> Option<String> {
         }
     }
     let decoded = if charset.is_empty() {
-        decode_8bit(&bytes)
+        decode_8bit(&bytes, declared)
     } else {
-        decode_charset(&bytes, &charset)
+        charset::decode(&bytes, &charset, declared)
     };
-    Some(decode_param_words(&decoded))
+    Some(decode_param_words(&decoded, declared))
 }
 
 /// HTML to plain text. mail-parser's converter does the tags and entities;
@@ -307,7 +406,7 @@ pub(crate) fn large_attachment_links(body: &str, out: &mut Vec<String>) {
             .iter()
             .any(|h| host_and_path.starts_with(h) || host_and_path.contains(&format!(".{h}")))
         {
-            let url = body[start..start + len].replace("&amp;", "&");
+            let url = clean::token(&body[start..start + len].replace("&amp;", "&"));
             if !out.contains(&url) {
                 out.push(url);
             }
@@ -318,6 +417,11 @@ pub(crate) fn large_attachment_links(body: &str, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use encoding_rs::GB18030;
+
+    fn none() -> Declared {
+        Declared::default()
+    }
 
     #[test]
     fn rfc2231_continuation_keeps_gbk_charset() {
@@ -326,19 +430,22 @@ mod tests {
         let pct: String = gbk.iter().map(|b| format!("%{b:02X}")).collect();
         let (a, b) = pct.split_at(9);
         let value = format!("attachment; filename*0*=GBK''{a}; filename*1*={b}");
-        assert_eq!(header_param(&value, "filename").unwrap(), "南京推荐表.xlsx");
+        assert_eq!(
+            header_param(&value, "filename", &none()).unwrap(),
+            "南京推荐表.xlsx"
+        );
     }
 
     #[test]
     fn rfc2231_single_utf8_value_is_decoded() {
         let v = "attachment; filename*=utf-8''%E7%BB%9F%E8%AE%A1%E8%A1%A8.xls";
-        assert_eq!(header_param(v, "filename").unwrap(), "统计表.xls");
+        assert_eq!(header_param(v, "filename", &none()).unwrap(), "统计表.xls");
     }
 
     #[test]
     fn rfc2047_word_inside_quoted_param_is_decoded() {
         let v = "application/octet-stream; name=\"=?gb2312?B?zca89rHt?=.xlsx\"";
-        assert_eq!(header_param(v, "name").unwrap(), "推荐表.xlsx");
+        assert_eq!(header_param(v, "name", &none()).unwrap(), "推荐表.xlsx");
     }
 
     #[test]
@@ -346,8 +453,38 @@ mod tests {
         let mut block = b"Content-Type: application/vnd.ms-excel;\r\n\tname=\"".to_vec();
         block.extend_from_slice(&GB18030.encode("统计表.xls").0);
         block.extend_from_slice(b"\"\r\n\r\n");
-        let ct = header_field(&block, "content-type").unwrap();
-        assert_eq!(header_param(&ct, "name").unwrap(), "统计表.xls");
+        let ct = header_field(&block, "content-type", &none()).unwrap();
+        assert_eq!(header_param(&ct, "name", &none()).unwrap(), "统计表.xls");
+    }
+
+    #[test]
+    fn python_eucgb2312_cn_words_are_decoded() {
+        // Python: Header("推荐表（第二批）", "gb2312").encode(), split in two words.
+        let s = "=?eucgb2312_cn?b?zca89rHto6i12g==?=\r\n =?eucgb2312_cn?b?tv7F+qOp?=";
+        assert_eq!(decode_words(&unfold(s), &none()), "推荐表（第二批）");
+        let v = "attachment; filename=\"=?eucgb2312_cn?b?zca89rHtLnhsc3g=?=\"";
+        assert_eq!(header_param(v, "filename", &none()).unwrap(), "推荐表.xlsx");
+    }
+
+    #[test]
+    fn a_character_split_across_two_words_is_joined() {
+        // 推 is CD C6 in GBK: one byte in each word.
+        assert_eq!(
+            decode_words("=?gbk?q?=CD?= =?GBK?q?=C6=BC=F6?=", &none()),
+            "推荐"
+        );
+    }
+
+    #[test]
+    fn words_of_different_labels_and_plain_text_keep_their_places() {
+        assert_eq!(
+            decode_words("Re: =?utf-8?b?5o6o6I2Q?= =?big5_tw?q?=AA=ED?= ok", &none()),
+            "Re: 推荐表 ok"
+        );
+        assert_eq!(
+            decode_words("=?bad word?= a=?x", &none()),
+            "=?bad word?= a=?x"
+        );
     }
 
     #[test]
