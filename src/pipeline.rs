@@ -29,6 +29,7 @@ pub struct Context<'a> {
 
 /// Intake problems after which a file is not opened again.
 const BLOCKING: &[ProblemCode] = &[
+    ProblemCode::FileUnreadable,
     ProblemCode::EncryptedFile,
     ProblemCode::Executable,
     ProblemCode::EmptyFile,
