@@ -15,14 +15,13 @@ use crate::config::{CampaignConfig, Config, ConfigError, DeadlineConfig};
 use crate::directory::{Directory, Organisation};
 use crate::export::{self, ExportColumn, ExportData, ExportError, ExportForm, ExportRecord};
 use crate::extract::{Extractor, InProcess};
-use crate::model::{Analysis, Problem, ProblemCode};
+use crate::model::{Analysis, Problem, ProblemCode, RawMessage};
 use crate::outbound::compose::{self, ComposeError, Stamp};
 use crate::outbound::{
     DigestCampaign, DigestDeadline, FailedSend, MailKind, TemplateError, Templates, data,
 };
 use crate::pipeline::{self, Context};
 use crate::schedule;
-use crate::source::RawMessage;
 use crate::status::{self, DeadlineStatus, Sent};
 use crate::store::{Archive, MessageId, NewOutbox, OutboxKind, Recorded, Store, StoreError};
 use crate::types::{CampaignId, DeadlineId, MailboxName, OrgId};

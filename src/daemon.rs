@@ -25,10 +25,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::actions::Services;
 use crate::clock::Heartbeat;
+use crate::model::RawMessage;
 use crate::outbound::transport::MailSender;
 use crate::outbound::{MailKind, compose};
 use crate::schedule;
-use crate::source::{self, Delivery, Disposition, MailboxSource, RawMessage, SourceError};
+use crate::source::{self, Delivery, Disposition, MailboxSource, SourceError};
 use crate::store::Recorded;
 
 #[derive(Debug, thiserror::Error)]

@@ -6,12 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
     CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailAddress, MailboxName, OrgId, Sha256,
+    Uid,
 };
 
 macro_rules! problem_codes {
@@ -123,6 +125,49 @@ impl<'de> Deserialize<'de> for ProblemCode {
         Self::parse(&s)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown problem code `{s}`")))
     }
+}
+
+/// Where a raw message came from; identifies it for idempotence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A file given on the command line; `index` counts messages inside an mbox.
+    File { path: PathBuf, index: Option<usize> },
+    /// A Maildir message, by its unique name (without the `:2,` flags).
+    Maildir { mailbox: MailboxName, key: String },
+    Imap {
+        mailbox: MailboxName,
+        uidvalidity: u32,
+        uid: Uid,
+    },
+}
+
+impl Origin {
+    /// How the report names the source.
+    pub fn display(&self) -> String {
+        match self {
+            Origin::File { path, index: None } => path.display().to_string(),
+            Origin::File {
+                path,
+                index: Some(i),
+            } => format!("{}#{}", path.display(), i + 1),
+            Origin::Maildir { mailbox, key } => format!("maildir:{mailbox}/{key}"),
+            Origin::Imap {
+                mailbox,
+                uidvalidity,
+                uid,
+            } => format!("imap:{mailbox}/{uidvalidity}/{}", uid.0),
+        }
+    }
+}
+
+/// A message as it arrived, before anything is parsed.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub bytes: Vec<u8>,
+    pub origin: Origin,
+    /// When the message reached the mailbox (IMAP INTERNALDATE, Maildir delivery
+    /// time); None for loose files, where the Received header is used.
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 /// Something wrong with a message or a file, said so a unit contact can fix it.

@@ -9,9 +9,9 @@ use crate::directory::Directory;
 use crate::extract::{Extraction, Extractor, media};
 use crate::intake::{self, OwnIdentity};
 use crate::matching::{self, ContentEvidence};
-use crate::model::Header;
-use crate::model::{AckDecision, Analysis, Document, OrgMatch, Problem, ProblemCode};
-use crate::source::{Origin, RawMessage};
+use crate::model::{
+    AckDecision, Analysis, Document, Header, OrgMatch, Origin, Problem, ProblemCode, RawMessage,
+};
 use crate::trust::{self, AuthVerdict};
 use crate::types::{DocForm, DocumentKind, MailAddress, MailboxName, OrgId, Sha256};
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use baosong::clock::Heartbeat;
 use baosong::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, Secret, TlsMode};
+use baosong::model::Origin;
 use baosong::source::imap::ImapSource;
 use baosong::source::maildir::MaildirSource;
-use baosong::source::{self, Delivery, Disposition, MailboxSource, Origin, SourceError};
+use baosong::source::{self, Delivery, Disposition, MailboxSource, SourceError};
 use common::dovecot::{Dovecot, PASSWORD, USER};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use baosong::model::Header;
 use baosong::model::{AckDecision, Analysis, Document, MatchedBy, OrgMatch, Problem, ProblemCode};
 use baosong::model::{FieldValue, Table};
-use baosong::source::{Origin, RawMessage};
+use baosong::model::{Origin, RawMessage};
 use baosong::store::{
     Archive, MessageId, NewOutbox, OutboxKind, Recorded, Store, StoreError, SubmissionState,
 };

@@ -4,7 +4,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{Origin, RawMessage};
+use crate::model::{Origin, RawMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {

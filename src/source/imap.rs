@@ -18,8 +18,9 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{MailboxSource, Origin, RawMessage, SourceError, tls};
+use super::{MailboxSource, SourceError, tls};
 use crate::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, TlsMode};
+use crate::model::{Origin, RawMessage};
 use crate::types::{MailboxName, Uid};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::imap::encode_mailbox_name;
-use super::{MailboxSource, Origin, RawMessage, SourceError};
+use super::{MailboxSource, SourceError};
 use crate::config::{AfterProcessing, MailboxConfig};
+use crate::model::{Origin, RawMessage};
 use crate::types::MailboxName;
 
 /// Messages in `new/`, and those in `cur/` without the `S` flag, oldest

@@ -13,8 +13,7 @@ use super::{
     DocumentId, MessageId, OutboxRow, Result, Store, StoreError, SubmissionId, bool_col, from_ts,
     get, opt_from_ts, outbox, to_u32, ts,
 };
-use crate::model::{FieldValue, MatchedBy, Problem, ProblemCode};
-use crate::source::Origin;
+use crate::model::{FieldValue, MatchedBy, Origin, Problem, ProblemCode};
 use crate::status::{Sent, SentDoc};
 use crate::types::{
     CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailboxName, OrgId, Sha256, Uid,
@@ -171,7 +170,7 @@ pub struct MessageDetail {
     pub assignments: Vec<Assignment>,
 }
 
-/// What `reprocess` needs to rebuild a [`crate::source::RawMessage`].
+/// What `reprocess` needs to rebuild a [`crate::model::RawMessage`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReprocessItem {
     pub id: MessageId,

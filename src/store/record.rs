@@ -14,7 +14,7 @@ use super::{
 use crate::model::FieldValue;
 use crate::model::Problem;
 use crate::model::{Analysis, Document};
-use crate::source::{Origin, RawMessage};
+use crate::model::{Origin, RawMessage};
 use crate::types::{CampaignId, DeadlineId, OrgId, Sha256};
 
 /// What [`Store::record`] did.
