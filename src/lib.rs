@@ -1,22 +1,23 @@
 //! baosong (报送): collects the forms units email in answer to an official notice.
 //!
-//! Pipeline stages, one module each:
-//! - [`source`]: where raw messages come from (files, Maildir, IMAP).
-//! - [`intake`]: MIME tree, archives and forwarded mail → decoded headers and files.
-//! - [`extract`]: tables out of Excel/WPS/Word/PDF, red seals on scans, media facts.
-//! - [`classify`]: which document and which form (electronic / scan / media) a file is.
-//! - [`matching`]: which organisation sent it, for which campaign and deadline, late or not.
-//! - [`pipeline`]: the stages above run over one raw message, without I/O.
-//! - [`report`]: the JSON report of `baosong ingest`.
-//! - [`schedule`]: when reminders and digests are due.
-//! - [`status`]: what each unit has sent against what a deadline requires.
-//! - [`outbound`]: acks, reminders and the digest: templates, composition, SMTP/file transport.
-//! - [`export`]: the consolidated .xlsx attached to the digest.
-//! - [`daemon`]: sources → pipeline → store, outbox worker, scheduler, systemd notify.
-//! - [`store`]: the raw archive and the SQL database (SQLite or PostgreSQL), outbox included.
-//!
-//! Around them: [`config`] (TOML), [`directory`] (organisations), [`types`]
-//! (domain types), [`clock`] (the one clock).
+//! Layers, each importing only from those below it:
+//! - 0 [`types`] (ids, kinds, mail addresses), [`model`] (the analysis of a
+//!   message, tables, problems), [`fold`] (text folding), [`clock`] (the
+//!   clock and task heartbeats).
+//! - 1 [`config`] (TOML parsed once into typed values), [`directory`] (units).
+//! - 2 pure stages: [`intake`] (MIME, archives, charsets), [`extract`]
+//!   (tables, seals, media), [`classify`], [`matching`] (unit, campaign,
+//!   deadline), [`trust`] (who may be answered automatically), [`status`]
+//!   (what each unit has sent against what is required), [`schedule`].
+//! - 3 pure assembly: [`pipeline`] (one message through the stages),
+//!   [`report`] (`ingest --json`), [`outbound`] (what each mail says,
+//!   templates, composition), [`export`] (the consolidated .xlsx).
+//! - 4 the I/O edge behind traits: [`source`] (`MailboxSource`: IMAP,
+//!   Maildir; files for `ingest`), [`store`] (SQL and the raw archive),
+//!   [`outbound::transport`] (`MailSender`: SMTP, .eml files).
+//! - 5 [`actions`] (what baosong does: record a message with its ack,
+//!   remind, digest, assign, export) and [`daemon`] (tasks only).
+//! - 6 [`commands`]: the CLI verbs `main.rs` dispatches to.
 #![forbid(unsafe_code)]
 
 pub mod actions;

@@ -1,11 +1,10 @@
-//! Outbound mail: the plain data the daemon fills from the store, the
-//! templates that turn it into Chinese text and HTML, RFC 5322 composition,
-//! and the transports (SMTP or .eml files).
+//! Outbound mail: what each mail says ([`data`], built from the analysis and
+//! the status view), the templates that turn it into Chinese text and HTML,
+//! RFC 5322 composition, and the transports (SMTP or .eml files).
 //!
-//! Pure data in, mail out: nothing here touches the database. The daemon
-//! composes a message at enqueue time, stores [`compose::to_bytes`] with its
-//! fixed Message-ID, and later hands those exact bytes to
-//! [`transport::Transport::send_raw`].
+//! Pure data in, mail out: nothing here touches the database. A mail is
+//! composed when it is enqueued, its bytes and Message-ID stored, and later
+//! those exact bytes go to a [`transport::MailSender`].
 //!
 //! Times are `DateTime<FixedOffset>` already in the campaign's zone: the
 //! templates print the wall-clock time they are given.
