@@ -692,19 +692,10 @@ pub async fn demo(dir: &Path, clock: Arc<dyn Clock>) -> Result<String, RunError>
     let services = Services::open(config, Directory::example(), clock).await?;
     let sources = mailbox_sources(&services).await?;
     let sender = mail_sender(&services.config)?;
+    // One pass, as `run --once`: every mail, its ack, and the digest due now.
     daemon::run(
         services.clone(),
         sources,
-        sender.clone(),
-        RunOptions { once: true },
-        CancellationToken::new(),
-    )
-    .await?;
-    // The coordinators' digest, as the cron would send it.
-    services.enqueue_digest(services.now()).await?;
-    daemon::run(
-        services.clone(),
-        Vec::new(),
         sender,
         RunOptions { once: true },
         CancellationToken::new(),
