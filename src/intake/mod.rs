@@ -136,8 +136,20 @@ pub fn parse(raw: &[u8], limits: &Limits, own: &OwnIdentity) -> Intake {
 /// mail-parser and the walk over its tree are third-party code fed hostile
 /// input; a panic there must become a problem, not take the daemon down.
 /// `catch_unwind` needs no unsafe code, so `forbid(unsafe_code)` holds.
+/// Every caller records the `None` as a problem; the panic is logged here.
 fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
-    catch_unwind(AssertUnwindSafe(f)).ok().flatten()
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "the MIME parser panicked; the message is recorded as unreadable");
+            None
+        }
+    }
 }
 
 fn has_mail_headers(msg: &Message<'_>) -> bool {
