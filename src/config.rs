@@ -1229,12 +1229,12 @@ mod tests {
             store.url().unwrap(),
             "postgres://baosong:p%40ss%3Aw%2Frd@db.example/baosong"
         );
-        std::fs::remove_file(file).unwrap();
         let both = StoreConfig {
             database: "postgres://baosong:x@db.example/baosong".into(),
             ..store
         };
         assert!(both.url().unwrap_err().to_string().contains("not both"));
+        std::fs::remove_file(file).unwrap();
     }
 
     #[test]

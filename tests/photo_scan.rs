@@ -13,7 +13,8 @@ use baosong::config::{Config, FormDef, Limits};
 use baosong::extract::{Extraction, extract};
 use baosong::intake::FileEntry;
 use baosong::model::ProblemCode;
-use baosong::status::{self, Received};
+use baosong::status::{self, Sent, SentDoc};
+use baosong::types::OrgId;
 use baosong::types::{DocForm, DocumentKind, Sha256};
 
 fn dir() -> PathBuf {
@@ -327,14 +328,20 @@ fn exported_pdf_does_not_meet_the_electronic_requirement() {
         .find(|d| d.id.as_str() == "recommend")
         .expect("recommend deadline");
     let seen = run("extra/推荐表.pdf", "推荐表.pdf", "");
-    let got = Received {
-        kind: seen.kind,
-        form: seen.form,
+    let got = Sent {
+        arrived_at: chrono::Utc::now(),
         late: false,
-        sealed: seen.ex.sealed,
-        problems: 1,
+        documents: vec![SentDoc {
+            kind: seen.kind,
+            form: seen.form,
+            sha256: Sha256::of(b"export"),
+            sealed: seen.ex.sealed,
+            items: None,
+            problems: Vec::new(),
+        }],
+        problems: Vec::new(),
     };
-    let missing = status::missing(deadline, &[got]);
+    let missing = status::unit_status(deadline, &OrgId::from("nj-kjj"), &[got]).missing;
     assert!(missing.iter().any(|m| m == "推荐表电子版"), "{missing:?}");
     assert!(
         missing.iter().any(|m| m == "推荐表盖章扫描件"),
