@@ -9,6 +9,7 @@
 //! and bytes.
 
 pub mod archive;
+mod leases;
 mod outbox;
 mod query;
 mod record;
