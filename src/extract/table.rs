@@ -151,7 +151,7 @@ fn header_map(row: &[Cell], form: &Form, exact_only: bool) -> Vec<(usize, usize)
 }
 
 fn cell_text(row: &[Cell], col: usize) -> &str {
-    row.get(col).map_or("", |c| c.text.as_str())
+    row.get(col).map_or("", |c| &*c.text)
 }
 
 /// A note line under the table ends it: 说明：…, 注：…, 填表说明…
@@ -357,7 +357,7 @@ fn unit_line(doc: &Doc, grid: &Grid, header_row: usize, field: &FieldDef) -> Opt
     grid.rows[..header_row]
         .iter()
         .flatten()
-        .map(|c| c.text.as_str())
+        .map(|c| &*c.text)
         .chain(doc.lines.iter().map(String::as_str))
         .find_map(|t| inline_value(t, field))
 }
@@ -383,7 +383,7 @@ fn find_fields(doc: &Doc, form: &Form, file: &str) -> Option<Found> {
                     .iter()
                     .find(|v| !(v.text.trim().is_empty() || v.covered && v.text == row[c].text))
                     .filter(|v| best_field(&label_key(&v.text), form, &[]).is_none())
-                    .map_or(String::new(), |v| v.text.clone());
+                    .map_or(String::new(), |v| v.text.to_string());
                 keep_first(&mut texts, fi, value);
             }
         }
