@@ -14,6 +14,7 @@
 //! - [`export`]: the consolidated .xlsx attached to the digest.
 //! - [`daemon`]: sources → pipeline → store, outbox worker, scheduler, systemd notify.
 //! - [`store`]: the raw archive and the SQL database (SQLite or PostgreSQL), outbox included.
+//! - [`worker`]: the extraction pool: files are read in contained child processes.
 //!
 //! Around them: [`config`] (TOML), [`directory`] (organisations), [`types`]
 //! (domain types), [`clock`] (the one clock).
@@ -39,3 +40,4 @@ pub mod source;
 pub mod status;
 pub mod store;
 pub mod types;
+pub mod worker;

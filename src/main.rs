@@ -78,6 +78,13 @@ enum Command {
     },
     /// Logs in to every mailbox and the SMTP server and renders every template.
     CheckConfig,
+    /// Reads files for the daemon in a contained process; the daemon starts it.
+    #[command(name = "extract-worker", hide = true)]
+    ExtractWorker {
+        /// Address-space limit the worker sets on itself.
+        #[arg(long, default_value_t = baosong::worker::DEFAULT_MEMORY_BYTES)]
+        memory_bytes: u64,
+    },
 }
 
 fn parse_now(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -121,6 +128,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Command::ExtractWorker { memory_bytes } = cli.command {
+        baosong::worker::serve(memory_bytes)?;
+        return Ok(true);
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     if let Command::Demo { dir } = &cli.command {
         let out = runtime.block_on(commands::demo(dir))?;
@@ -148,7 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             print!("{out}");
             Ok(ok)
         }
-        Command::Demo { .. } => Ok(true),
+        Command::Demo { .. } | Command::ExtractWorker { .. } => Ok(true),
         command => runtime.block_on(async move {
             let services = Services::open(config, directory).await?;
             let out = match command {
