@@ -16,6 +16,8 @@ use crate::types::Sha256;
 
 /// CPU seconds a worker may use before its first file: starting up.
 const STARTUP_CPU_SECS: u64 = 10;
+/// Out-of-memory score added to a worker (-1000..1000; the daemon has 0).
+const OOM_SCORE_ADJ: &str = "500";
 
 /// Runs a worker until its input ends: limits first, then one file after
 /// another. `memory_bytes` caps the address space.
@@ -24,6 +26,10 @@ pub fn serve(memory_bytes: u64) -> Result<(), WorkerError> {
     // this process and no further.
     limit(Resource::As, memory_bytes)?;
     cpu_budget(Duration::from_secs(STARTUP_CPU_SECS))?;
+    // When the service as a whole runs out of memory, the kernel should
+    // take a worker rather than the daemon. Raising one's own score needs
+    // no privilege; where /proc is not there, the default stays.
+    let _ = std::fs::write("/proc/self/oom_score_adj", OOM_SCORE_ADJ);
     let mut output = protocol_output()?;
     // A parser's panic is caught and becomes a problem; say it in one line.
     std::panic::set_hook(Box::new(|info| eprintln!("解析程序内部错误: {info}")));
