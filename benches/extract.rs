@@ -1,17 +1,22 @@
-//! Extraction throughput over the form fixtures, per format: files/s and MB/s.
+//! Extraction throughput over the form fixtures, per format: files/s and
+//! MB/s; then what reading a file in a warm worker process costs over
+//! reading it in-process (`worker::Pool` against `extract::InProcess`).
 //! `cargo bench --bench extract` (a plain main: no timing assertions).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use baosong::config::{Config, Limits};
-use baosong::extract::extract;
+use baosong::config::{Config, FormDef, Limits};
+use baosong::extract::{Extractor, InProcess, extract};
 use baosong::intake::FileEntry;
 use baosong::types::Sha256;
+use baosong::worker::{Pool, PoolOptions};
 
 /// Time spent on each format.
 const PER_FORMAT: Duration = Duration::from_secs(2);
+/// Time spent on each file and reader in the pool comparison.
+const PER_FILE: Duration = Duration::from_secs(1);
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -61,6 +66,55 @@ fn main() {
             rounds * files.len() as u64,
             n / secs,
             rounds as f64 * bytes as f64 / secs / 1e6
+        );
+    }
+    let files: Vec<&FileEntry> = by_ext.values().flatten().collect();
+    compare_pool(&files, &forms, &limits);
+}
+
+/// Mean time of one `extract` call with `reader`, over `PER_FILE`.
+fn mean_us(reader: &dyn Extractor, f: &FileEntry, forms: &[FormDef], limits: &Limits) -> f64 {
+    let started = Instant::now();
+    let mut n = 0u32;
+    while started.elapsed() < PER_FILE {
+        std::hint::black_box(reader.extract(f, forms, limits));
+        n += 1;
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+}
+
+/// Per file, sequentially on one warm worker: the worker's overhead is
+/// the IPC (the file and the answer through pipes, JSON both ways).
+fn compare_pool(files: &[&FileEntry], forms: &[FormDef], limits: &Limits) {
+    let pool = Pool::with_options(PoolOptions {
+        workers: 1,
+        ..PoolOptions::new(env!("CARGO_BIN_EXE_baosong"))
+    })
+    .expect("worker pool");
+    let empty = FileEntry {
+        filename: "empty.txt".into(),
+        path: "empty.txt".into(),
+        declared_type: None,
+        media_type: "text/plain".into(),
+        sha256: Sha256::of(b"x"),
+        data: b"x".to_vec(),
+        problems: Vec::new(),
+    };
+    println!();
+    println!(
+        "{:<28} {:>9} {:>13} {:>10} {:>10}",
+        "file (1 warm worker)", "KB", "in-process µs", "pool µs", "overhead"
+    );
+    for f in std::iter::once(&empty).chain(files.iter().copied()) {
+        let here = mean_us(&InProcess, f, forms, limits);
+        let there = mean_us(&pool, f, forms, limits);
+        println!(
+            "{:<28} {:>9.1} {:>13.0} {:>10.0} {:>10.0}",
+            f.filename,
+            f.data.len() as f64 / 1e3,
+            here,
+            there,
+            there - here
         );
     }
 }

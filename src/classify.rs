@@ -9,7 +9,7 @@
 //! picture says nothing: banners, backdrops and clothes at these events are red.
 
 use crate::config::FormDef;
-use crate::extract::Extraction;
+use crate::extract::{Extraction, ReadAs};
 use crate::fold::name_key;
 use crate::intake::FileEntry;
 use crate::model::{Problem, ProblemCode};
@@ -241,7 +241,8 @@ pub fn problems(
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     // Only a PDF that was read is known to be an export (no page image).
-    if ex.read_as == Some("pdf") && form == DocForm::Other && is_tabular(kind) && !unread(ex) {
+    if ex.read_as == Some(ReadAs::Pdf) && form == DocForm::Other && is_tabular(kind) && !unread(ex)
+    {
         out.push(Problem::new(
             ProblemCode::ElectronicNotEditable,
             format!(
@@ -362,7 +363,7 @@ mod tests {
     fn exported_pdf_of_a_form_is_not_its_electronic_copy() {
         let ex = Extraction {
             text: "2025年全国科技活动周推荐表".into(),
-            read_as: Some("pdf"),
+            read_as: Some(ReadAs::Pdf),
             ..Default::default()
         };
         // Named as the stamped copy, yet no page image and no seal.
@@ -385,7 +386,7 @@ mod tests {
     #[test]
     fn unreadable_pdf_is_not_called_an_export() {
         let ex = Extraction {
-            read_as: Some("pdf"),
+            read_as: Some(ReadAs::Pdf),
             problems: vec![Problem::new(ProblemCode::ScanUnreadable, "扫描件无法读取")],
             ..Default::default()
         };

@@ -27,6 +27,7 @@ use crate::source::{MailboxSource, SourceError, files};
 use crate::status::{self, Sent};
 use crate::store::{MessageId, StoreError};
 use crate::types::OrgId;
+use crate::worker::{Pool, PoolOptions, WorkerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -127,8 +128,28 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
     #[error("{0}")]
     Usage(String),
+}
+
+/// The services with their files read in contained worker processes of this
+/// executable, as the daemon must: a parser's crash, runaway or allocation
+/// bomb then costs one file, never the process.
+pub fn with_workers(services: Services) -> Result<Services, RunError> {
+    let program = std::env::current_exe().map_err(|source| WorkerError::Spawn {
+        program: PathBuf::from("/proc/self/exe"),
+        source,
+    })?;
+    let limits = &services.config.limits;
+    let mut options = PoolOptions::new(program);
+    options.memory_bytes = limits.worker_memory_mb.max(16) << 20;
+    if limits.workers > 0 {
+        options.workers = limits.workers;
+    }
+    let pool = Pool::with_options(options)?;
+    Ok(services.with_extractor(Arc::new(pool)))
 }
 
 /// Cancels `token` on SIGTERM or SIGINT, so the daemon finishes the mail in
@@ -193,7 +214,7 @@ pub async fn run(
     once: bool,
     clock: Arc<dyn Clock>,
 ) -> Result<(), RunError> {
-    let services = Services::open(config, directory, clock).await?;
+    let services = with_workers(Services::open(config, directory, clock).await?)?;
     let sources = mailbox_sources(&services).await?;
     let sender = mail_sender(&services.config)?;
     let cancel = CancellationToken::new();
@@ -689,7 +710,7 @@ pub async fn demo(dir: &Path, clock: Arc<dyn Clock>) -> Result<String, RunError>
     for mb in &mut config.mailboxes {
         mb.maildir = Some(dir.join("maildir").join(mb.name.as_str()));
     }
-    let services = Services::open(config, Directory::example(), clock).await?;
+    let services = with_workers(Services::open(config, Directory::example(), clock).await?)?;
     let sources = mailbox_sources(&services).await?;
     let sender = mail_sender(&services.config)?;
     // One pass, as `run --once`: every mail, its ack, and the digest due now.

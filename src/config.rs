@@ -216,6 +216,11 @@ pub struct Limits {
     pub extract_timeout_secs: u64,
     /// Most pixels decoded from one image (after reduction).
     pub max_image_pixels: u64,
+    /// Address-space limit of each extraction worker process, in MiB: a
+    /// file that needs more is unreadable, and the daemon is untouched.
+    pub worker_memory_mb: u64,
+    /// Extraction workers at most (0: one per CPU).
+    pub workers: usize,
 }
 
 impl Default for Limits {
@@ -230,6 +235,8 @@ impl Default for Limits {
             max_attachments: 200,
             extract_timeout_secs: 30,
             max_image_pixels: 80_000_000,
+            worker_memory_mb: 1024,
+            workers: 0,
         }
     }
 }

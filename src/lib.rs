@@ -14,7 +14,8 @@
 //!   templates, composition), [`export`] (the consolidated .xlsx).
 //! - 4 the I/O edge behind traits: [`source`] (`MailboxSource`: IMAP,
 //!   Maildir; files for `ingest`), [`store`] (SQL and the raw archive),
-//!   [`outbound::transport`] (`MailSender`: SMTP, .eml files).
+//!   [`outbound::transport`] (`MailSender`: SMTP, .eml files), [`worker`]
+//!   (files read in contained `extract-worker` child processes).
 //! - 5 [`actions`] (what baosong does: record a message with its ack,
 //!   remind, digest, assign, export) and [`daemon`] (tasks only).
 //! - 6 [`commands`]: the CLI verbs `main.rs` dispatches to.
@@ -42,3 +43,4 @@ pub mod status;
 pub mod store;
 pub mod trust;
 pub mod types;
+pub mod worker;

@@ -80,6 +80,13 @@ enum Command {
     },
     /// Logs in to every mailbox and the SMTP server and renders every template.
     CheckConfig,
+    /// Reads files for the daemon in a contained process; the daemon starts it.
+    #[command(name = "extract-worker", hide = true)]
+    ExtractWorker {
+        /// Address-space limit the worker sets on itself.
+        #[arg(long, default_value_t = baosong::worker::DEFAULT_MEMORY_BYTES)]
+        memory_bytes: u64,
+    },
 }
 
 fn parse_now(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -122,6 +129,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Command::ExtractWorker { memory_bytes } = cli.command {
+        baosong::worker::serve(memory_bytes)?;
+        return Ok(true);
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let clock: Arc<dyn Clock> = match cli.now {
         Some(t) => Arc::new(FixedClock::new(t)),
@@ -153,7 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             print!("{out}");
             Ok(ok)
         }
-        Command::Demo { .. } => Ok(true),
+        Command::Demo { .. } | Command::ExtractWorker { .. } => Ok(true),
         command => runtime.block_on(async move {
             let services = Services::open(config, directory, clock).await?;
             let out = match command {
@@ -165,7 +176,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     commands::assign(&services, message, &org).await?
                 }
                 Command::Export { xlsx } => commands::export_xlsx(&services, &xlsx).await?,
-                Command::Reprocess => commands::reprocess(&services).await?,
+                Command::Reprocess => {
+                    commands::reprocess(&commands::with_workers(services.clone())?).await?
+                }
                 Command::Remind { pause, resume } => {
                     commands::remind(&services, pause.as_deref(), resume.as_deref()).await?
                 }

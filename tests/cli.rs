@@ -199,3 +199,129 @@ kind = "recommendation_form"
         0
     );
 }
+
+/// A Maildir message with one attachment, base64 in lines as mail clients
+/// write it.
+fn mail_with_attachment(id: &str, name: &str, data: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut body = String::with_capacity(b64.len() + b64.len() / 76 * 2 + 1024);
+    for line in b64.as_bytes().chunks(76) {
+        body.push_str(std::str::from_utf8(line).unwrap());
+        body.push_str("\r\n");
+    }
+    format!(
+        "From: 南京市科技局 <njkjjrcc@nanjing.gov.cn>\r\nTo: kjt@example.cn\r\n\
+         Subject: 推荐表\r\nMessage-ID: <{id}@test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n见附件\r\n--b\r\n\
+         Content-Type: application/octet-stream; name=\"{name}\"\r\n\
+         Content-Disposition: attachment; filename=\"{name}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{body}--b--\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn run_reads_files_in_workers_so_a_file_over_their_memory_costs_only_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("examples/organisations.csv"),
+        root.join("orgs.csv"),
+    )
+    .unwrap();
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(root.join("mail/kjt").join(sub)).unwrap();
+    }
+    // A scan padded with a 24 MB comment: lopdf holds the whole file, more
+    // than the workers' 48 MB of address space allow.
+    let mut padded = std::fs::read(repo.join("tests/fixtures/scans/scan_jpeg.pdf")).unwrap();
+    padded.splice(10..10, std::iter::repeat_n(b'%', 24 << 20).chain([b'\n']));
+    let form = std::fs::read(repo.join("tests/fixtures/forms/tuijian.xlsx")).unwrap();
+    let new = root.join("mail/kjt/new");
+    std::fs::write(
+        new.join("1.M1P1.t"),
+        mail_with_attachment("a", "推荐表.xlsx", &form),
+    )
+    .unwrap();
+    std::fs::write(
+        new.join("2.M2P1.t"),
+        mail_with_attachment("b", "大扫描件.pdf", &padded),
+    )
+    .unwrap();
+    std::fs::write(
+        new.join("3.M3P1.t"),
+        mail_with_attachment("c", "推荐表2.xlsx", &form),
+    )
+    .unwrap();
+    let config = root.join("baosong.toml");
+    std::fs::write(
+        &config,
+        r#"[store]
+database = "sqlite://var/baosong.db"
+archive = "var/archive"
+
+[limits]
+worker_memory_mb = 48
+workers = 1
+
+[[mailbox]]
+name = "kjt"
+address = "kjt@example.cn"
+maildir = "mail/kjt"
+
+[smtp]
+transport = "file"
+directory = "var/outbox"
+
+[organisations]
+file = "orgs.csv"
+
+[[campaign]]
+id = "c"
+name = "测试"
+mailboxes = ["kjt"]
+[[campaign.deadline]]
+id = "d"
+due = 2025-05-06
+[[campaign.deadline.require]]
+kind = "recommendation_form"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_baosong"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--now", "2025-05-01T10:00:00+08:00", "run", "--once"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(std::fs::read_dir(&new).unwrap().count(), 0, "{stderr}");
+    let acks: Vec<String> = std::fs::read_dir(root.join("var/outbox"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(acks.len(), 3, "{stderr}");
+    let show = Command::new(env!("CARGO_BIN_EXE_baosong"))
+        .arg("--config")
+        .arg(&config)
+        .args(["show", "2"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        shown.contains("大扫描件.pdf：无法读取（内存超限）"),
+        "{shown}"
+    );
+    let first = Command::new(env!("CARGO_BIN_EXE_baosong"))
+        .arg("--config")
+        .arg(&config)
+        .args(["show", "1"])
+        .output()
+        .unwrap();
+    let first = String::from_utf8_lossy(&first.stdout);
+    assert!(!first.contains("无法读取"), "{first}");
+}

@@ -10,15 +10,23 @@
 //! Merged cells are not spread: a vertically merged cell's continuations read
 //! as empty and a horizontally merged cell as one cell.
 
+use std::collections::HashSet;
 use std::io::{Cursor, Read};
 use std::time::Instant;
 
-use super::grid::{Cell, Doc, Grid, MAX_COLS, MAX_ROWS};
+use super::grid::{Budget, Cell, Deadline, Doc, Grid, MAX_COLS, MAX_ROWS};
 
 /// Largest stream read out of the compound file.
 const MAX_STREAM_BYTES: u64 = 64 * 1024 * 1024;
 /// Most characters of main-document text read.
 const MAX_CHARS: usize = 4 * 1024 * 1024;
+/// Most paragraph runs an FKP page holds ([MS-DOC] 2.9.176: crun ≤ 0x1D).
+const MAX_RUNS_PER_PAGE: usize = 0x1D;
+/// Most paragraph runs read in all: one per paragraph, and a document of
+/// `MAX_CHARS` characters has fewer paragraphs than that.
+const MAX_RUNS: usize = 1 << 20;
+/// Fields nest (a PAGE inside an IF); deeper ones are all taken as code.
+const MAX_FIELD_DEPTH: usize = 32;
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
@@ -132,21 +140,36 @@ fn flags_of(grpprl: &[u8]) -> ParaFlags {
 }
 
 /// Paragraph flags by stream offset: (fc_start, fc_end, flags), sorted.
-fn paragraph_runs(word: &[u8], table: &[u8], fc: usize, lcb: usize) -> Vec<(u32, u32, ParaFlags)> {
+/// Each FKP page is read once, however often the PLC lists it.
+fn paragraph_runs(
+    word: &[u8],
+    table: &[u8],
+    fc: usize,
+    lcb: usize,
+    clock: &mut Deadline,
+) -> Result<Vec<(u32, u32, ParaFlags)>, String> {
     let mut runs = Vec::new();
-    let Some(plc) = table.get(fc..fc + lcb) else {
-        return runs;
+    let Some(plc) = table.get(fc..fc.saturating_add(lcb)) else {
+        return Ok(runs);
     };
     let n = lcb.saturating_sub(4) / 8;
+    let mut seen = HashSet::new();
     for i in 0..n {
+        clock.tick()?;
         let Some(pn) = u32_at(plc, (n + 1) * 4 + i * 4) else {
             break;
         };
+        if !seen.insert(pn & 0x3F_FFFF) || runs.len() >= MAX_RUNS {
+            continue;
+        }
         let base = (pn & 0x3F_FFFF) as usize * 512;
         let Some(page) = word.get(base..base + 512) else {
             continue;
         };
         let crun = page[511] as usize;
+        if crun > MAX_RUNS_PER_PAGE {
+            continue;
+        }
         for j in 0..crun {
             let (Some(start), Some(end)) = (u32_at(page, j * 4), u32_at(page, (j + 1) * 4)) else {
                 break;
@@ -174,7 +197,7 @@ fn paragraph_runs(word: &[u8], table: &[u8], fc: usize, lcb: usize) -> Vec<(u32,
         }
     }
     runs.sort_by_key(|r| r.0);
-    runs
+    Ok(runs)
 }
 
 fn flags_at(runs: &[(u32, u32, ParaFlags)], fc: u32) -> ParaFlags {
@@ -193,16 +216,48 @@ struct Builder {
     cell: String,
     row: Vec<Cell>,
     table: Vec<Vec<Cell>>,
-    /// Field nesting: true where we are in a field's code (before `\x14`).
+    /// Field nesting up to `MAX_FIELD_DEPTH`: true where we are in a
+    /// field's code (before `\x14`).
     fields: Vec<bool>,
+    /// How many of `fields` are true: the test runs on every character.
+    codes: usize,
+    /// Fields open beyond `MAX_FIELD_DEPTH`.
+    deep: usize,
+    budget: Budget,
 }
 
 impl Builder {
     fn in_code(&self) -> bool {
-        self.fields.iter().any(|&code| code)
+        self.codes > 0 || self.deep > 0
     }
 
-    fn end_paragraph(&mut self, flags: ParaFlags) {
+    fn open_field(&mut self) {
+        if self.fields.len() < MAX_FIELD_DEPTH {
+            self.fields.push(true);
+            self.codes += 1;
+        } else {
+            self.deep += 1;
+        }
+    }
+
+    fn field_result(&mut self) {
+        if self.deep == 0
+            && let Some(top) = self.fields.last_mut()
+            && std::mem::replace(top, false)
+        {
+            self.codes -= 1;
+        }
+    }
+
+    fn close_field(&mut self) {
+        if self.deep > 0 {
+            self.deep -= 1;
+        } else if self.fields.pop() == Some(true) {
+            self.codes -= 1;
+        }
+    }
+
+    fn end_paragraph(&mut self, flags: ParaFlags) -> Result<(), String> {
         let in_cell = !self.row.is_empty() || !self.cell.is_empty();
         if in_cell || flags.in_table || flags.inner {
             // A paragraph inside a cell (or a nested table's cell) is a line of that cell.
@@ -210,38 +265,47 @@ impl Builder {
             self.cell.push_str(&text);
             self.cell.push('\n');
         } else {
-            self.close_table();
+            self.close_table()?;
             let text = std::mem::take(&mut self.line);
             self.doc.push_line(&text);
         }
+        Ok(())
     }
 
-    fn end_cell(&mut self) {
+    fn end_cell(&mut self) -> Result<(), String> {
         let mut text = std::mem::take(&mut self.cell);
         text.push_str(&std::mem::take(&mut self.line));
         if self.row.len() < MAX_COLS {
-            self.row.push(Cell::new(text.trim_end_matches('\n')));
+            let cell = self.budget.cell(text.trim_end_matches('\n'))?;
+            self.row.push(cell);
         }
+        Ok(())
     }
 
-    fn end_row(&mut self) {
+    fn end_row(&mut self) -> Result<(), String> {
         self.line.clear();
         self.cell.clear();
         let row = std::mem::take(&mut self.row);
         if self.table.len() < MAX_ROWS {
+            // An empty row still costs its vector.
+            self.budget.cells(1)?;
             self.table.push(row);
         }
+        Ok(())
     }
 
-    fn close_table(&mut self) {
+    fn close_table(&mut self) -> Result<(), String> {
         if !self.row.is_empty() {
-            self.end_row();
+            self.end_row()?;
         }
         if !self.table.is_empty() {
+            // A grid costs its name and vector: a few cells' worth.
+            self.budget.cells(4)?;
             let name = format!("表格{}", self.doc.grids.len() + 1);
             let rows = std::mem::take(&mut self.table);
             self.doc.grids.push(Grid { name, rows });
         }
+        Ok(())
     }
 }
 
@@ -278,17 +342,20 @@ pub fn read(data: &[u8], deadline: Instant) -> Result<Doc, String> {
     };
     let (fc_clx, lcb_clx) = pair(33).ok_or("FIB损坏")?;
     let (fc_papx, lcb_papx) = pair(13).ok_or("FIB损坏")?;
+    let mut clock = Deadline::new(deadline);
     let pieces = pieces(&table, fc_clx, lcb_clx)?;
-    let runs = paragraph_runs(&word, &table, fc_papx, lcb_papx);
+    let runs = paragraph_runs(&word, &table, fc_papx, lcb_papx, &mut clock)?;
 
     let mut b = Builder::default();
     let mut read = 0usize;
     for p in &pieces {
-        if Instant::now() > deadline {
-            return Err("读取超时".into());
+        clock.tick()?;
+        if read >= MAX_CHARS {
+            break;
         }
         let end = p.cp_end.min(ccp_text);
         for cp in p.cp_start..end {
+            clock.tick()?;
             read += 1;
             if read > MAX_CHARS {
                 break;
@@ -311,10 +378,10 @@ pub fn read(data: &[u8], deadline: Instant) -> Result<Doc, String> {
                     (p.offset + 2 * k) as u32,
                 )
             };
-            step(&mut b, c, || flags_at(&runs, fc));
+            step(&mut b, c, || flags_at(&runs, fc))?;
         }
     }
-    b.close_table();
+    b.close_table()?;
     if !b.line.trim().is_empty() {
         let line = std::mem::take(&mut b.line);
         b.doc.push_line(&line);
@@ -325,24 +392,18 @@ pub fn read(data: &[u8], deadline: Instant) -> Result<Doc, String> {
 /// One character of main text. Field codes (`\x13 code \x14 result \x15`) are
 /// dropped and results kept, because a form's visible text is the result
 /// (a date, a page number), while the code is `PAGE \* MERGEFORMAT` noise.
-fn step(b: &mut Builder, c: char, flags: impl Fn() -> ParaFlags) {
+fn step(b: &mut Builder, c: char, flags: impl Fn() -> ParaFlags) -> Result<(), String> {
     match c {
-        '\u{13}' => b.fields.push(true),
-        '\u{14}' => {
-            if let Some(top) = b.fields.last_mut() {
-                *top = false;
-            }
-        }
-        '\u{15}' => {
-            b.fields.pop();
-        }
+        '\u{13}' => b.open_field(),
+        '\u{14}' => b.field_result(),
+        '\u{15}' => b.close_field(),
         _ if b.in_code() => {}
-        '\r' => b.end_paragraph(flags()),
+        '\r' => b.end_paragraph(flags())?,
         '\u{7}' => {
             if flags().ttp {
-                b.end_row();
+                b.end_row()?;
             } else {
-                b.end_cell();
+                b.end_cell()?;
             }
         }
         '\u{b}' => b.line.push('\n'),
@@ -356,6 +417,7 @@ fn step(b: &mut Builder, c: char, flags: impl Fn() -> ParaFlags) {
         c if (c as u32) < 0x20 || c == '\u{1f}' => {}
         c => b.line.push(c),
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -373,13 +435,13 @@ mod tests {
         let data = include_bytes!("../../tests/fixtures/forms/tuijian.doc");
         let doc = read(data, deadline()).unwrap();
         let g = &doc.grids[0];
-        let header: Vec<&str> = g.rows[1].iter().map(|c| c.text.as_str()).collect();
+        let header: Vec<&str> = g.rows[1].iter().map(|c| &*c.text).collect();
         assert_eq!(header[0], "序号");
         assert_eq!(header[2], "活动简介\n（100字以内，方案可附后）");
-        assert_eq!(g.rows[2][1].text, "玄武区科普嘉年华");
+        assert_eq!(&*g.rows[2][1].text, "玄武区科普嘉年华");
         // Empty cells keep their column: row end is told by fTtp, not by two marks.
         assert_eq!(g.rows[5].len(), 6);
-        assert_eq!(g.rows[5][0].text, "4");
+        assert_eq!(&*g.rows[5][0].text, "4");
         assert!(doc.lines.iter().any(|l| l.starts_with("推荐单位：")));
     }
 
@@ -387,7 +449,7 @@ mod tests {
     fn field_codes_are_dropped_and_results_kept() {
         let mut b = Builder::default();
         for c in "第\u{13} PAGE \\* MERGEFORMAT \u{14}3\u{15}页\r".chars() {
-            step(&mut b, c, ParaFlags::default);
+            step(&mut b, c, ParaFlags::default).unwrap();
         }
         assert_eq!(b.doc.lines, vec!["第3页"]);
     }

@@ -7,10 +7,15 @@ use std::time::Instant;
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
-use super::grid::{Cell, Doc, Grid, MAX_COLS, MAX_ROWS};
+use super::grid::{
+    Budget, Cell, Deadline, Doc, Grid, MAX_CELL_BYTES, MAX_COLS, MAX_ROWS, MAX_TEXT_BYTES, truncate,
+};
 
 /// Largest document.xml read; a form is a few hundred KB.
 const MAX_XML_BYTES: u64 = 64 * 1024 * 1024;
+/// Tables nest inside table cells; real forms go one or two deep, and each
+/// level copies the text of the levels inside it.
+const MAX_TABLE_DEPTH: usize = 8;
 
 /// Reads the body of a .docx.
 pub fn read(data: &[u8], deadline: Instant) -> Result<Doc, String> {
@@ -40,6 +45,21 @@ struct RawCell {
     vmerge: VMerge,
 }
 
+impl RawCell {
+    /// Adds a line (a paragraph, a nested table's row) while the cell stays
+    /// under `MAX_CELL_BYTES`.
+    fn push_line(&mut self, line: &str) {
+        let room = MAX_CELL_BYTES.saturating_sub(self.text.len() + 1);
+        if room == 0 {
+            return;
+        }
+        if !self.text.is_empty() {
+            self.text.push('\n');
+        }
+        self.text.push_str(truncate(line, room));
+    }
+}
+
 #[derive(Default)]
 struct TableState {
     rows: Vec<Vec<Cell>>,
@@ -49,41 +69,45 @@ struct TableState {
 }
 
 impl TableState {
-    /// Lays a finished row onto grid columns: spans are copied right, vertical
-    /// continuations copy the cell above.
-    fn end_row(&mut self) {
-        let mut out: Vec<Cell> = vec![Cell::default(); self.grid_before.min(MAX_COLS)];
-        for raw in self.row.drain(..) {
+    /// Lays a finished row onto grid columns: the cells a span covers and
+    /// vertical continuations point at their origin's text.
+    fn end_row(&mut self, budget: &mut Budget) -> Result<(), String> {
+        let raw = std::mem::take(&mut self.row);
+        let before = std::mem::take(&mut self.grid_before).min(MAX_COLS);
+        if self.rows.len() >= MAX_ROWS {
+            return Ok(());
+        }
+        // An empty row still costs its vector.
+        budget.cells(before + 1)?;
+        let mut out: Vec<Cell> = vec![Cell::default(); before];
+        for raw in raw {
             let col = out.len();
             if col >= MAX_COLS {
                 break;
             }
-            let (text, covered) = match raw.vmerge {
-                VMerge::Continue => (
-                    self.rows
-                        .last()
-                        .and_then(|r| r.get(col))
-                        .map(|c| c.text.clone())
-                        .unwrap_or_default(),
-                    true,
-                ),
-                _ => (raw.text, false),
+            let first = match raw.vmerge {
+                VMerge::Continue => {
+                    budget.cells(1)?;
+                    match self.rows.last().and_then(|r| r.get(col)) {
+                        Some(above) => Cell::covered_by(above),
+                        None => Cell {
+                            covered: true,
+                            ..Cell::default()
+                        },
+                    }
+                }
+                _ => budget.cell(&raw.text)?,
             };
-            out.push(Cell {
-                text: text.clone(),
-                covered,
-            });
-            for _ in 1..raw.span.min(MAX_COLS - col) {
-                out.push(Cell {
-                    text: text.clone(),
-                    covered: true,
-                });
+            let span = raw.span.min(MAX_COLS - col);
+            budget.cells(span - 1)?;
+            out.push(first);
+            for _ in 1..span {
+                let copy = Cell::covered_by(&out[col]);
+                out.push(copy);
             }
         }
-        self.grid_before = 0;
-        if self.rows.len() < MAX_ROWS {
-            self.rows.push(out);
-        }
+        self.rows.push(out);
+        Ok(())
     }
 }
 
@@ -98,19 +122,20 @@ fn val(e: &BytesStart) -> Option<String> {
 /// A nested table becomes its own grid and its text also stays in the outer cell.
 pub fn parse_document(xml: &str, deadline: Instant) -> Result<Doc, String> {
     let mut reader = Reader::from_str(xml);
+    let mut clock = Deadline::new(deadline);
+    let mut budget = Budget::default();
     let mut doc = Doc::default();
     let mut tables: Vec<TableState> = Vec::new();
     let mut para = String::new();
     let mut in_text = false;
-    let mut events = 0u32;
     loop {
-        events += 1;
-        if events.is_multiple_of(4096) && Instant::now() > deadline {
-            return Err("读取超时".into());
-        }
+        clock.tick()?;
         let ev = reader.read_event().map_err(|e| e.to_string())?;
         match ev {
             Event::Start(e) => match e.local_name().as_ref() {
+                "tbl" if tables.len() >= MAX_TABLE_DEPTH => {
+                    return Err("表格嵌套过深".into());
+                }
                 "tbl" => tables.push(TableState::default()),
                 "tc" => {
                     if let Some(t) = tables.last_mut() {
@@ -149,8 +174,10 @@ pub fn parse_document(xml: &str, deadline: Instant) -> Result<Doc, String> {
                 }
                 _ => {}
             },
-            Event::Text(t) if in_text => para.push_str(&t.xml10_content()),
-            Event::GeneralRef(r) if in_text => {
+            Event::Text(t) if in_text && para.len() < MAX_TEXT_BYTES => {
+                para.push_str(&t.xml10_content());
+            }
+            Event::GeneralRef(r) if in_text && para.len() < MAX_TEXT_BYTES => {
                 if let Ok(Some(c)) = r.resolve_char_ref() {
                     para.push(c);
                 } else {
@@ -168,30 +195,29 @@ pub fn parse_document(xml: &str, deadline: Instant) -> Result<Doc, String> {
                 "t" => in_text = false,
                 "p" => {
                     match tables.last_mut().and_then(|t| t.cell.as_mut()) {
-                        Some(cell) => {
-                            if !cell.text.is_empty() {
-                                cell.text.push('\n');
-                            }
-                            cell.text.push_str(&para);
-                        }
+                        Some(cell) => cell.push_line(&para),
                         None => doc.push_line(&para),
                     }
                     para.clear();
                 }
                 "tc" => {
+                    // Cells past the grid's width are not kept.
                     if let Some(t) = tables.last_mut()
                         && let Some(c) = t.cell.take()
+                        && t.row.len() < MAX_COLS
                     {
                         t.row.push(c);
                     }
                 }
                 "tr" => {
                     if let Some(t) = tables.last_mut() {
-                        t.end_row();
+                        t.end_row(&mut budget)?;
                     }
                 }
                 "tbl" => {
                     if let Some(t) = tables.pop() {
+                        // A grid costs its name and vector: a few cells' worth.
+                        budget.cells(4)?;
                         let grid = Grid {
                             name: format!("表格{}", doc.grids.len() + 1),
                             rows: t.rows,
@@ -201,12 +227,9 @@ pub fn parse_document(xml: &str, deadline: Instant) -> Result<Doc, String> {
                                 let line: Vec<&str> = row
                                     .iter()
                                     .filter(|c| !c.covered)
-                                    .map(|c| c.text.as_str())
+                                    .map(|c| &*c.text)
                                     .collect();
-                                if !cell.text.is_empty() {
-                                    cell.text.push('\n');
-                                }
-                                cell.text.push_str(&line.join(" "));
+                                cell.push_line(&line.join(" "));
                             }
                         }
                         doc.grids.push(grid);
@@ -255,9 +278,9 @@ mod tests {
         );
         let doc = parse(&format!("<w:tbl>{r1}{r2}{r3}</w:tbl>"));
         let g = &doc.grids[0];
-        assert_eq!(g.rows[1][0].text, "组");
+        assert_eq!(&*g.rows[1][0].text, "组");
         assert!(g.rows[1][0].covered);
-        assert_eq!(g.rows[2][1].text, "宽");
+        assert_eq!(&*g.rows[2][1].text, "宽");
         assert!(g.rows[2][1].covered);
     }
 

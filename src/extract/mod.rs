@@ -12,10 +12,12 @@
 //! and older, text boxes, headers and footers of Word files, charts and images
 //! inside Office files.
 
+pub mod biff;
 pub mod doc;
 pub mod docx;
 pub mod grid;
 pub mod media;
+pub mod ods;
 pub mod pdf;
 pub mod places;
 pub mod seal;
@@ -28,11 +30,14 @@ use std::io::{Cursor, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{FormDef, Limits};
 use crate::intake::FileEntry;
 use crate::model::{MediaInfo, Problem, ProblemCode, Table};
 
-#[derive(Debug, Clone, Default)]
+/// Serialisable: a worker process sends it back to the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Extraction {
     pub table: Option<Table>,
     /// Whether a scan bears a red seal; None when the file is not a scan.
@@ -51,9 +56,41 @@ pub struct Extraction {
     /// one), not an article.
     pub ruled_table: bool,
     pub problems: Vec<Problem>,
-    /// How the file was read, from its content: `xlsx`, `xls`, `ods`, `xlsb`,
-    /// `docx`, `doc`, `pdf`, `image`, `video`; None when not recognised.
-    pub read_as: Option<&'static str>,
+    /// How the file was read, from its content; None when not recognised.
+    pub read_as: Option<ReadAs>,
+}
+
+/// How a file was read, from its content (`xlsx`, `xls`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadAs {
+    Xlsx,
+    Xlsb,
+    /// Also WPS .et, a BIFF workbook.
+    Xls,
+    Ods,
+    Docx,
+    /// Word 97–2003 or WPS text.
+    Doc,
+    Pdf,
+    Image,
+    Video,
+}
+
+impl ReadAs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Xlsx => "xlsx",
+            Self::Xlsb => "xlsb",
+            Self::Xls => "xls",
+            Self::Ods => "ods",
+            Self::Docx => "docx",
+            Self::Doc => "doc",
+            Self::Pdf => "pdf",
+            Self::Image => "image",
+            Self::Video => "video",
+        }
+    }
 }
 
 /// Most text kept in `Extraction.text`.
@@ -63,8 +100,8 @@ pub const MAX_TEXT_BYTES: usize = 4096;
 /// their parts): the sniffed media type is only a hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// A workbook calamine reads; the name says which.
-    Workbook(&'static str),
+    /// A workbook: [`ReadAs::Xlsx`], `Xlsb`, `Xls` or `Ods`.
+    Workbook(ReadAs),
     Docx,
     /// Word 97–2003 or WPS text.
     Doc,
@@ -77,14 +114,14 @@ pub enum Format {
 }
 
 impl Format {
-    fn name(self) -> Option<&'static str> {
+    fn read_as(self) -> Option<ReadAs> {
         match self {
             Self::Workbook(n) => Some(n),
-            Self::Docx => Some("docx"),
-            Self::Doc => Some("doc"),
-            Self::Pdf => Some("pdf"),
-            Self::Image => Some("image"),
-            Self::Video => Some("video"),
+            Self::Docx => Some(ReadAs::Docx),
+            Self::Doc => Some(ReadAs::Doc),
+            Self::Pdf => Some(ReadAs::Pdf),
+            Self::Image => Some(ReadAs::Image),
+            Self::Video => Some(ReadAs::Video),
             Self::Encrypted | Self::Unknown => None,
         }
     }
@@ -134,9 +171,9 @@ pub fn sniff(data: &[u8], media_type: &str) -> Format {
 fn hint(media_type: &str) -> Format {
     match media_type {
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        | "application/vnd.ms-excel.sheet.macroenabled.12" => Format::Workbook("xlsx"),
-        "application/vnd.ms-excel" | "application/vnd.ms-works" => Format::Workbook("xls"),
-        "application/vnd.oasis.opendocument.spreadsheet" => Format::Workbook("ods"),
+        | "application/vnd.ms-excel.sheet.macroenabled.12" => Format::Workbook(ReadAs::Xlsx),
+        "application/vnd.ms-excel" | "application/vnd.ms-works" => Format::Workbook(ReadAs::Xls),
+        "application/vnd.oasis.opendocument.spreadsheet" => Format::Workbook(ReadAs::Ods),
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
         | "application/vnd.ms-word.document.macroenabled.12" => Format::Docx,
         "application/msword" | "application/vnd.ms-wps" | "application/kswps" => Format::Doc,
@@ -151,10 +188,10 @@ fn sniff_zip(data: &[u8]) -> Option<Format> {
         return Some(Format::Docx);
     }
     if zip.index_for_name("xl/workbook.xml").is_some() {
-        return Some(Format::Workbook("xlsx"));
+        return Some(Format::Workbook(ReadAs::Xlsx));
     }
     if zip.index_for_name("xl/workbook.bin").is_some() {
-        return Some(Format::Workbook("xlsb"));
+        return Some(Format::Workbook(ReadAs::Xlsb));
     }
     let mut mimetype = String::new();
     if let Ok(entry) = zip.by_name("mimetype") {
@@ -162,7 +199,7 @@ fn sniff_zip(data: &[u8]) -> Option<Format> {
     }
     Some(
         if mimetype.trim() == "application/vnd.oasis.opendocument.spreadsheet" {
-            Format::Workbook("ods")
+            Format::Workbook(ReadAs::Ods)
         } else {
             Format::Unknown
         },
@@ -178,7 +215,7 @@ fn sniff_cfb(data: &[u8]) -> Option<Format> {
         Some(if has("WordDocument") {
             Format::Doc
         } else if has("Workbook") || has("Book") {
-            Format::Workbook("xls")
+            Format::Workbook(ReadAs::Xls)
         } else if has("EncryptedPackage") {
             Format::Encrypted
         } else {
@@ -220,12 +257,12 @@ pub fn extract(file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extracti
     let deadline = started + Duration::from_secs(limits.extract_timeout_secs.max(1));
     let format = sniff(&file.data, &file.media_type);
     let mut out = Extraction {
-        read_as: format.name(),
+        read_as: format.read_as(),
         ..Extraction::default()
     };
     let data = file.data.as_slice();
     let doc = match format {
-        Format::Workbook(_) => guarded(|| sheet::read(data, deadline)),
+        Format::Workbook(kind) => guarded(|| sheet::read(data, kind, deadline)),
         Format::Docx => guarded(|| docx::read(data, deadline)),
         Format::Doc => guarded(|| doc::read(data, deadline)),
         Format::Pdf => {

@@ -6,12 +6,13 @@ use std::time::Instant;
 use lopdf::content::Content;
 use lopdf::{Document, Encoding, Object, ObjectId};
 
-use super::grid::Doc;
+use super::grid::{Deadline, Doc};
 
 /// Most pages whose text is read; classification needs the first ones.
 const MAX_PAGES: usize = 50;
-/// Most decompressed content per page.
-const MAX_PAGE_CONTENT: usize = 16 * 1024 * 1024;
+/// Most decompressed content per page: decoded, each operator costs about
+/// 25 times its bytes; a page of dense CJK text has a few hundred KB.
+const MAX_PAGE_CONTENT: usize = 4 * 1024 * 1024;
 /// A baseline move larger than this (in text space units) starts a new line.
 const LINE_STEP: f32 = 2.0;
 
@@ -29,11 +30,12 @@ pub fn read(data: &[u8], deadline: Instant) -> Result<Doc, String> {
         return Err("PDF已加密，无法读取文字".into());
     }
     let mut doc = Doc::default();
+    let mut clock = Deadline::new(deadline);
     for (&number, &page) in pdf.get_pages().iter().take(MAX_PAGES) {
-        if Instant::now() > deadline {
+        if clock.check().is_err() {
             break;
         }
-        let text = match page_text(&pdf, page) {
+        let text = match page_text(&pdf, page, &mut clock) {
             Some(t) if !t.trim().is_empty() => t,
             _ => pdf
                 .extract_text_chunks_with_limit(&[number], MAX_PAGE_CONTENT)
@@ -66,7 +68,7 @@ struct Run {
 /// One page's text: runs grouped into lines by baseline (top to bottom), each
 /// line in order of the runs' start x. LibreOffice draws a line's runs font
 /// by font, so stream order is not reading order (“” came after 月).
-fn page_text(pdf: &Document, page: ObjectId) -> Option<String> {
+fn page_text(pdf: &Document, page: ObjectId, clock: &mut Deadline) -> Option<String> {
     let encodings: BTreeMap<Vec<u8>, Encoding> = pdf
         .get_page_fonts(page)
         .ok()?
@@ -87,6 +89,7 @@ fn page_text(pdf: &Document, page: ObjectId) -> Option<String> {
     // The text line matrix's origin and the leading for T*.
     let (mut x, mut y, mut leading) = (0.0f32, 0.0f32, 0.0f32);
     for op in &content.operations {
+        clock.tick().ok()?;
         let mut strings: Vec<&[u8]> = Vec::new();
         match op.operator.as_str() {
             "Tf" => {

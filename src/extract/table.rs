@@ -2,8 +2,9 @@
 //! labels (fields layout), mapped to the form definition's canonical keys.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::grid::{Cell, Doc, Grid};
+use super::grid::{Cell, Doc, Grid, truncate};
 use super::validate::{self, At};
 use crate::config::{FieldDef, FormDef, Layout};
 use crate::fold::label_key;
@@ -18,6 +19,12 @@ const MIN_HEADER_FIELDS: usize = 3;
 const MAX_LABEL_CHARS: usize = 40;
 /// Most characters a header cell may add after a label it starts with.
 const MAX_LABEL_EXTRA: usize = 6;
+/// Bytes of a cell looked at to normalise it as a label: far more than a
+/// label, and a merged copy of a long cell costs no more than a short one.
+const MAX_LABEL_SCAN: usize = 1024;
+/// Most bytes of values one table returns: a filled 推荐表 of 2000 records
+/// has a few MB; merged cells repeated down every row cannot make more.
+const MAX_TABLE_TEXT: usize = 8 << 20;
 
 /// How well a cell names a field: exact (after normalising) beats "starts with".
 fn label_match(cell: &str, labels: &[String]) -> Option<u8> {
@@ -115,14 +122,24 @@ fn normalised_row(row: &[Cell]) -> Vec<String> {
     row.iter()
         .enumerate()
         .map(|(i, c)| {
-            let left_copy = c.covered && i > 0 && row[i - 1].text == c.text;
+            let left_copy = c.covered && i > 0 && same_text(&row[i - 1], c);
             if left_copy {
                 String::new()
             } else {
-                label_key(&c.text)
+                label_of(&c.text)
             }
         })
         .collect()
+}
+
+/// A cell's text normalised as a label; only its start is looked at.
+fn label_of(text: &str) -> String {
+    label_key(truncate(text, MAX_LABEL_SCAN))
+}
+
+/// Two cells show the same text; a merged copy shares its origin's.
+fn same_text(a: &Cell, b: &Cell) -> bool {
+    Arc::ptr_eq(&a.text, &b.text) || a.text == b.text
 }
 
 /// Column → field index for one header row.
@@ -151,7 +168,7 @@ fn header_map(row: &[Cell], form: &Form, exact_only: bool) -> Vec<(usize, usize)
 }
 
 fn cell_text(row: &[Cell], col: usize) -> &str {
-    row.get(col).map_or("", |c| c.text.as_str())
+    row.get(col).map_or("", |c| &*c.text)
 }
 
 /// A note line under the table ends it: 说明：…, 注：…, 填表说明…
@@ -232,6 +249,7 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &Form, file: &str) -> Option<Found> {
         })
         .collect();
     let mut rows: Vec<BTreeMap<String, FieldValue>> = Vec::new();
+    let mut text_bytes = 0usize;
     for row in grid.rows.iter().skip(data_start) {
         let cells = normalised_row(row);
         if is_note_row(&cells) {
@@ -242,10 +260,25 @@ fn find_rows(grid: &Grid, doc: &Doc, form: &Form, file: &str) -> Option<Found> {
         }
         // A record has content beyond its 序号; bracketed template notes normalise to nothing.
         let has_content = map.iter().any(|&(col, fi)| {
-            def.fields[fi].key != "seq" && !label_key(cell_text(row, col)).is_empty()
+            def.fields[fi].key != "seq" && !label_of(cell_text(row, col)).is_empty()
         });
         if !has_content {
             continue;
+        }
+        text_bytes += map
+            .iter()
+            .map(|&(col, _)| cell_text(row, col).len())
+            .sum::<usize>();
+        if text_bytes > MAX_TABLE_TEXT {
+            problems.push(Problem::new(
+                ProblemCode::FileUnreadable,
+                format!(
+                    "{file}：{}内容过多，只读取了前{}项，请精简后重新发送",
+                    def.name,
+                    rows.len()
+                ),
+            ));
+            break;
         }
         let at = At {
             file,
@@ -357,7 +390,9 @@ fn unit_line(doc: &Doc, grid: &Grid, header_row: usize, field: &FieldDef) -> Opt
     grid.rows[..header_row]
         .iter()
         .flatten()
-        .map(|c| c.text.as_str())
+        // A merged copy says what its origin, seen first, said.
+        .filter(|c| !c.covered)
+        .map(|c| &*c.text)
         .chain(doc.lines.iter().map(String::as_str))
         .find_map(|t| inline_value(t, field))
 }
@@ -369,21 +404,23 @@ fn find_fields(doc: &Doc, form: &Form, file: &str) -> Option<Found> {
         for row in &grid.rows {
             let cells = normalised_row(row);
             for (c, cell) in cells.iter().enumerate() {
-                if let Some((fi, v)) = inline_pair(&row[c].text, form) {
+                // A merged copy says what its origin, seen first, said.
+                if !row[c].covered
+                    && let Some((fi, v)) = inline_pair(&row[c].text, form)
+                {
                     keep_first(&mut texts, fi, v);
                     continue;
                 }
-                let groups: Vec<String> = cells[..c].to_vec();
-                let Some((fi, _)) = best_field(cell, form, &groups) else {
+                let Some((fi, _)) = best_field(cell, form, &cells[..c]) else {
                     continue;
                 };
                 // The value is the next non-empty cell that is not a merged copy of
                 // the label (ods merges are unknown: the covered cell reads empty).
                 let value = row[c + 1..]
                     .iter()
-                    .find(|v| !(v.text.trim().is_empty() || v.covered && v.text == row[c].text))
-                    .filter(|v| best_field(&label_key(&v.text), form, &[]).is_none())
-                    .map_or(String::new(), |v| v.text.clone());
+                    .find(|v| !(v.text.trim().is_empty() || v.covered && same_text(v, &row[c])))
+                    .filter(|v| best_field(&label_of(&v.text), form, &[]).is_none())
+                    .map_or(String::new(), |v| v.text.to_string());
                 keep_first(&mut texts, fi, value);
             }
         }

@@ -5,10 +5,13 @@
 //! does not look inside Form XObjects, so the resources are walked here.
 
 use std::collections::HashSet;
+use std::io::{Cursor, Read};
 
+use flate2::read::{DeflateDecoder, ZlibDecoder};
+use lopdf::filters::png::{FilterType, decode_row};
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream};
 
-use super::raster::{self, Decoded, Raster, check_pixels, unreadable};
+use super::raster::{self, Decoded, MAX_FULL_DECODE_BYTES, Shrink, check_pixels, unreadable};
 use crate::config::Limits;
 use crate::model::Problem;
 
@@ -211,19 +214,6 @@ pub(crate) fn decode(
     let bpc = bpc as usize;
     let (w, h) = (w as usize, h as usize);
     let row_bytes = (w * colour.components() * bpc).div_ceil(8);
-    let expected = row_bytes * h;
-    let samples = if filters.is_empty() {
-        stream.content.clone()
-    } else {
-        // lopdf applies the PNG/TIFF predictor from DecodeParms; the limit
-        // keeps a deflate bomb from growing past the declared image.
-        stream
-            .decompressed_content_with_limit(expected + h + 1024)
-            .map_err(|_| unreadable("PDF 中的图片数据已损坏"))?
-    };
-    if samples.len() < expected {
-        return Err(unreadable("PDF 中的图片数据不完整"));
-    }
     let inverted = dict
         .get(b"Decode")
         .ok()
@@ -231,43 +221,199 @@ pub(crate) fn decode(
         .and_then(|o| o.as_array().ok())
         .and_then(|a| Some(a.first()?.as_float().ok()? > a.get(1)?.as_float().ok()?))
         .unwrap_or(false);
-    let mut rgb = to_rgb(&samples, w, h, row_bytes, bpc, &colour, inverted);
-    if let Some(alpha) = soft_mask(doc, dict, w, h, limits) {
-        // Electronic seals are often solid red with the shape in the mask:
-        // composite over white paper as a viewer would.
-        for (px, &a) in rgb.chunks_exact_mut(3).zip(&alpha) {
-            for c in px {
-                *c = ((u32::from(*c) * u32::from(a) + 255 * (255 - u32::from(a))) / 255) as u8;
+    let mask = soft_mask(doc, dict, limits);
+    let mut out = Shrink::new(w, h);
+    let mut rgb = Vec::with_capacity(w * 3);
+    let held = each_row(stream, &filters, row_bytes, (w, h), &mut |y, row| {
+        to_rgb(row, w, bpc, &colour, inverted, &mut rgb);
+        if let Some(mask) = &mask {
+            // Electronic seals are often solid red with the shape in the mask:
+            // composite over white paper as a viewer would.
+            for (x, px) in rgb.chunks_exact_mut(3).enumerate() {
+                let a = u32::from(mask.alpha(x, y, w, h));
+                for c in px {
+                    *c = ((u32::from(*c) * a + 255 * (255 - a)) / 255) as u8;
+                }
             }
         }
-    }
-    let full = Raster {
-        width: w,
-        height: h,
-        rgb,
-    };
+        out.row(y, &rgb);
+    })?;
     Ok(PageImage::Decoded(Decoded {
-        raster: raster::shrink(full),
         source_width: w as u32,
         source_height: h as u32,
-        decoded_pixels: (w * h) as u64,
+        decoded_pixels: if held { (w * h) as u64 } else { out.pixels() },
+        raster: out.finish(),
     }))
 }
 
-/// The image's /SMask (8-bit gray, Flate or uncompressed), resampled to
-/// `w`×`h` by nearest neighbour.
-fn soft_mask(
-    doc: &Document,
-    dict: &Dictionary,
-    w: usize,
-    h: usize,
-    limits: &Limits,
-) -> Option<Vec<u8>> {
+/// Calls `row` with each of the `h` rows of raw samples (`row_bytes` each,
+/// predictor undone) as the stream decodes: uncompressed and FlateDecode
+/// samples are never held whole. Other filters are decoded whole by lopdf,
+/// up to `MAX_FULL_DECODE_BYTES`; then the result is true.
+fn each_row(
+    stream: &Stream,
+    filters: &[&[u8]],
+    row_bytes: usize,
+    (w, h): (usize, usize),
+    row: &mut dyn FnMut(usize, &[u8]),
+) -> Result<bool, Problem> {
+    let expected = row_bytes * h;
+    let incomplete = || unreadable("PDF 中的图片数据不完整");
+    match filters {
+        [] => {
+            let samples = stream.content.get(..expected).ok_or_else(incomplete)?;
+            samples
+                .chunks_exact(row_bytes)
+                .enumerate()
+                .for_each(|(y, r)| row(y, r));
+            return Ok(false);
+        }
+        [b"FlateDecode" | b"Fl"] => {
+            if let Some(predictor) = Predictor::of(stream, row_bytes) {
+                let mut input = inflate(&stream.content);
+                let mut previous = vec![0u8; row_bytes];
+                let mut current = vec![0u8; row_bytes];
+                for y in 0..h {
+                    predictor.read_row(&mut input, &previous, &mut current)?;
+                    row(y, &current);
+                    std::mem::swap(&mut previous, &mut current);
+                }
+                return Ok(false);
+            }
+        }
+        _ => {}
+    }
+    if expected as u64 > MAX_FULL_DECODE_BYTES {
+        return Err(raster::too_large(w as u64, h as u64));
+    }
+    // lopdf applies the PNG/TIFF predictor from DecodeParms; the limit
+    // keeps a decompression bomb from growing past the declared image.
+    let samples = stream
+        .decompressed_content_with_limit(expected + h + 1024)
+        .map_err(|_| unreadable("PDF 中的图片数据已损坏"))?;
+    let samples = samples.get(..expected).ok_or_else(incomplete)?;
+    samples
+        .chunks_exact(row_bytes)
+        .enumerate()
+        .for_each(|(y, r)| row(y, r));
+    Ok(true)
+}
+
+/// A FlateDecode reader as lopdf makes it: zlib, or raw deflate after the
+/// two header bytes when zlib yields nothing (a broken header).
+fn inflate(content: &[u8]) -> Box<dyn Read + '_> {
+    let mut zlib = ZlibDecoder::new(content);
+    let mut first = [0u8; 1];
+    match zlib.read(&mut first) {
+        Ok(1) => Box::new(Cursor::new(first).chain(zlib)),
+        _ if content.len() > 2 => Box::new(DeflateDecoder::new(&content[2..])),
+        _ => Box::new(std::io::empty()),
+    }
+}
+
+/// How the rows of a Flate stream were filtered before compression.
+enum Predictor {
+    None,
+    /// TIFF predictor 2 on 8-bit samples: each sample adds the one
+    /// `colors` bytes to its left.
+    Tiff {
+        colors: usize,
+    },
+    /// PNG predictors: a filter byte before each row.
+    Png {
+        bpp: usize,
+    },
+}
+
+impl Predictor {
+    /// The stream's predictor; None when its rows are not the image's rows
+    /// (then lopdf decodes it whole).
+    fn of(stream: &Stream, row_bytes: usize) -> Option<Self> {
+        let params = match stream.dict.get(b"DecodeParms") {
+            Ok(Object::Array(a)) => a.first().and_then(|p| p.as_dict().ok()),
+            Ok(Object::Dictionary(d)) => Some(d),
+            _ => None,
+        };
+        let Some(params) = params else {
+            return Some(Self::None);
+        };
+        let sample = |key: &[u8], default: i64| {
+            params
+                .get(key)
+                .and_then(Object::as_i64)
+                .unwrap_or(default)
+                .clamp(1, 1 << 20) as usize
+        };
+        let (columns, colors, bits) = (
+            sample(b"Columns", 1),
+            sample(b"Colors", 1),
+            sample(b"BitsPerComponent", 8),
+        );
+        let rows_match = (columns * colors * bits).div_ceil(8) == row_bytes;
+        match params
+            .get(b"Predictor")
+            .and_then(Object::as_i64)
+            .unwrap_or(1)
+        {
+            2 => (rows_match && bits == 8).then_some(Self::Tiff { colors }),
+            10..=15 => rows_match.then_some(Self::Png {
+                bpp: (colors * bits).div_ceil(8),
+            }),
+            _ => Some(Self::None),
+        }
+    }
+
+    fn read_row(
+        &self,
+        input: &mut dyn Read,
+        previous: &[u8],
+        current: &mut [u8],
+    ) -> Result<(), Problem> {
+        let cut = |_| unreadable("PDF 中的图片数据不完整");
+        match *self {
+            Self::None => input.read_exact(current).map_err(cut)?,
+            Self::Tiff { colors } => {
+                input.read_exact(current).map_err(cut)?;
+                for i in colors..current.len() {
+                    current[i] = current[i].wrapping_add(current[i - colors]);
+                }
+            }
+            Self::Png { bpp } => {
+                let mut filter = [0u8; 1];
+                input.read_exact(&mut filter).map_err(cut)?;
+                let filter = FilterType::try_from(filter[0])
+                    .map_err(|_| unreadable("PDF 中的图片数据已损坏"))?;
+                input.read_exact(current).map_err(cut)?;
+                decode_row(filter, bpp, previous, current);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An image's /SMask (8-bit gray), kept at its own size and sampled by
+/// nearest neighbour; one larger than `MAX_MASK_PIXELS` is left out.
+struct Mask {
+    width: usize,
+    height: usize,
+    alpha: Vec<u8>,
+}
+
+/// Masks are as large as their images at most; an electronic seal's is small.
+const MAX_MASK_PIXELS: usize = 16 << 20;
+
+impl Mask {
+    fn alpha(&self, x: usize, y: usize, w: usize, h: usize) -> u8 {
+        self.alpha[(y * self.height / h) * self.width + x * self.width / w]
+    }
+}
+
+fn soft_mask(doc: &Document, dict: &Dictionary, limits: &Limits) -> Option<Mask> {
     let mask = deref(doc, dict.get(b"SMask").ok()?)?.as_stream().ok()?;
     let mw = usize::try_from(int(doc, &mask.dict, b"Width")?).ok()?;
     let mh = usize::try_from(int(doc, &mask.dict, b"Height")?).ok()?;
     check_pixels(mw as u64, mh as u64, limits).ok()?;
-    if mw == 0 || mh == 0 || int(doc, &mask.dict, b"BitsPerComponent") != Some(8) {
+    if mw * mh > MAX_MASK_PIXELS || int(doc, &mask.dict, b"BitsPerComponent") != Some(8) {
         return None;
     }
     let data = if mask.filters().map(|f| f.is_empty()).unwrap_or(true) {
@@ -276,56 +422,41 @@ fn soft_mask(
         mask.decompressed_content_with_limit(mw * mh + mh + 1024)
             .ok()?
     };
-    if data.len() < mw * mh {
-        return None;
-    }
-    let mut alpha = Vec::with_capacity(w * h);
-    for y in 0..h {
-        let row = &data[(y * mh / h) * mw..][..mw];
-        alpha.extend((0..w).map(|x| row[x * mw / w]));
-    }
-    Some(alpha)
+    (data.len() >= mw * mh).then_some(Mask {
+        width: mw,
+        height: mh,
+        alpha: data,
+    })
 }
 
-fn to_rgb(
-    samples: &[u8],
-    w: usize,
-    h: usize,
-    row_bytes: usize,
-    bpc: usize,
-    colour: &Colour,
-    inverted: bool,
-) -> Vec<u8> {
+/// One row of raw samples as packed RGB.
+fn to_rgb(row: &[u8], w: usize, bpc: usize, colour: &Colour, inverted: bool, out: &mut Vec<u8>) {
     let comps = colour.components();
     let max = (1u32 << bpc.min(8)) - 1;
-    let mut out = Vec::with_capacity(w * h * 3);
     let mut px = [0u8; 4];
-    for y in 0..h {
-        let row = &samples[y * row_bytes..(y + 1) * row_bytes];
-        for x in 0..w {
-            for (c, slot) in px.iter_mut().enumerate().take(comps) {
-                let i = x * comps + c;
-                let raw = match bpc {
-                    8 => u32::from(row[i]),
-                    16 => u32::from(row[i * 2]),
-                    _ => {
-                        let bit = i * bpc;
-                        u32::from(row[bit / 8] >> (8 - bpc - bit % 8)) & max
-                    }
-                };
-                *slot = match colour {
-                    // Palette indices are used as they are.
-                    Colour::Indexed(..) => raw as u8,
-                    _ => {
-                        let v = (raw * 255 / max) as u8;
-                        if inverted { 255 - v } else { v }
-                    }
-                };
-            }
-            out.extend_from_slice(&pixel(colour, &px));
+    out.clear();
+    for x in 0..w {
+        for (c, slot) in px.iter_mut().enumerate().take(comps) {
+            let i = x * comps + c;
+            let raw = match bpc {
+                8 => u32::from(row[i]),
+                16 => u32::from(row[i * 2]),
+                _ => {
+                    let bit = i * bpc;
+                    u32::from(row[bit / 8] >> (8 - bpc - bit % 8)) & max
+                }
+            };
+            *slot = match colour {
+                // Palette indices are used as they are.
+                Colour::Indexed(..) => raw as u8,
+                _ => {
+                    let v = (raw * 255 / max) as u8;
+                    if inverted { 255 - v } else { v }
+                }
+            };
         }
+        out.extend_from_slice(&pixel(colour, &px));
     }
-    out
 }
 
 fn pixel(colour: &Colour, px: &[u8; 4]) -> [u8; 3] {

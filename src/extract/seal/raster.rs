@@ -3,11 +3,14 @@
 //! The detector needs 800–1200 px on the long side (a 4 cm seal is then
 //! 110–160 px across on an A4 page, its ring 3–4 px thick), so JPEG uses DCT
 //! scaling (the decoder computes 1/2, 1/4 or 1/8 of the coefficients) to land
-//! in that range; everything else is decoded and then box-averaged down.
+//! in that range; PNG (and raw PDF samples, in `pdf`) are box-averaged down
+//! row by row as they decode, so only the result is held; TIFF and BMP
+//! decoders hand out whole images, so those are refused above
+//! `MAX_FULL_DECODE_BYTES` before decoding.
 
 use std::io::Cursor;
 
-use image::{ImageFormat, ImageReader};
+use image::{DynamicImage, GenericImageView, ImageDecoder, ImageFormat, ImageReader};
 
 use crate::config::Limits;
 use crate::model::{Problem, ProblemCode};
@@ -31,7 +34,8 @@ pub(crate) struct Decoded {
     pub raster: Raster,
     pub source_width: u32,
     pub source_height: u32,
-    /// Pixels the decoder actually produced (before the final box average).
+    /// Pixels held at once: the DCT-scaled JPEG, the whole TIFF or BMP,
+    /// only the reduced raster for what is averaged down as it decodes.
     pub decoded_pixels: u64,
 }
 
@@ -59,52 +63,222 @@ pub(crate) fn check_pixels(width: u64, height: u64, limits: &Limits) -> Result<(
     Ok(())
 }
 
+/// Most bytes a decoder may hold for an image it cannot reduce while
+/// decoding: a whole TIFF or BMP, a progressive JPEG's coefficients. An A4
+/// page at 600 dpi in 8-bit RGB is 105 MB.
+pub(crate) const MAX_FULL_DECODE_BYTES: u64 = 384 << 20;
+
 /// Decodes a JPEG/PNG/TIFF/BMP file.
 pub(crate) fn decode_image(data: &[u8], limits: &Limits) -> Result<Decoded, Problem> {
     if data.starts_with(&[0xFF, 0xD8]) {
         return decode_jpeg(data, limits);
     }
+    if data.starts_with(b"\x89PNG") {
+        return decode_png(data, limits);
+    }
+    let bad = |_| unreadable("图片已损坏或格式不支持");
     let reader = ImageReader::new(Cursor::new(data))
         .with_guessed_format()
-        .map_err(|_| unreadable("图片已损坏或格式不支持"))?;
-    match reader.format() {
-        Some(ImageFormat::Png | ImageFormat::Tiff | ImageFormat::Bmp) => {}
-        _ => return Err(unreadable("图片已损坏或格式不支持")),
+        .map_err(bad)?;
+    if !matches!(reader.format(), Some(ImageFormat::Tiff | ImageFormat::Bmp)) {
+        return Err(unreadable("图片已损坏或格式不支持"));
     }
-    let (w, h) = reader
-        .into_dimensions()
+    let decoder = reader
+        .into_decoder()
         .map_err(|_| unreadable("图片已损坏或格式不支持"))?;
+    let (w, h) = decoder.dimensions();
     check_pixels(u64::from(w), u64::from(h), limits)?;
-    let mut reader = ImageReader::new(Cursor::new(data))
-        .with_guessed_format()
-        .map_err(|_| unreadable("图片已损坏或格式不支持"))?;
-    let mut image_limits = image::Limits::default();
-    // RGBA16 is the widest buffer a decoder may allocate: 8 bytes per pixel.
-    image_limits.max_alloc = Some(limits.max_image_pixels.saturating_mul(8));
-    reader.limits(image_limits);
-    let img = reader
-        .decode()
-        .map_err(|_| unreadable("图片已损坏或格式不支持"))?;
-    // Transparent areas (a PNG seal on a transparent background) read as paper.
-    let rgba = img.to_rgba8();
-    let mut rgb = Vec::with_capacity(rgba.as_raw().len() / 4 * 3);
-    for px in rgba.as_raw().chunks_exact(4) {
-        let a = u32::from(px[3]);
-        for &c in &px[..3] {
-            rgb.push(((u32::from(c) * a + 255 * (255 - a)) / 255) as u8);
+    // These decoders hand out the whole image: refuse what would not fit
+    // before they allocate it.
+    if decoder.total_bytes() > MAX_FULL_DECODE_BYTES {
+        return Err(too_large(u64::from(w), u64::from(h)));
+    }
+    let img =
+        DynamicImage::from_decoder(decoder).map_err(|_| unreadable("图片已损坏或格式不支持"))?;
+    let mut out = Shrink::new(w as usize, h as usize);
+    match &img {
+        DynamicImage::ImageRgb8(rgb) => {
+            for (y, row) in rgb.as_raw().chunks_exact(w as usize * 3).enumerate() {
+                out.row(y, row);
+            }
+        }
+        _ => {
+            for (x, y, px) in img.pixels() {
+                out.put(x as usize, y as usize, over_white(px.0));
+            }
         }
     }
-    let full = Raster {
-        width: w as usize,
-        height: h as usize,
-        rgb,
-    };
     Ok(Decoded {
-        raster: shrink(full),
         source_width: w,
         source_height: h,
         decoded_pixels: u64::from(w) * u64::from(h),
+        raster: out.finish(),
     })
+}
+
+/// Transparent areas (a PNG seal on a transparent background) read as paper.
+fn over_white([r, g, b, a]: [u8; 4]) -> [u8; 3] {
+    let a = u32::from(a);
+    [r, g, b].map(|c| ((u32::from(c) * a + 255 * (255 - a)) / 255) as u8)
+}
+
+/// Decodes a PNG row by row into the reduced raster: only a row and the
+/// result are held, whatever the image's size or depth.
+fn decode_png(data: &[u8], limits: &Limits) -> Result<Decoded, Problem> {
+    let bad = |_| unreadable("PNG 图片已损坏");
+    let mut decoder = png::Decoder::new(Cursor::new(data));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(bad)?;
+    let info = reader.info();
+    let (w, h) = (info.width, info.height);
+    let interlaced = info.interlaced;
+    check_pixels(u64::from(w), u64::from(h), limits)?;
+    let channels = match reader.output_color_type() {
+        (png::ColorType::Grayscale, png::BitDepth::Eight) => 1,
+        (png::ColorType::GrayscaleAlpha, png::BitDepth::Eight) => 2,
+        (png::ColorType::Rgb, png::BitDepth::Eight) => 3,
+        (png::ColorType::Rgba, png::BitDepth::Eight) => 4,
+        _ => return Err(unreadable("PNG 图片的颜色格式不支持")),
+    };
+    let (w, h) = (w as usize, h as usize);
+    let mut out = Shrink::new(w, h);
+    let mut rows = Adam7Rows::new(w, h, interlaced);
+    while let Some(row) = reader.next_row().map_err(bad)? {
+        let Some((y, x0, dx)) = rows.next() else {
+            break;
+        };
+        for (i, px) in row.data().chunks_exact(channels).enumerate() {
+            let rgba = match *px {
+                [l] => [l, l, l, 255],
+                [l, a] => [l, l, l, a],
+                [r, g, b] => [r, g, b, 255],
+                [r, g, b, a] => [r, g, b, a],
+                _ => continue,
+            };
+            out.put(x0 + i * dx, y, over_white(rgba));
+        }
+    }
+    Ok(Decoded {
+        source_width: w as u32,
+        source_height: h as u32,
+        decoded_pixels: out.pixels(),
+        raster: out.finish(),
+    })
+}
+
+/// Where each row a PNG decoder hands out lies: (y, first x, x step).
+/// Interlaced images come in seven Adam7 passes of sparser rows; a pass
+/// with no pixels is skipped, as the decoder skips it.
+struct Adam7Rows {
+    width: usize,
+    height: usize,
+    interlaced: bool,
+    pass: usize,
+    line: usize,
+}
+
+impl Adam7Rows {
+    /// (x0, y0, dx, dy) of each pass.
+    const PASSES: [(usize, usize, usize, usize); 7] = [
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ];
+
+    fn new(width: usize, height: usize, interlaced: bool) -> Self {
+        Self {
+            width,
+            height,
+            interlaced,
+            pass: 0,
+            line: 0,
+        }
+    }
+}
+
+impl Iterator for Adam7Rows {
+    type Item = (usize, usize, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.interlaced {
+            let y = self.line;
+            self.line += 1;
+            return (y < self.height).then_some((y, 0, 1));
+        }
+        while let Some(&(x0, y0, dx, dy)) = Self::PASSES.get(self.pass) {
+            let samples = self.width.saturating_sub(x0).div_ceil(dx);
+            let lines = self.height.saturating_sub(y0).div_ceil(dy);
+            if self.line < lines && samples > 0 {
+                let y = y0 + self.line * dy;
+                self.line += 1;
+                return Some((y, x0, dx));
+            }
+            self.pass += 1;
+            self.line = 0;
+        }
+        None
+    }
+}
+
+/// Box-averages an image into the raster the detector works on as its
+/// pixels arrive, in any order: only the result is held. The factor is the
+/// integer that brings the long side to at most `WORK_LONG_SIDE`; an integer
+/// box keeps thin red strokes (averaged, not skipped as nearest-neighbour
+/// sampling would), and pixels past the last whole box are dropped.
+pub(crate) struct Shrink {
+    factor: usize,
+    width: usize,
+    height: usize,
+    sums: Vec<u32>,
+}
+
+impl Shrink {
+    pub(crate) fn new(width: usize, height: usize) -> Self {
+        let factor = width.max(height).div_ceil(WORK_LONG_SIDE).max(1);
+        let (width, height) = ((width / factor).max(1), (height / factor).max(1));
+        Self {
+            factor,
+            width,
+            height,
+            sums: vec![0; width * height * 3],
+        }
+    }
+
+    #[inline]
+    pub(crate) fn put(&mut self, x: usize, y: usize, px: [u8; 3]) {
+        let (ox, oy) = (x / self.factor, y / self.factor);
+        if ox < self.width && oy < self.height {
+            let i = (oy * self.width + ox) * 3;
+            for (s, c) in self.sums[i..i + 3].iter_mut().zip(px) {
+                *s += u32::from(c);
+            }
+        }
+    }
+
+    /// Row `y` of packed RGB, from x = 0.
+    pub(crate) fn row(&mut self, y: usize, rgb: &[u8]) {
+        for (x, px) in rgb.chunks_exact(3).enumerate() {
+            self.put(x, y, [px[0], px[1], px[2]]);
+        }
+    }
+
+    /// Pixels of the result.
+    pub(crate) fn pixels(&self) -> u64 {
+        (self.width * self.height) as u64
+    }
+
+    pub(crate) fn finish(self) -> Raster {
+        let n = (self.factor * self.factor) as u32;
+        Raster {
+            width: self.width,
+            height: self.height,
+            rgb: self.sums.iter().map(|&s| (s / n) as u8).collect(),
+        }
+    }
 }
 
 /// Decodes a JPEG with DCT scaling so that the long side lands between
@@ -115,6 +289,19 @@ pub(crate) fn decode_jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, Probl
     let info = dec.info().ok_or_else(|| unreadable("JPEG 图片已损坏"))?;
     let (sw, sh) = (u32::from(info.width), u32::from(info.height));
     check_pixels(u64::from(sw), u64::from(sh), limits)?;
+    // A progressive JPEG keeps every coefficient of the full image (2 bytes
+    // each) whatever the scale it is decoded at.
+    let components: u64 = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::L16 => 1,
+        jpeg_decoder::PixelFormat::RGB24 => 3,
+        jpeg_decoder::PixelFormat::CMYK32 => 4,
+    };
+    let coefficients = u64::from(sw) * u64::from(sh) * components * 2;
+    if info.coding_process == jpeg_decoder::CodingProcess::DctProgressive
+        && coefficients > MAX_FULL_DECODE_BYTES
+    {
+        return Err(too_large(u64::from(sw), u64::from(sh)));
+    }
     let long = sw.max(sh) as usize;
     let (rw, rh) = if long > WORK_LONG_SIDE {
         // `scale` picks the smallest factor still >= the request on one axis.
@@ -165,41 +352,16 @@ pub(crate) fn decode_jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, Probl
     })
 }
 
-/// Box-averages by the integer factor that brings the long side to at most
-/// `WORK_LONG_SIDE`; an integer box keeps thin red strokes (averaged, not
-/// skipped as nearest-neighbour sampling would).
+/// Box-averages a decoded raster down as [`Shrink`] does; one already
+/// small enough is kept as it is.
 pub(crate) fn shrink(src: Raster) -> Raster {
     let long = src.width.max(src.height);
-    let f = long.div_ceil(WORK_LONG_SIDE).max(1);
-    if f == 1 {
+    if long <= WORK_LONG_SIDE || src.width.min(src.height) < long.div_ceil(WORK_LONG_SIDE) {
         return src;
     }
-    let (w, h) = (src.width / f, src.height / f);
-    if w == 0 || h == 0 {
-        return src;
+    let mut out = Shrink::new(src.width, src.height);
+    for (y, row) in src.rgb.chunks_exact(src.width * 3).enumerate() {
+        out.row(y, row);
     }
-    let mut out = vec![0u8; w * h * 3];
-    let mut acc = vec![0u32; w * 3];
-    let n = (f * f) as u32;
-    for oy in 0..h {
-        acc.iter_mut().for_each(|a| *a = 0);
-        for sy in oy * f..oy * f + f {
-            let row = &src.rgb[sy * src.width * 3..(sy * src.width + w * f) * 3];
-            for (ox, block) in row.chunks_exact(f * 3).enumerate() {
-                for px in block.chunks_exact(3) {
-                    acc[ox * 3] += u32::from(px[0]);
-                    acc[ox * 3 + 1] += u32::from(px[1]);
-                    acc[ox * 3 + 2] += u32::from(px[2]);
-                }
-            }
-        }
-        for (o, a) in out[oy * w * 3..(oy + 1) * w * 3].iter_mut().zip(&acc) {
-            *o = (a / n) as u8;
-        }
-    }
-    Raster {
-        width: w,
-        height: h,
-        rgb: out,
-    }
+    out.finish()
 }

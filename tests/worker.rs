@@ -1,0 +1,126 @@
+//! The extraction pool: files read in worker processes come back as they
+//! read in-process, from several threads at once, and a worker that dies
+//! costs one file a problem, never the caller.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use baosong::config::{Config, FormDef, Limits};
+use baosong::extract::{Extractor, InProcess};
+use baosong::intake::FileEntry;
+use baosong::model::ProblemCode;
+use baosong::types::Sha256;
+use baosong::worker::{Pool, PoolOptions};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn forms() -> Vec<FormDef> {
+    Config::example(root()).expect("example config").forms
+}
+
+fn pool(workers: usize, memory_bytes: u64) -> Pool {
+    Pool::with_options(PoolOptions {
+        workers,
+        memory_bytes,
+        ..PoolOptions::new(env!("CARGO_BIN_EXE_baosong"))
+    })
+    .expect("pool")
+}
+
+fn entry(name: &str, data: Vec<u8>) -> FileEntry {
+    FileEntry {
+        filename: name.to_owned(),
+        path: name.to_owned(),
+        declared_type: None,
+        media_type: "application/octet-stream".into(),
+        sha256: Sha256::of(&data),
+        data,
+        problems: Vec::new(),
+    }
+}
+
+/// Every file of the form and scan fixtures.
+fn fixtures() -> Vec<FileEntry> {
+    let mut out = Vec::new();
+    for dir in ["tests/fixtures/forms", "tests/fixtures/scans"] {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+            .expect("fixtures")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| !matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "py")))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            out.push(entry(&name, std::fs::read(&p).expect("read")));
+        }
+    }
+    out
+}
+
+#[test]
+fn pool_reads_every_fixture_as_in_process_reading_does() {
+    let pool = pool(2, baosong::worker::DEFAULT_MEMORY_BYTES);
+    let (forms, limits) = (forms(), Limits::default());
+    for f in fixtures() {
+        let want = InProcess.extract(&f, &forms, &limits);
+        let got = pool.extract(&f, &forms, &limits);
+        assert_eq!(got, want, "{}", f.filename);
+    }
+}
+
+#[test]
+fn pool_serves_several_threads_at_once() {
+    let pool = pool(2, baosong::worker::DEFAULT_MEMORY_BYTES);
+    let (forms, limits) = (forms(), Limits::default());
+    let files = fixtures();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (pool, forms, limits, files) = (&pool, &forms, &limits, &files);
+            s.spawn(move || {
+                for f in files.iter().skip(t).step_by(2) {
+                    let x = pool.extract(f, forms, limits);
+                    assert!(
+                        x.problems
+                            .iter()
+                            .all(|p| p.code != ProblemCode::FileTimeout),
+                        "{}: {:?}",
+                        f.filename,
+                        x.problems
+                    );
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_worker_out_of_memory_costs_one_file_and_is_replaced() {
+    // 48 MB of address space is too little for the PDF reader on a real scan.
+    let pool = pool(1, 48 << 20);
+    let (forms, limits) = (forms(), Limits::default());
+    let big = std::fs::read(root().join("tests/fixtures/forms/tuijian.xlsx")).unwrap();
+    let mut padded = std::fs::read(root().join("tests/fixtures/scans/scan_jpeg.pdf")).unwrap();
+    // A comment as large as the limit: lopdf holds the whole file.
+    padded.splice(10..10, std::iter::repeat_n(b'%', 64 << 20).chain([b'\n']));
+    let started = Instant::now();
+    let x = pool.extract(&entry("大扫描件.pdf", padded), &forms, &limits);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let p = &x.problems[0];
+    assert_eq!(p.code, ProblemCode::FileUnreadable, "{p:?}");
+    assert!(
+        p.message.starts_with("大扫描件.pdf：无法读取（内存超限）"),
+        "{p:?}"
+    );
+    let next = pool.extract(&entry("tuijian.xlsx", big), &forms, &limits);
+    assert!(next.table.is_some(), "{:?}", next.problems);
+}
+
+#[test]
+fn a_missing_worker_program_is_an_error_at_startup() {
+    let err = Pool::with_options(PoolOptions::new("/nonexistent/baosong"))
+        .err()
+        .expect("no pool");
+    assert!(err.to_string().contains("/nonexistent/baosong"), "{err}");
+}
