@@ -72,6 +72,14 @@ pub struct Services {
     pub extractor: Arc<dyn Extractor>,
 }
 
+/// A message archived and analysed, not yet recorded.
+#[derive(Debug)]
+pub struct Prepared {
+    pub analysis: Analysis,
+    /// When it was taken in: the analysis and the row share this time.
+    pub now: DateTime<Utc>,
+}
+
 impl Services {
     /// Opens the store and the archive and loads the templates: every
     /// startup error (database, template file and line) surfaces here.
@@ -107,12 +115,37 @@ impl Services {
     /// One message: raw bytes made durable first, then analysed (bounded in
     /// time), then recorded with its acknowledgement in one transaction.
     pub async fn process(&self, raw: &RawMessage) -> Result<Recorded, ActionError> {
+        let prepared = self.prepare(raw).await?;
+        self.commit(raw, prepared).await
+    }
+
+    /// The first half of [`Self::process`]: the raw bytes made durable and
+    /// the message analysed. Several messages may be prepared at once; they
+    /// are committed one by one, in order.
+    pub async fn prepare(&self, raw: &RawMessage) -> Result<Prepared, ActionError> {
         self.archive.put(raw.bytes.clone()).await?;
         let now = self.now();
         let learned = self.store.learned_addresses().await?;
-        let mut analysis = self.analyse_bounded(raw, learned, now).await;
+        let analysis = self.analyse_bounded(raw, learned, now).await;
+        Ok(Prepared { analysis, now })
+    }
+
+    /// The second half of [`Self::process`]: the ack (which sees every
+    /// message committed before this one) and the row, in one transaction.
+    pub async fn commit(
+        &self,
+        raw: &RawMessage,
+        prepared: Prepared,
+    ) -> Result<Recorded, ActionError> {
+        let Prepared { mut analysis, now } = prepared;
         let ack = self.ack_for(&mut analysis, now).await?;
         Ok(self.store.record(raw, &analysis, ack, now).await?)
+    }
+
+    /// How many messages are worth preparing at once: as many as files can
+    /// be read in parallel.
+    pub fn parallelism(&self) -> usize {
+        self.extractor.parallelism().max(1)
     }
 
     /// Records a message that [`Self::process`] could not, for a reason a

@@ -13,17 +13,18 @@
 //! ([`crate::source::Disposition`]), never a reason to stop.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::actions::Services;
+use crate::actions::{ActionError, Prepared, Services};
 use crate::clock::Heartbeat;
 use crate::model::RawMessage;
 use crate::outbound::transport::MailSender;
@@ -201,16 +202,57 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
     }
 }
 
-/// Takes each delivery through [`Services::process`] and tells the source
-/// whether it may flag the message. Ends when every source has gone.
+/// A message being prepared: the message, the source's verdict channel, the
+/// task preparing it.
+type InFlight = (
+    Arc<RawMessage>,
+    oneshot::Sender<Disposition>,
+    JoinHandle<Result<Prepared, ActionError>>,
+);
+
+/// Takes the deliveries through [`Services::prepare`] several at a time (as
+/// many as files can be read at once) and through [`Services::commit`] one
+/// by one in arrival order, so acks see every earlier message and each
+/// source gets its verdicts in order. Ends when every source has gone.
 async fn processor(
     services: Services,
     mut rx: mpsc::Receiver<Delivery>,
     wake: Arc<Notify>,
     beat: Heartbeat,
 ) -> (&'static str, Result<(), String>) {
-    while let Some(Delivery { raw, done }) = beat.while_pending(rx.recv()).await {
-        let disposition = beat.while_pending(handle(&services, &raw, &wake)).await;
+    let width = services.parallelism();
+    let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(width);
+    let start = |Delivery { raw, done }: Delivery| {
+        let (this, raw) = (services.clone(), Arc::new(raw));
+        let mine = raw.clone();
+        // A task of its own, so a message's archive write and analysis go on
+        // while an earlier one is being committed.
+        let job = tokio::spawn(async move { this.prepare(&mine).await });
+        (raw, done, job)
+    };
+    let mut open = true;
+    loop {
+        while open && inflight.len() < width {
+            match rx.try_recv() {
+                Ok(d) => inflight.push_back(start(d)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        let Some((raw, done, job)) = inflight.pop_front() else {
+            if !open {
+                break;
+            }
+            match beat.while_pending(rx.recv()).await {
+                Some(d) => inflight.push_back(start(d)),
+                None => open = false,
+            }
+            continue;
+        };
+        let prepared = beat.while_pending(job).await;
+        let disposition = beat
+            .while_pending(handle(&services, &raw, prepared, &wake))
+            .await;
         // A source that stopped meanwhile offers the message again next time.
         let _ = done.send(disposition);
     }
@@ -220,9 +262,22 @@ async fn processor(
 /// One message. A passing cause (database, disk) is retried by the source;
 /// any other failure, a panic included, is recorded for a person and the
 /// mailbox moves on.
-async fn handle(services: &Services, raw: &RawMessage, wake: &Notify) -> Disposition {
+async fn handle(
+    services: &Services,
+    raw: &RawMessage,
+    prepared: Result<Result<Prepared, ActionError>, tokio::task::JoinError>,
+    wake: &Notify,
+) -> Disposition {
     let origin = raw.origin.display();
-    let failure = match AssertUnwindSafe(services.process(raw)).catch_unwind().await {
+    let committed = match prepared {
+        Ok(Ok(prepared)) => AssertUnwindSafe(services.commit(raw, prepared))
+            .catch_unwind()
+            .await
+            .map_err(panic_message),
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(e) => Err(panic_text(e)),
+    };
+    let failure = match committed {
         Ok(Ok(recorded)) => {
             match recorded {
                 Recorded::New { message_id, .. } => {
@@ -249,7 +304,7 @@ async fn handle(services: &Services, raw: &RawMessage, wake: &Notify) -> Disposi
             };
         }
         Ok(Err(e)) => e.to_string(),
-        Err(panic) => format!("a panic while processing: {}", panic_message(panic)),
+        Err(panic) => format!("a panic while processing: {panic}"),
     };
     error!(origin, error = %failure, "processing the message failed; recording it for a person");
     match AssertUnwindSafe(services.record_failure(raw, &failure))

@@ -239,6 +239,11 @@ fn guarded(read: impl FnOnce() -> Result<grid::Doc, String>) -> Result<grid::Doc
 pub trait Extractor: Send + Sync {
     /// What is inside `file`. Never fails: what cannot be read is a problem.
     fn extract(&self, file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extraction;
+
+    /// Files this extractor reads well at once.
+    fn parallelism(&self) -> usize {
+        1
+    }
 }
 
 /// Runs the readers on the calling thread.

@@ -205,6 +205,10 @@ impl Pool {
 }
 
 impl Extractor for Pool {
+    fn parallelism(&self) -> usize {
+        self.options.workers
+    }
+
     fn extract(&self, file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extraction {
         let budget = Duration::from_secs(limits.extract_timeout_secs.max(1)) + GRACE;
         let setup = Request::Setup {
