@@ -449,9 +449,7 @@ impl Services {
             let mut earlier = Vec::new();
             for d in &c.deadlines {
                 let status = self.deadline_status(c, d).await?;
-                snapshot
-                    .units
-                    .extend(data::unit_snapshots(c, d, &status));
+                snapshot.units.extend(data::unit_snapshots(c, d, &status));
                 let table = self.deadline_table(c, d).await?;
                 if data::is_recent(d, now) {
                     deadlines.push(table);
@@ -508,8 +506,8 @@ impl Services {
             ProblemCode::ArchiveUnsupported,
         ];
         let tz = self.config.schedule.timezone.0;
-        let message = |number: MessageId, from: Option<&str>, subject: Option<&str>, at| {
-            AttentionItem {
+        let message =
+            |number: MessageId, from: Option<&str>, subject: Option<&str>, at| AttentionItem {
                 number: Item::Message(number.0).to_string(),
                 kind: AttentionKind::Message,
                 who: clean_line(from.unwrap_or("?"), 80),
@@ -517,11 +515,15 @@ impl Services {
                 at: data::local(tz, at),
                 reason: String::new(),
                 new: false,
-            }
-        };
+            };
         let mut items: BTreeMap<MessageId, AttentionItem> = BTreeMap::new();
         for m in self.store.attention().await? {
-            let mut item = message(m.message, m.from.as_deref(), m.subject.as_deref(), m.arrived_at);
+            let mut item = message(
+                m.message,
+                m.from.as_deref(),
+                m.subject.as_deref(),
+                m.arrived_at,
+            );
             item.reason = m.reason;
             items.insert(m.message, item);
         }
@@ -529,7 +531,12 @@ impl Services {
         let mut unreadable: BTreeMap<MessageId, Vec<String>> = BTreeMap::new();
         for f in self.store.unreadable_files(&codes).await? {
             items.entry(f.message).or_insert_with(|| {
-                message(f.message, f.from.as_deref(), f.subject.as_deref(), f.arrived_at)
+                message(
+                    f.message,
+                    f.from.as_deref(),
+                    f.subject.as_deref(),
+                    f.arrived_at,
+                )
             });
             unreadable.entry(f.message).or_default().push(f.problem);
         }
@@ -793,9 +800,7 @@ impl Services {
         Ok(match (marked, item) {
             (Marked::Now, _) => Outcome::yes(format!("{item} 已忽略，不再列入需处理")),
             (Marked::Before, _) => Outcome::yes(format!("{item} 已不在需处理中")),
-            (Marked::Missing, Item::Message(_)) => {
-                Outcome::no(format!("没有编号为 {item} 的邮件"))
-            }
+            (Marked::Missing, Item::Message(_)) => Outcome::no(format!("没有编号为 {item} 的邮件")),
             (Marked::Missing, Item::Send(_)) => {
                 Outcome::no(format!("没有编号为 {item} 的发送记录"))
             }
@@ -827,7 +832,11 @@ impl Services {
             replies::mark_command_mail(&mut analysis);
         }
         self.store.update_analysis(message, &analysis).await?;
-        let unit = analysis.organisation.name.as_deref().unwrap_or("仍未能确认单位");
+        let unit = analysis
+            .organisation
+            .name
+            .as_deref()
+            .unwrap_or("仍未能确认单位");
         let deadline = self
             .deadline_of(analysis.campaign.as_ref(), analysis.deadline.as_ref())
             .map(|(_, d)| format!("，{}", d.display_name()))

@@ -534,7 +534,10 @@ pub async fn ignore(services: &Services, item: &str) -> Result<String, RunError>
 pub async fn digest(services: &Services, send: bool) -> Result<String, RunError> {
     if !send {
         let data = services.digest_data(services.now()).await?;
-        let rendered = services.templates.digest(&data).map_err(ActionError::from)?;
+        let rendered = services
+            .templates
+            .digest(&data)
+            .map_err(ActionError::from)?;
         return Ok(printable(&format!(
             "Subject: {}\n\n{}",
             rendered.subject, rendered.text
@@ -557,10 +560,7 @@ pub async fn log(services: &Services, limit: u32) -> Result<String, RunError> {
     let tz = services.config.schedule.timezone.0;
     let mut out = String::new();
     for e in services.store.command_log(limit).await? {
-        let mail = e
-            .mail
-            .map(|m| format!(" (mail #{m})"))
-            .unwrap_or_default();
+        let mail = e.mail.map(|m| format!(" (mail #{m})")).unwrap_or_default();
         let _ = writeln!(
             out,
             "{}  {} via {}{mail}: {}\n    {} {}",

@@ -46,12 +46,15 @@ impl Item {
             Some(rest) => (true, rest),
             None => (false, s),
         };
-        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || digits.len() > 15
-        {
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || digits.len() > 15 {
             return None;
         }
         let n: i64 = digits.parse().ok()?;
-        Some(if send { Self::Send(n) } else { Self::Message(n) })
+        Some(if send {
+            Self::Send(n)
+        } else {
+            Self::Message(n)
+        })
     }
 }
 
@@ -59,13 +62,24 @@ impl Item {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// The message was sent by this unit (id, name or alias).
-    Assign { message: i64, unit: String },
-    PauseReminders { unit: String },
-    ResumeReminders { unit: String },
+    Assign {
+        message: i64,
+        unit: String,
+    },
+    PauseReminders {
+        unit: String,
+    },
+    ResumeReminders {
+        unit: String,
+    },
     /// Spam, or not a submission: listed no more.
-    Ignore { item: Item },
+    Ignore {
+        item: Item,
+    },
     /// Read one stored message again.
-    Reprocess { message: i64 },
+    Reprocess {
+        message: i64,
+    },
     /// The consolidated spreadsheet, now.
     Spreadsheet,
     Help,
@@ -252,7 +266,10 @@ fn own_lines(body: &str) -> Vec<(String, String)> {
             break;
         }
         if !line.is_empty() {
-            out.push((clean_line(&raw.replace("&nbsp;", " "), MAX_LINE_CHARS), line));
+            out.push((
+                clean_line(&raw.replace("&nbsp;", " "), MAX_LINE_CHARS),
+                line,
+            ));
         }
     }
     out
@@ -279,9 +296,16 @@ fn starts_quote(line: &str) -> bool {
     let lower = line.to_lowercase();
     let rule = lower.chars().count() >= 8 && lower.chars().all(|c| "-_=* ".contains(c));
     let marked_rule = lower.starts_with("---")
-        && ["原始邮件", "邮件原件", "原邮件", "转发", "original", "forwarded"]
-            .iter()
-            .any(|w| lower.contains(w));
+        && [
+            "原始邮件",
+            "邮件原件",
+            "原邮件",
+            "转发",
+            "original",
+            "forwarded",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
     let header = [
         "发件人:",
         "发件人 :",
@@ -307,7 +331,9 @@ fn is_sep(c: char) -> bool {
 
 /// Leading list markers people type before each line: `1.`, `1、`, `(1)`, `-`, `•`.
 fn strip_marker(line: &str) -> &str {
-    let t = line.trim_start_matches(['-', '*', '•', '·', '・']).trim_start();
+    let t = line
+        .trim_start_matches(['-', '*', '•', '·', '・'])
+        .trim_start();
     if t.len() != line.len() {
         return t;
     }
@@ -381,7 +407,9 @@ fn parse_line(shown: &str, line: &str) -> Vec<Entry> {
         Verb::Assign => {
             let (first, unit) = match (split_item(rest), rest.rsplit_once(is_sep)) {
                 // The unit first, the number last: `指派 南京市科技局 #42`.
-                ((i, _), Some((u, last))) if Item::parse(i).is_none() && Item::parse(last).is_some() => {
+                ((i, _), Some((u, last)))
+                    if Item::parse(i).is_none() && Item::parse(last).is_some() =>
+                {
                     (last, u)
                 }
                 (split, _) => split,
@@ -391,7 +419,9 @@ fn parse_line(shown: &str, line: &str) -> Vec<Entry> {
                 Some(Item::Message(message)) if !unit.is_empty() && !is_placeholder(&unit) => {
                     Ok(Command::Assign { message, unit })
                 }
-                Some(Item::Send(_)) => Err("“指派”只用于邮件编号（如 #42），不用于发送失败的邮件".into()),
+                Some(Item::Send(_)) => {
+                    Err("“指派”只用于邮件编号（如 #42），不用于发送失败的邮件".into())
+                }
                 _ => Err("“指派”后请写邮件编号和单位，例如：指派 #42 南京市科技局".into()),
             };
             vec![entry(command)]
@@ -399,9 +429,7 @@ fn parse_line(shown: &str, line: &str) -> Vec<Entry> {
         Verb::Ignore | Verb::Reprocess => {
             let items: Vec<&str> = rest.split(is_sep).filter(|s| !s.is_empty()).collect();
             if items.is_empty() {
-                return vec![entry(Err(format!(
-                    "“{word}”后请写编号，例如：{word} #43"
-                )))];
+                return vec![entry(Err(format!("“{word}”后请写编号，例如：{word} #43")))];
             }
             items
                 .into_iter()
@@ -466,7 +494,11 @@ fn unit_text(s: &str) -> String {
         .find_map(|p| s.strip_prefix(p))
         .unwrap_or(s);
     s.trim_matches(|c: char| {
-        is_sep(c) || matches!(c, '"' | '\'' | '“' | '”' | '‘' | '’' | '「' | '」' | '《' | '》')
+        is_sep(c)
+            || matches!(
+                c,
+                '"' | '\'' | '“' | '”' | '‘' | '’' | '「' | '」' | '《' | '》'
+            )
     })
     .to_owned()
 }
@@ -572,7 +604,8 @@ mod tests {
 
     #[test]
     fn every_verb_is_read() {
-        let body = "暂停提醒 南通市科协\n恢复提醒：nt-kx\n忽略 #43、#S3\n重新识别 #44\n汇总表\n帮助";
+        let body =
+            "暂停提醒 南通市科协\n恢复提醒：nt-kx\n忽略 #43、#S3\n重新识别 #44\n汇总表\n帮助";
         assert_eq!(
             commands(body),
             [
@@ -597,7 +630,8 @@ mod tests {
 
     #[test]
     fn prose_is_ignored_and_a_verb_without_arguments_is_an_error() {
-        let body = "王处好，\n汇总表里南京的数字不对\n指派\n忽略 四十三\n暂停提醒 单位名称\n谢谢！\n王明";
+        let body =
+            "王处好，\n汇总表里南京的数字不对\n指派\n忽略 四十三\n暂停提醒 单位名称\n谢谢！\n王明";
         let got = commands(body);
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(got[2].as_ref().unwrap_err().contains("具体的单位"));
@@ -618,7 +652,8 @@ mod tests {
             "On Fri, Jun 20, 2025 at 8:30 AM 报送 <kjt@163.com> wrote:\n",
         ];
         for quote in styles {
-            let body = format!("汇总表\n\n{quote}\n回复本邮件即可处理：\n指派 #42 单位名称\n忽略 #43\n");
+            let body =
+                format!("汇总表\n\n{quote}\n回复本邮件即可处理：\n指派 #42 单位名称\n忽略 #43\n");
             assert_eq!(commands(&body), [Ok(Command::Spreadsheet)], "{quote}");
         }
         let inline = "> 指派 #42 南京市科技局\n> 忽略 #43\n忽略 #43\n";
@@ -635,7 +670,9 @@ mod tests {
         assert!(looks_like_a_try("请把#42指给南京"));
         assert!(looks_like_a_try("我想要汇总表"));
         assert!(!looks_like_a_try("收到，谢谢"));
-        assert!(!looks_like_a_try("谢谢\n\n在 2025-06-20 写道：\n指派 #42 x"));
+        assert!(!looks_like_a_try(
+            "谢谢\n\n在 2025-06-20 写道：\n指派 #42 x"
+        ));
     }
 
     fn cited(to: &str, sent: &str) -> Cited {
@@ -669,7 +706,14 @@ mod tests {
             Authority::None
         );
         let refused = |a| matches!(a, Authority::Refuse(_));
-        assert!(refused(authority("kjt@163.com", &coord, true, &[], pass, now)));
+        assert!(refused(authority(
+            "kjt@163.com",
+            &coord,
+            true,
+            &[],
+            pass,
+            now
+        )));
         assert!(refused(authority(
             "kjt@163.com",
             &coord,
@@ -679,9 +723,23 @@ mod tests {
             now
         )));
         let old = [cited("kjt@163.com", "2025-06-01T00:30:00Z")];
-        assert!(refused(authority("kjt@163.com", &coord, true, &old, pass, now)));
+        assert!(refused(authority(
+            "kjt@163.com",
+            &coord,
+            true,
+            &old,
+            pass,
+            now
+        )));
         let other = [cited("other@163.com", "2025-06-20T00:30:00Z")];
-        assert!(refused(authority("kjt@163.com", &coord, true, &other, pass, now)));
+        assert!(refused(authority(
+            "kjt@163.com",
+            &coord,
+            true,
+            &other,
+            pass,
+            now
+        )));
         let reminder = [Cited {
             answerable: false,
             ..fresh[0].clone()

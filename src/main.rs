@@ -184,9 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Command::Digest { send } => commands::digest(&services, send).await?,
                 Command::Log { limit } => commands::log(&services, limit).await?,
                 Command::Export { xlsx } => commands::export_xlsx(&services, &xlsx).await?,
-                Command::Reprocess { message } => {
-                    commands::reprocess(&services, message).await?
-                }
+                Command::Reprocess { message } => commands::reprocess(&services, message).await?,
                 Command::Remind { pause, resume } => {
                     commands::remind(&services, pause.as_deref(), resume.as_deref()).await?
                 }

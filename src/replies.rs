@@ -16,13 +16,12 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::actions::{ActionError, Outcome, Services, outbox_row};
-use crate::config::Limits;
+use crate::config::{Config, Limits};
 use crate::export;
 use crate::intake;
 use crate::mailcmd::{self, Authority, Command, Entry, Verb};
 use crate::model::{Analysis, Header, RawMessage};
 use crate::outbound::{CommandResult, MailKind, ReplyData, compose, data};
-use crate::pipeline;
 use crate::store::{LogEntry, MessageId, OutboxKind, Recorded, Via};
 use crate::trust;
 use crate::types::MailAddress;
@@ -81,14 +80,24 @@ pub fn not_obeyed(analysis: &mut Analysis, why: &str) {
     analysis.attention = Some(format!("像是协调人的指令回复，但未执行：{why}"));
 }
 
-/// The headers of a raw mail, without reading its body or attachments.
-fn headers(raw: &RawMessage, limits: &Limits, own: &intake::OwnIdentity) -> Header {
+/// The headers of a raw mail, without reading its body or attachments, and
+/// whether it is machine-made. Our own addresses do not make it so here: a
+/// coordinator may reply from the contact mailbox itself. Our own Message-ID
+/// and `Auto-Submitted` still do, so our answer, delivered back to a
+/// coordinator address that is one of our mailboxes, is never obeyed (and
+/// never answered again).
+fn headers(raw: &RawMessage, config: &Config) -> (Header, Option<String>) {
     // A message larger than the limit is read for its headers only.
     let headers_only = Limits {
         max_message_bytes: 0,
-        ..limits.clone()
+        ..config.limits.clone()
     };
-    intake::parse(&raw.bytes, &headers_only, own).header
+    let own = intake::OwnIdentity {
+        addresses: Vec::new(),
+        message_id_domain: config.smtp.message_id_domain.clone(),
+    };
+    let intake = intake::parse(&raw.bytes, &headers_only, &own);
+    (intake.header, intake.auto_generated)
 }
 
 /// Whether a Message-ID (with or without `<>`) is one we generated.
@@ -104,10 +113,13 @@ impl Services {
     /// obeyed, obeys and answers it.
     pub(crate) async fn command_reply(&self, raw: &RawMessage) -> Result<Handled, ActionError> {
         let config = &self.config;
-        let header = headers(raw, &config.limits, &pipeline::own_identity(config));
+        let (header, auto_generated) = headers(raw, config);
         let Some(from) = header.from.clone() else {
             return Ok(Handled::Ordinary);
         };
+        if auto_generated.is_some() {
+            return Ok(Handled::Ordinary);
+        }
         let coordinators = &config.schedule.coordinators;
         let cites: Vec<String> = header
             .in_reply_to
@@ -173,7 +185,11 @@ impl Services {
 
     /// One command of a mail, done once: a command already in the log was
     /// done before this mail was offered again, and is only reported.
-    async fn obey(&self, entry: &Entry, actor: &Actor) -> Result<(Verb, CommandResult), ActionError> {
+    async fn obey(
+        &self,
+        entry: &Entry,
+        actor: &Actor,
+    ) -> Result<(Verb, CommandResult), ActionError> {
         if let Some((mail, seq)) = actor.mail
             && let Some(done) = self.store.logged_command(mail, seq).await?
         {
@@ -188,7 +204,10 @@ impl Services {
             ));
         }
         let (verb, outcome) = match &entry.command {
-            Ok(command) => (command.verb(), self.perform(&entry.line, command, actor).await?),
+            Ok(command) => (
+                command.verb(),
+                self.perform(&entry.line, command, actor).await?,
+            ),
             Err(why) => {
                 let outcome = Outcome::no(why.clone());
                 self.log(actor, &entry.line, Verb::Invalid, None, &outcome)
@@ -270,9 +289,7 @@ impl Services {
             warn!(message = %mail, %from, "a coordinator address no mail can go to; commands done, not answered");
             return Ok(());
         };
-        let spreadsheet = results
-            .iter()
-            .any(|(v, r)| *v == Verb::Spreadsheet && r.ok);
+        let spreadsheet = results.iter().any(|(v, r)| *v == Verb::Spreadsheet && r.ok);
         let help = results.is_empty()
             || results
                 .iter()

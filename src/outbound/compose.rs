@@ -194,9 +194,11 @@ fn with_workbook(
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"baosong-{day}.xlsx\""
     ))
     .expect("a literal media type parses");
-    MultiPart::mixed().multipart(alternative(rendered)).singlepart(
-        Attachment::new(format!("报送情况汇总{day}.xlsx")).body(bytes.to_vec(), content_type),
-    )
+    MultiPart::mixed()
+        .multipart(alternative(rendered))
+        .singlepart(
+            Attachment::new(format!("报送情况汇总{day}.xlsx")).body(bytes.to_vec(), content_type),
+        )
 }
 
 fn base(stamp: &Stamp<'_>, subject: &str, auto_submitted: &str) -> lettre::message::MessageBuilder {

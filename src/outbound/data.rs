@@ -18,7 +18,7 @@ use crate::config::{CampaignConfig, Config, DeadlineConfig, FieldType, Layout};
 use crate::directory::{Directory, Organisation};
 use crate::fold::clean_line;
 use crate::model::{Analysis, FieldValue};
-use crate::status::{CellState, DeadlineStatus, UnitStatus};
+use crate::status::{CellState, DeadlineStatus, UnitState, UnitStatus};
 use crate::types::{CampaignId, DeadlineId, FormId, MailAddress, OrgId};
 
 /// Longest quote of a sender's subject or file name.
@@ -191,6 +191,7 @@ pub fn deadline_table(
                 .collect(),
             problems: u.problems.iter().map(|p| p.message.clone()).collect(),
             complete: u.is_complete(),
+            nothing: u.state == UnitState::None,
         })
         .collect();
     let c = &status.counts;
@@ -434,7 +435,10 @@ mod tests {
             problems: problems.iter().map(|p| (*p).to_owned()).collect(),
         };
         let before = Snapshot {
-            units: vec![unit("nj-kjj", false, &[]), unit("wx-kx", false, &["旧问题"])],
+            units: vec![
+                unit("nj-kjj", false, &[]),
+                unit("wx-kx", false, &["旧问题"]),
+            ],
             attention: vec![],
         };
         let now = Snapshot {

@@ -223,6 +223,8 @@ pub struct DigestRow {
     /// Everything this unit has been told to fix.
     pub problems: Vec<String>,
     pub complete: bool,
+    /// Nothing received yet (counted in `counts.none`).
+    pub nothing: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -363,14 +365,16 @@ pub mod sample {
                     who: "wangwu1987@qq.com".into(),
                     subject: "材料".into(),
                     at: at(2025, 6, 19, 16, 12, 0),
-                    reason: "未能确认单位；发件人不在单位名录中，回执暂未发送，确认单位后发出".into(),
+                    reason: "未能确认单位；发件人不在单位名录中，回执暂未发送，确认单位后发出"
+                        .into(),
                     new: true,
                 },
                 AttentionItem {
                     number: "#S3".into(),
                     kind: AttentionKind::Send,
                     who: "xzkjjrc@xz.gov.cn".into(),
-                    subject: "提醒：请于2025年6月22日24:00前报送活动总结报告和开展情况统计表".into(),
+                    subject: "提醒：请于2025年6月22日24:00前报送活动总结报告和开展情况统计表"
+                        .into(),
                     at: at(2025, 6, 19, 9, 0, 0),
                     reason: "发送失败：550 Mailbox not found".into(),
                     new: false,
@@ -421,6 +425,7 @@ pub mod sample {
                             ],
                             problems: vec![],
                             complete: true,
+                            nothing: false,
                         },
                         DigestRow {
                             org_name: "无锡市科学技术协会".into(),
@@ -433,6 +438,7 @@ pub mod sample {
                                 "《统计表.xlsx》：经费投入“约5”单位不明，请填写万元数".into(),
                             ],
                             complete: false,
+                            nothing: false,
                         },
                         DigestRow {
                             org_name: "徐州市科学技术局".into(),
@@ -443,6 +449,7 @@ pub mod sample {
                             ],
                             problems: vec![],
                             complete: false,
+                            nothing: true,
                         },
                     ],
                     counts: DigestCounts {
@@ -493,19 +500,21 @@ pub mod sample {
                     true,
                     "#42 已指派给南京市科学技术局，已记住发件地址 wangwu1987@qq.com，回执已发出",
                 ),
-                result("暂停提醒 南通市科协", true, "已暂停给南通市科学技术协会的提醒"),
                 result(
-                    "忽略 #43",
-                    false,
-                    "没有编号为 #43 的邮件",
+                    "暂停提醒 南通市科协",
+                    true,
+                    "已暂停给南通市科学技术协会的提醒",
                 ),
+                result("忽略 #43", false, "没有编号为 #43 的邮件"),
                 result("汇总表", true, "汇总表见附件"),
             ],
             help: false,
             spreadsheet: true,
             original_subject: "回复：报送情况汇总（截至2025年6月20日 08:30）".into(),
             original_message_id: Some("<tencent_1A2B3C@qq.com>".into()),
-            original_references: vec!["<20250620.k3j9x2m4q8r7t6y5.digest@baosong.kjt.example.cn>".into()],
+            original_references: vec![
+                "<20250620.k3j9x2m4q8r7t6y5.digest@baosong.kjt.example.cn>".into(),
+            ],
         }
     }
 }

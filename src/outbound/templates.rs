@@ -35,7 +35,10 @@ const BUILTIN: [(&str, &str); 8] = [
         include_str!("../../templates/digest.html.j2"),
     ),
     ("reply.txt.j2", include_str!("../../templates/reply.txt.j2")),
-    ("reply.html.j2", include_str!("../../templates/reply.html.j2")),
+    (
+        "reply.html.j2",
+        include_str!("../../templates/reply.html.j2"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -372,14 +375,23 @@ mod tests {
     #[test]
     fn the_digest_leads_with_what_needs_a_person_then_changes_then_the_matrix() {
         let r = Templates::builtin().digest(&sample::digest()).unwrap();
-        let at = |s: &str| r.text.find(s).unwrap_or_else(|| panic!("{s} in {}", r.text));
+        let at = |s: &str| {
+            r.text
+                .find(s)
+                .unwrap_or_else(|| panic!("{s} in {}", r.text))
+        };
         assert!(at("【需处理】2项") < at("【2025年6月19日 08:30以来】"));
         assert!(at("以来】") < at("【2025年江苏省"));
-        assert!(r.text.contains("#42（新） 2025年6月19日 16:12"), "{}", r.text);
+        assert!(
+            r.text.contains("#42（新） 2025年6月19日 16:12"),
+            "{}",
+            r.text
+        );
         assert!(r.text.contains("#S3 "), "{}", r.text);
         assert!(r.text.contains("发给 xzkjjrc@xz.gov.cn"), "{}", r.text);
         assert!(r.text.contains("指派 #编号 单位名称"), "{}", r.text);
         assert!(r.text.contains("新齐全：南京市科学技术局"), "{}", r.text);
+        assert!(r.text.contains("尚未报送：徐州市科学技术局"), "{}", r.text);
         assert!(
             r.text
                 .contains("特色群众性主题实践活动推荐表（5月6日截止）：共3个单位，齐全2"),
@@ -400,11 +412,16 @@ mod tests {
         let r = Templates::builtin().reply(&sample::reply()).unwrap();
         assert_eq!(r.subject, "指令处理结果（已办3条，未办1条）");
         assert!(
-            r.text.contains("1. “指派 #42 南京市科技局”\n   ✔ 已办：#42 已指派给南京市科学技术局"),
+            r.text
+                .contains("1. “指派 #42 南京市科技局”\n   ✔ 已办：#42 已指派给南京市科学技术局"),
             "{}",
             r.text
         );
-        assert!(r.text.contains("✘ 未办：没有编号为 #43 的邮件"), "{}", r.text);
+        assert!(
+            r.text.contains("✘ 未办：没有编号为 #43 的邮件"),
+            "{}",
+            r.text
+        );
         assert!(r.text.contains("汇总表见附件"), "{}", r.text);
         assert!(!r.text.contains("可用的指令"), "{}", r.text);
         // Our echo of a command, quoted in a later reply, is not a command again.
