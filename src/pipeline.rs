@@ -72,6 +72,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         }
         let mut problems = file.problems.clone();
         problems.extend(ex.problems.iter().map(|p| name_file(p, &file.filename)));
+        problems.extend(crate::classify::problems(file, &ex, kind, form));
         let is_form = matches!(
             kind,
             DocumentKind::RecommendationForm | DocumentKind::StatisticsForm
@@ -89,6 +90,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         // seal it carries (an electronic seal image).
         let sealed = match form {
             DocForm::Scan => ex.sealed,
+            DocForm::Media => None,
             _ => ex.sealed.filter(|s| *s),
         };
         documents.push(Document {
