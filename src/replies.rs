@@ -155,7 +155,7 @@ impl Services {
             Recorded::New { message_id, .. } => message_id,
             Recorded::Duplicate { message_id } => {
                 let earlier = self.store.show_message(message_id).await?;
-                if !earlier.is_some_and(|d| d.message.ack_reason == COMMAND_MAIL) {
+                if earlier.is_none_or(|d| d.message.ack_reason != COMMAND_MAIL) {
                     // Recorded before as ordinary mail: it stays that.
                     return Ok(Handled::Obeyed(recorded));
                 }

@@ -482,7 +482,17 @@ async fn replies_that_are_not_a_coordinators_answer_to_our_digest_are_never_obey
     )
     .into_bytes();
     dmarc.extend(variant(3, reply.clone()));
-    for mail in [&unit, &forged, &dmarc] {
+    // A coordinator's address citing nothing at all: a new mail, not a reply.
+    let uncited = replace(
+        &replace(
+            &variant(5, reply.clone()),
+            &format!("In-Reply-To: {digest_id}\r\n"),
+            "",
+        ),
+        &format!("References: {digest_id}\r\n"),
+        "",
+    );
+    for mail in [&unit, &forged, &dmarc, &uncited] {
         w.append(mail);
     }
     w.run_once().await;
@@ -496,11 +506,17 @@ async fn replies_that_are_not_a_coordinators_answer_to_our_digest_are_never_obey
         0
     );
     // Each is stored as ordinary mail: the unit's is acknowledged like any
-    // mail of a known unit, the two forgeries are listed for the coordinators.
-    assert_eq!(w.count("SELECT COUNT(*) FROM messages").await, 1 + 1 + 3);
+    // mail of a known unit, the two forgeries are listed for the coordinators,
+    // the uncited one (from our own contact address) gets no ack.
+    assert_eq!(w.count("SELECT COUNT(*) FROM messages").await, 1 + 1 + 4);
     let got = w.sink.wait_for(2);
     assert_eq!(got[1].rcpt_tos, ["njkjjrcc@nanjing.gov.cn"]);
     assert!(subject(&got[1]).starts_with("回执"), "{}", subject(&got[1]));
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM outbox").await,
+        2,
+        "the digest and the unit's ack, nothing else"
+    );
     let attention = w
         .services
         .digest_data(w.clock.now())
@@ -691,10 +707,21 @@ async fn the_digest_says_what_changed_since_the_last_one_and_numbers_what_needs_
         clock.set(at("2025-06-10T08:30:00+08:00"));
         let (services, label) = (&db.services, db.label);
         let first = services.digest_data(clock.now()).await.unwrap();
-        assert!(first.changes.is_none(), "{label}: nothing to compare the first digest with");
+        assert!(
+            first.changes.is_none(),
+            "{label}: nothing to compare the first digest with"
+        );
         let js = &first.campaigns[0];
-        assert!(js.deadlines.iter().all(|d| d.name != "特色群众性主题实践活动推荐表"));
-        assert!(js.earlier.iter().any(|d| d.name == "特色群众性主题实践活动推荐表"));
+        assert!(
+            js.deadlines
+                .iter()
+                .all(|d| d.name != "特色群众性主题实践活动推荐表")
+        );
+        assert!(
+            js.earlier
+                .iter()
+                .any(|d| d.name == "特色群众性主题实践活动推荐表")
+        );
         digest_sent(services).await;
 
         // A unit's 统计表, a password-protected file and a stranger's mail
@@ -722,17 +749,31 @@ async fn the_digest_says_what_changed_since_the_last_one_and_numbers_what_needs_
 
         clock.advance(chrono::Duration::days(1));
         let second = services.digest_data(clock.now()).await.unwrap();
-        let changes = second.changes.as_ref().expect("changes since the first digest");
+        let changes = second
+            .changes
+            .as_ref()
+            .expect("changes since the first digest");
         assert_eq!(changes.since.to_rfc3339(), "2025-06-10T08:30:00+08:00");
-        let mut units: Vec<&str> = changes.received.iter().map(|r| r.org_name.as_str()).collect();
+        let mut units: Vec<&str> = changes
+            .received
+            .iter()
+            .map(|r| r.org_name.as_str())
+            .collect();
         units.sort_unstable();
-        assert_eq!(units, ["宿迁市科学技术局", "徐州市科学技术协会"], "{label}: {changes:?}");
+        assert_eq!(
+            units,
+            ["宿迁市科学技术局", "徐州市科学技术协会"],
+            "{label}: {changes:?}"
+        );
         let statistics = changes
             .received
             .iter()
             .find(|r| r.org_name == "徐州市科学技术协会")
             .unwrap();
-        assert!(statistics.files.iter().any(|f| f == "统计表电子版"), "{changes:?}");
+        assert!(
+            statistics.files.iter().any(|f| f == "统计表电子版"),
+            "{changes:?}"
+        );
         let send = format!("#S{}", ack.id);
         let item = |number: &str| {
             second
@@ -772,7 +813,11 @@ async fn the_digest_says_what_changed_since_the_last_one_and_numbers_what_needs_
         assert!(third.attention.is_empty(), "{label}: {:?}", third.attention);
         assert!(third.changes.unwrap().received.is_empty());
         assert_eq!(
-            count(services, "SELECT COUNT(*) FROM command_log WHERE via = 'cli'").await,
+            count(
+                services,
+                "SELECT COUNT(*) FROM command_log WHERE via = 'cli'"
+            )
+            .await,
             4,
             "{label}"
         );
