@@ -614,9 +614,8 @@ fn corpus(name: &str) -> RawMessage {
     raw(std::fs::read(&path).unwrap(), name)
 }
 
-/// A digest enqueued and marked sent now (the outbox worker's part); its Message-ID.
-async fn digest_sent(services: &Services) -> String {
-    assert!(services.enqueue_digest(services.now()).await.unwrap());
+/// Marks every due outbox row sent now; the rows.
+async fn send_all(services: &Services) -> Vec<baosong::store::OutboxRow> {
     let now = services.now();
     let rows = services
         .store
@@ -626,7 +625,15 @@ async fn digest_sent(services: &Services) -> String {
     for row in &rows {
         services.store.mark_sent(row.id, "test", now).await.unwrap();
     }
-    rows.into_iter()
+    rows
+}
+
+/// A digest enqueued and marked sent now (the outbox worker's part); its Message-ID.
+async fn digest_sent(services: &Services) -> String {
+    assert!(services.enqueue_digest(services.now()).await.unwrap());
+    send_all(services)
+        .await
+        .into_iter()
         .find(|r| r.kind == baosong::store::OutboxKind::Digest)
         .expect("a digest row")
         .message_id
@@ -820,6 +827,69 @@ async fn the_digest_says_what_changed_since_the_last_one_and_numbers_what_needs_
             .await,
             4,
             "{label}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinators_reply_to_an_ack_sent_to_them_is_obeyed_and_answered() {
+    let clock = Arc::new(FixedClock::new(at("2025-06-10T08:30:00+08:00")));
+    for db in offline(&clock).await {
+        let (services, label) = (&db.services, db.label);
+        // A coordinator sends a unit's material on from their own Outlook
+        // address: not in the directory, so the ack waits for a person.
+        let material = format!(
+            "From: <{OUTLOOK}>\r\nTo: {OURS}\r\nSubject: =?UTF-8?B?5p2Q5paZ?=\r\n\
+             Message-ID: <fwd-1@kjt.js.gov.cn>\r\nDate: Tue, 10 Jun 2025 08:00:00 +0800\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n南京的材料。\r\n"
+        );
+        let baosong::store::Recorded::New { message_id, .. } = services
+            .process(&raw(material.into_bytes(), "material.eml"))
+            .await
+            .unwrap()
+        else {
+            panic!("{label}: a new mail");
+        };
+        assert!(send_all(services).await.is_empty(), "{label}: ack held");
+        let out = commands::assign(services, message_id.0, "南京市科技局")
+            .await
+            .unwrap();
+        assert!(out.contains("已指派给南京市科学技术局"), "{label}: {out}");
+        let ack = send_all(services)
+            .await
+            .into_iter()
+            .find(|r| r.kind == baosong::store::OutboxKind::Ack)
+            .unwrap_or_else(|| panic!("{label}: the held ack"));
+        assert_eq!(ack.to, [OUTLOOK], "{label}");
+
+        // The coordinator answers the ack, as Outlook quotes it.
+        clock.advance(chrono::Duration::hours(1));
+        let reply = format!(
+            "From: <{OUTLOOK}>\r\nTo: {OURS}\r\nSubject: =?UTF-8?B?5Zue5aSN77ya5Zue5omn?=\r\n\
+             Message-ID: <re-ack-1@kjt.js.gov.cn>\r\nIn-Reply-To: {id}\r\nReferences: \
+             <fwd-1@kjt.js.gov.cn> {id}\r\nDate: Tue, 10 Jun 2025 09:30:00 +0800\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+             暂停提醒 南京市科技局\r\n\r\n发件人: 报送 <{OURS}>\r\n发送时间: 2025年6月10日 8:30\r\n\
+             主题: 回执\r\n\r\n恢复提醒 南京市科技局\r\n",
+            id = ack.message_id
+        );
+        services
+            .process(&raw(reply.into_bytes(), "re-ack.eml"))
+            .await
+            .unwrap();
+        assert_eq!(
+            services.store.paused_orgs().await.unwrap(),
+            [OrgId::from("nj-kjj")],
+            "{label}: the quoted 恢复提醒 is not a command"
+        );
+        let answer = send_all(services).await;
+        assert_eq!(answer.len(), 1, "{label}");
+        assert_eq!(answer[0].kind, baosong::store::OutboxKind::Reply);
+        assert_eq!(answer[0].to, [OUTLOOK], "{label}");
+        let log = commands::log(services, 10).await.unwrap();
+        assert!(
+            log.contains(&format!("{OUTLOOK} via mail (mail #")),
+            "{label}: {log}"
         );
     }
 }
