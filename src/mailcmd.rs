@@ -640,6 +640,32 @@ mod tests {
     }
 
     #[test]
+    fn an_html_only_reply_is_read_up_to_its_quote() {
+        // QQ Mail and 163 on a phone may send HTML alone; the quote's heading
+        // survives the conversion to text and still ends the commands.
+        let html = "<html><body><div>暂停提醒&nbsp;南通市科协</div><div>汇总表</div>\
+                    <div><br></div><div style=\"font-size:12px\">\
+                    ------------------&nbsp;原始邮件&nbsp;------------------</div>\
+                    <div><b>发件人:</b> 报送 &lt;kjt@163.com&gt;</div>\
+                    <blockquote>指派 #42 单位名称<br>忽略 #43</blockquote></body></html>";
+        let raw = format!(
+            "From: <a@qq.com>\r\nSubject: re\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n"
+        );
+        let text = reply_text(raw.as_bytes());
+        assert_eq!(
+            commands(&text),
+            [
+                Ok(Command::PauseReminders {
+                    unit: "南通市科协".into()
+                }),
+                Ok(Command::Spreadsheet)
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
     fn quoted_mail_below_the_reply_is_not_read() {
         let styles = [
             // Outlook
