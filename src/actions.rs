@@ -12,19 +12,26 @@ use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::config::{CampaignConfig, Config, ConfigError, DeadlineConfig};
-use crate::directory::{Directory, Organisation};
+use crate::directory::{Directory, Lookup, Organisation};
 use crate::export::{self, ExportColumn, ExportData, ExportError, ExportForm, ExportRecord};
 use crate::extract::{Extractor, InProcess};
+use crate::fold::clean_line;
+use crate::mailcmd::Item;
 use crate::model::{Analysis, Problem, ProblemCode, RawMessage};
 use crate::outbound::compose::{self, ComposeError, Stamp};
+use crate::outbound::data::Snapshot;
 use crate::outbound::{
-    DigestCampaign, DigestDeadline, FailedSend, MailKind, TemplateError, Templates, data,
+    AttentionItem, AttentionKind, DigestCampaign, DigestChanges, DigestData, DigestDeadline,
+    MailKind, ReceivedItem, TemplateError, Templates, data,
 };
 use crate::pipeline::{self, Context};
+use crate::replies::{self, Handled};
 use crate::schedule;
 use crate::status::{self, DeadlineStatus, Sent};
-use crate::store::{Archive, MessageId, NewOutbox, OutboxKind, Recorded, Store, StoreError};
-use crate::types::{CampaignId, DeadlineId, MailboxName, OrgId};
+use crate::store::{
+    Archive, Marked, MessageId, NewOutbox, OutboxId, OutboxKind, Recorded, Store, StoreError,
+};
+use crate::types::{CampaignId, DeadlineId, DocForm, MailboxName, OrgId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -114,6 +121,9 @@ impl Services {
 
     /// One message: raw bytes made durable first, then analysed (bounded in
     /// time), then recorded with its acknowledgement in one transaction.
+    /// A coordinator's reply with commands is obeyed and answered instead
+    /// ([`crate::replies`]); one that fails the checks is stored as ordinary
+    /// mail, unanswered, for a person to see.
     pub async fn process(&self, raw: &RawMessage) -> Result<Recorded, ActionError> {
         let prepared = self.prepare(raw).await?;
         self.commit(raw, prepared).await
@@ -130,15 +140,27 @@ impl Services {
         Ok(Prepared { analysis, now })
     }
 
-    /// The second half of [`Self::process`]: the ack (which sees every
-    /// message committed before this one) and the row, in one transaction.
+    /// The second half of [`Self::process`]: a coordinator's commands obeyed,
+    /// or the ack (which sees every message committed before this one) and
+    /// the row, in one transaction.
     pub async fn commit(
         &self,
         raw: &RawMessage,
         prepared: Prepared,
     ) -> Result<Recorded, ActionError> {
+        let refused = match self.command_reply(raw).await? {
+            Handled::Obeyed(recorded) => return Ok(recorded),
+            Handled::Refused(why) => Some(why),
+            Handled::Ordinary => None,
+        };
         let Prepared { mut analysis, now } = prepared;
-        let ack = self.ack_for(&mut analysis, now).await?;
+        let ack = match refused {
+            Some(why) => {
+                replies::not_obeyed(&mut analysis, &why);
+                None
+            }
+            None => self.ack_for(&mut analysis, now).await?,
+        };
         Ok(self.store.record(raw, &analysis, ack, now).await?)
     }
 
@@ -304,7 +326,7 @@ impl Services {
 
     /// From, Reply-To, Message-ID and Date of a mail sent for `mailbox`
     /// (its `from`, else `[smtp] from`).
-    fn stamp<'a>(
+    pub(crate) fn stamp<'a>(
         &'a self,
         mailbox: Option<&MailboxName>,
         message_id: &'a str,
@@ -432,71 +454,197 @@ impl Services {
         Ok(count)
     }
 
-    /// The digest's content: what needs a person first, then every
-    /// deadline's matrix, then failed sends.
-    pub async fn digest_data(
+    /// The digest's content: what needs a person first, then what changed
+    /// since the last digest, then the deadlines that matter now.
+    pub async fn digest_data(&self, now: DateTime<Utc>) -> Result<DigestData, ActionError> {
+        Ok(self.digest_and_snapshot(now).await?.0)
+    }
+
+    /// The digest, and what it says about each unit for the next one.
+    async fn digest_and_snapshot(
         &self,
         now: DateTime<Utc>,
-    ) -> Result<crate::outbound::DigestData, ActionError> {
+    ) -> Result<(DigestData, Snapshot), ActionError> {
         let config = &self.config;
+        let before = match self.store.last_digest().await? {
+            Some((at, json)) => match serde_json::from_str::<Snapshot>(&json) {
+                Ok(snapshot) => Some((at, snapshot)),
+                Err(e) => {
+                    warn!(error = %e, "the last digest's snapshot cannot be read; this digest reports no changes");
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut snapshot = Snapshot::default();
         let mut campaigns = Vec::new();
         for c in &config.campaigns {
             let mut deadlines = Vec::new();
+            let mut earlier = Vec::new();
             for d in &c.deadlines {
-                deadlines.push(self.deadline_table(c, d).await?);
+                let status = self.deadline_status(c, d).await?;
+                snapshot.units.extend(data::unit_snapshots(c, d, &status));
+                let table = self.deadline_table(c, d).await?;
+                if data::is_recent(d, now) {
+                    deadlines.push(table);
+                } else {
+                    earlier.push(data::deadline_line(&table));
+                }
             }
             campaigns.push(DigestCampaign {
                 name: c.name.clone(),
                 deadlines,
+                earlier,
             });
         }
-        let tz = config.schedule.timezone.0;
-        let attention = self
-            .store
-            .attention()
-            .await?
-            .into_iter()
-            .map(|m| crate::outbound::AttentionItem {
-                number: m.message.0,
-                from: crate::fold::clean_line(m.from.as_deref().unwrap_or("?"), 80),
-                subject: crate::fold::clean_line(
-                    m.subject.as_deref().unwrap_or(""),
-                    data::QUOTE_CHARS,
-                ),
-                received_at: data::local(tz, m.arrived_at),
-                reason: m.reason,
-            })
-            .collect();
-        let failed_sends = self
-            .store
-            .outbox_failed()
-            .await?
-            .into_iter()
-            .map(|r| FailedSend {
-                to: r.to.join(", "),
-                subject: r.subject,
-                error: r.last_error.unwrap_or_default(),
-            })
-            .collect();
-        Ok(data::digest(
-            config,
-            campaigns,
-            attention,
-            failed_sends,
-            now,
-        ))
+        let mut attention = self.attention_items().await?;
+        snapshot.attention = attention.iter().map(|a| a.number.clone()).collect();
+        for item in &mut attention {
+            item.new = before
+                .as_ref()
+                .is_none_or(|(_, b)| !b.attention.contains(&item.number));
+        }
+        let changes = match &before {
+            Some((since, prev)) => {
+                let (completed, problems) =
+                    data::unit_changes(prev, &snapshot, config, &self.directory);
+                Some(DigestChanges {
+                    since: data::local(config.schedule.timezone.0, *since),
+                    received: self.received_since(*since).await?,
+                    completed,
+                    problems,
+                })
+            }
+            None => None,
+        };
+        let digest = data::digest(config, campaigns, attention, changes, now);
+        Ok((digest, snapshot))
+    }
+
+    /// 需处理: stored mail a person must look at (with its unreadable
+    /// files), then mail we could not send; oldest first.
+    async fn attention_items(&self) -> Result<Vec<AttentionItem>, ActionError> {
+        /// Problems that mean a file could not be read at all.
+        const UNREADABLE: &[ProblemCode] = &[
+            ProblemCode::FileUnreadable,
+            ProblemCode::FileEncrypted,
+            ProblemCode::EncryptedFile,
+            ProblemCode::FileTimeout,
+            ProblemCode::ScanUnreadable,
+            ProblemCode::ScanTimeout,
+            ProblemCode::MediaUnreadable,
+            ProblemCode::PhotoUnreadable,
+            ProblemCode::VideoUnreadable,
+            ProblemCode::ArchiveCorrupt,
+            ProblemCode::ArchiveEncrypted,
+            ProblemCode::ArchiveUnsupported,
+        ];
+        let tz = self.config.schedule.timezone.0;
+        let message =
+            |number: MessageId, from: Option<&str>, subject: Option<&str>, at| AttentionItem {
+                number: Item::Message(number.0).to_string(),
+                kind: AttentionKind::Message,
+                who: clean_line(from.unwrap_or("?"), 80),
+                subject: clean_line(subject.unwrap_or(""), data::QUOTE_CHARS),
+                at: data::local(tz, at),
+                reason: String::new(),
+                new: false,
+            };
+        let mut items: BTreeMap<MessageId, AttentionItem> = BTreeMap::new();
+        for m in self.store.attention().await? {
+            let mut item = message(
+                m.message,
+                m.from.as_deref(),
+                m.subject.as_deref(),
+                m.arrived_at,
+            );
+            item.reason = m.reason;
+            items.insert(m.message, item);
+        }
+        let codes: Vec<&str> = UNREADABLE.iter().map(|c| c.as_str()).collect();
+        let mut unreadable: BTreeMap<MessageId, Vec<String>> = BTreeMap::new();
+        for f in self.store.unreadable_files(&codes).await? {
+            items.entry(f.message).or_insert_with(|| {
+                message(
+                    f.message,
+                    f.from.as_deref(),
+                    f.subject.as_deref(),
+                    f.arrived_at,
+                )
+            });
+            unreadable.entry(f.message).or_default().push(f.problem);
+        }
+        for (id, problems) in unreadable {
+            if let Some(item) = items.get_mut(&id) {
+                let files = format!("附件无法读取：{}", problems.join("；"));
+                item.reason = if item.reason.is_empty() {
+                    files
+                } else {
+                    format!("{}；{files}", item.reason)
+                };
+                item.reason = clean_line(&item.reason, 300);
+            }
+        }
+        let mut out: Vec<AttentionItem> = items.into_values().collect();
+        for f in self.store.failed_sends().await? {
+            out.push(AttentionItem {
+                number: Item::Send(f.id.0).to_string(),
+                kind: AttentionKind::Send,
+                who: f.to.join(", "),
+                subject: clean_line(&f.subject, data::QUOTE_CHARS),
+                at: data::local(tz, f.created_at),
+                reason: clean_line(&format!("发送失败：{}", f.error), 300),
+                new: false,
+            });
+        }
+        out.sort_by_key(|a| a.at);
+        Ok(out)
+    }
+
+    /// Mail that reached a unit's record since `since`, for the digest.
+    async fn received_since(&self, since: DateTime<Utc>) -> Result<Vec<ReceivedItem>, ActionError> {
+        let mut out = Vec::new();
+        for r in self.store.received_since(since).await? {
+            let campaign = self.config.campaign(&r.campaign);
+            let mut files: Vec<String> = Vec::new();
+            for (kind, form) in &r.files {
+                let label = match form {
+                    DocForm::Electronic | DocForm::Scan => {
+                        format!("{}{}", kind.label_zh(), form.label_zh())
+                    }
+                    DocForm::Media | DocForm::Other => kind.label_zh().to_owned(),
+                };
+                if !files.contains(&label) {
+                    files.push(label);
+                }
+            }
+            out.push(ReceivedItem {
+                number: r.message.0,
+                org_name: self
+                    .directory
+                    .get(&r.org)
+                    .map_or_else(|| r.org.to_string(), |o| o.name.clone()),
+                deadline_name: campaign
+                    .and_then(|c| c.deadline(&r.deadline))
+                    .map_or_else(|| r.deadline.to_string(), DeadlineConfig::display_name),
+                at: data::local(data::zone(&self.config, campaign), r.arrived_at),
+                files,
+                late: r.late,
+            });
+        }
+        Ok(out)
     }
 
     /// Enqueues the coordinators' digest for the fire time `at` (once per
-    /// fire time, also with several instances). False when nobody is to get
-    /// it or it was enqueued before.
+    /// fire time, also with several instances), and keeps what it says for
+    /// the next one. False when nobody is to get it or it was enqueued before.
     pub async fn enqueue_digest(&self, at: DateTime<Utc>) -> Result<bool, ActionError> {
         let config = &self.config;
         if config.schedule.coordinators.is_empty() {
             return Ok(false);
         }
         let now = self.now();
-        let data = self.digest_data(now).await?;
+        let (data, snapshot) = self.digest_and_snapshot(now).await?;
         let xlsx = export::workbook(&self.export_data().await?)?;
         let message_id =
             compose::new_message_id(&config.smtp.message_id_domain, MailKind::Digest, now);
@@ -508,9 +656,15 @@ impl Services {
             &self.stamp(mailbox, &message_id, now),
         )?;
         let key = format!("digest:{}", at.to_rfc3339());
+        let snapshot = serde_json::to_string(&snapshot)
+            .map_err(|e| StoreError::Corrupt(format!("digest snapshot: {e}")))?;
         Ok(self
             .store
-            .enqueue(outbox_row(OutboxKind::Digest, &msg, message_id, key), now)
+            .enqueue_digest(
+                outbox_row(OutboxKind::Digest, &msg, message_id, key),
+                &snapshot,
+                now,
+            )
             .await?
             .is_some())
     }
@@ -582,28 +736,171 @@ impl Services {
         Ok(ExportData { forms, status })
     }
 
-    /// A coordinator says which unit sent a message: it moves to that unit,
-    /// the sender's address is learned, the message leaves the 需人工处理
-    /// list, and an ack that was held back goes out now.
+    /// A coordinator says which unit sent a message (`unit`: its id, name
+    /// or alias): the message moves to that unit, the sender's address is
+    /// learned, the message leaves 需处理, and an ack that was held back
+    /// goes out now.
     pub async fn assign(
         &self,
         message: MessageId,
-        org: &OrgId,
+        unit: &str,
         by: &str,
-    ) -> Result<String, ActionError> {
-        let Some(o) = self.directory.get(org) else {
-            return Err(ActionError::NotFound(format!(
-                "no organisation `{org}` in the directory; ids are in the first column of {}",
-                self.config.organisations.file.display()
+    ) -> Result<Outcome, ActionError> {
+        let org = match self.unit(unit) {
+            Ok(org) => org,
+            Err(no) => return Ok(no),
+        };
+        let Some(detail) = self.store.show_message(message).await? else {
+            return Ok(Outcome::no(format!("没有编号为 #{message} 的邮件")));
+        };
+        if detail.submission.is_none() {
+            return Ok(Outcome::no(format!(
+                "#{message} 是另一封已收邮件的副本，请指派原邮件"
             )));
+        }
+        let now = self.now();
+        let assigned = self.store.assign(message, &org.id, by, now).await?;
+        let mut said = format!("#{message} 已指派给{}（{}）", org.name, org.id);
+        if let Some(from) = detail.message.from.as_deref().filter(|f| !f.is_empty()) {
+            said.push_str(&format!("，已记住发件地址 {from}"));
+        }
+        if assigned.ack_held && self.release_ack(message).await? {
+            said.push_str("，回执随即发出");
+        }
+        info!(message = %message, org = %org.id, by, "message assigned");
+        Ok(Outcome::yes(said))
+    }
+
+    /// The unit a person wrote, or the answer that says it was not found.
+    fn unit(&self, text: &str) -> Result<&Organisation, Outcome> {
+        let names = |orgs: &[&Organisation]| {
+            orgs.iter()
+                .map(|o| format!("{}（{}）", o.name, o.id))
+                .collect::<Vec<_>>()
+                .join("、")
+        };
+        match self
+            .directory
+            .lookup(text, &self.config.organisations.synonyms)
+        {
+            Lookup::Found(org) => Ok(org),
+            Lookup::Ambiguous(orgs) => Err(Outcome::no(format!(
+                "“{text}”可指几个单位：{}，请写全称或编号",
+                names(&orgs)
+            ))),
+            Lookup::NotFound(near) if near.is_empty() => Err(Outcome::no(format!(
+                "单位名录中没有“{text}”，请写单位全称、简称或编号"
+            ))),
+            Lookup::NotFound(near) => Err(Outcome::no(format!(
+                "单位名录中没有“{text}”，最接近的是：{}",
+                names(&near)
+            ))),
+        }
+    }
+
+    /// Stops reminders to a unit (it told us by phone, say).
+    pub async fn pause_reminders(&self, unit: &str) -> Result<Outcome, ActionError> {
+        let org = match self.unit(unit) {
+            Ok(org) => org,
+            Err(no) => return Ok(no),
+        };
+        self.store.pause_reminders(&org.id, self.now()).await?;
+        Ok(Outcome::yes(format!(
+            "已暂停给{}（{}）的提醒",
+            org.name, org.id
+        )))
+    }
+
+    pub async fn resume_reminders(&self, unit: &str) -> Result<Outcome, ActionError> {
+        let org = match self.unit(unit) {
+            Ok(org) => org,
+            Err(no) => return Ok(no),
+        };
+        self.store.resume_reminders(&org.id).await?;
+        Ok(Outcome::yes(format!(
+            "已恢复给{}（{}）的提醒",
+            org.name, org.id
+        )))
+    }
+
+    /// A message needs nobody (spam, not a submission), or a failed send is
+    /// known: either leaves 需处理.
+    pub async fn ignore(&self, item: Item, by: &str) -> Result<Outcome, ActionError> {
+        let now = self.now();
+        let marked = match item {
+            Item::Message(n) => self.store.ignore_message(MessageId(n), now).await?,
+            Item::Send(n) => self.store.dismiss_send(OutboxId(n), by, now).await?,
+        };
+        Ok(match (marked, item) {
+            (Marked::Now, _) => Outcome::yes(format!("{item} 已忽略，不再列入需处理")),
+            (Marked::Before, _) => Outcome::yes(format!("{item} 已不在需处理中")),
+            (Marked::Missing, Item::Message(_)) => Outcome::no(format!("没有编号为 {item} 的邮件")),
+            (Marked::Missing, Item::Send(_)) => {
+                Outcome::no(format!("没有编号为 {item} 的发送记录"))
+            }
+            (Marked::NotFailed, _) => Outcome::no(format!("{item} 没有发送失败，无需忽略")),
+        })
+    }
+
+    /// Reads one stored message again with the current directory, config
+    /// and forms. Sends nothing.
+    pub async fn reprocess_message(&self, message: MessageId) -> Result<Outcome, ActionError> {
+        let Some(detail) = self.store.show_message(message).await? else {
+            return Ok(Outcome::no(format!("没有编号为 #{message} 的邮件")));
+        };
+        if detail.submission.is_none() {
+            return Ok(Outcome::no(format!(
+                "#{message} 是另一封已收邮件的副本，请重新识别原邮件"
+            )));
+        }
+        let m = detail.message;
+        let raw = RawMessage {
+            bytes: self.archive.read(&m.sha256).await?,
+            origin: m.origin,
+            received_at: m.received_at,
         };
         let now = self.now();
-        let assigned = self.store.assign(message, org, by, now).await?;
-        let mut out = format!("message #{message} assigned to {} ({org})", o.name);
-        if assigned.ack_held && self.release_ack(message).await? {
-            out.push_str("; its ack is queued");
+        let learned = self.store.learned_addresses().await?;
+        let mut analysis = self.analyse_bounded(&raw, learned, now).await;
+        if m.ack_reason == replies::COMMAND_MAIL {
+            replies::mark_command_mail(&mut analysis);
         }
-        Ok(out)
+        self.store.update_analysis(message, &analysis).await?;
+        let unit = analysis
+            .organisation
+            .name
+            .as_deref()
+            .unwrap_or("仍未能确认单位");
+        let deadline = self
+            .deadline_of(analysis.campaign.as_ref(), analysis.deadline.as_ref())
+            .map(|(_, d)| format!("，{}", d.display_name()))
+            .unwrap_or_default();
+        let still = analysis
+            .attention
+            .as_deref()
+            .map(|a| format!("；仍需处理：{a}"))
+            .unwrap_or_default();
+        Ok(Outcome::yes(format!(
+            "#{message} 已重新识别：{unit}{deadline}{still}"
+        )))
+    }
+
+    /// The digest with the spreadsheet, enqueued for the coordinators now.
+    pub async fn digest_now(&self) -> Result<Outcome, ActionError> {
+        let coordinators = &self.config.schedule.coordinators;
+        if coordinators.is_empty() {
+            return Ok(Outcome::no(
+                "没有配置协调人（[schedule] coordinators），汇总邮件无人可发".into(),
+            ));
+        }
+        Ok(if self.enqueue_digest(self.now()).await? {
+            Outcome::yes(format!(
+                "汇总邮件（附汇总表）已排队发给 {}",
+                coordinators.join("、")
+            ))
+        } else {
+            Outcome::no("这一时刻的汇总邮件已排队过".into())
+        })
     }
 
     /// Composes and enqueues the ack of a stored message that was held back.
@@ -632,6 +929,10 @@ impl Services {
     /// Sends nothing.
     pub async fn reprocess(&self) -> Result<usize, ActionError> {
         let items = self.store.messages_for_reprocess().await?;
+        let commands = self
+            .store
+            .messages_with_ack_reason(replies::COMMAND_MAIL)
+            .await?;
         for item in &items {
             let raw = RawMessage {
                 bytes: self.archive.read(&item.sha256).await?,
@@ -640,15 +941,36 @@ impl Services {
             };
             let now = self.now();
             let learned = self.store.learned_addresses().await?;
-            let analysis = self.analyse_bounded(&raw, learned, now).await;
+            let mut analysis = self.analyse_bounded(&raw, learned, now).await;
+            if commands.contains(&item.id) {
+                replies::mark_command_mail(&mut analysis);
+            }
             self.store.update_analysis(item.id, &analysis).await?;
         }
         Ok(items.len())
     }
 }
 
+/// What a coordinator's command did, in a sentence for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Done, or there was nothing to do.
+    pub ok: bool,
+    pub said: String,
+}
+
+impl Outcome {
+    pub fn yes(said: String) -> Self {
+        Self { ok: true, said }
+    }
+
+    pub fn no(said: String) -> Self {
+        Self { ok: false, said }
+    }
+}
+
 /// The outbox row of a composed mail.
-fn outbox_row(
+pub(crate) fn outbox_row(
     kind: OutboxKind,
     msg: &lettre::Message,
     message_id: String,

@@ -16,10 +16,12 @@ use crate::daemon::{self, DaemonError, RunOptions};
 use crate::directory::{Directory, DirectoryError};
 use crate::extract::InProcess;
 use crate::fold::printable;
+use crate::mailcmd::{Command, Item, Verb};
 use crate::outbound::data::local;
 use crate::outbound::transport::{MailSender, Transport, TransportError};
 use crate::outbound::{CellState, DigestDeadline, Templates};
 use crate::pipeline::{self, Context};
+use crate::replies::Actor;
 use crate::report::Report;
 use crate::source::imap::ImapSource;
 use crate::source::maildir::MaildirSource;
@@ -504,16 +506,97 @@ pub async fn show(services: &Services, id: i64) -> Result<String, RunError> {
     Ok(printable(&out))
 }
 
-/// `baosong assign MESSAGE ORG`: a coordinator's match; the sender's
-/// address is learned for the next mail, and a held ack goes out.
-pub async fn assign(services: &Services, id: i64, org: &str) -> Result<String, RunError> {
-    let by = std::env::var("SUDO_USER")
+/// Who runs a command on this machine, for the audit log.
+fn operator() -> String {
+    std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "coordinator".into());
-    let said = services
-        .assign(MessageId(id), &OrgId::from(org), &by)
+        .unwrap_or_else(|_| "operator".into())
+}
+
+/// Runs one coordinator command as the operator, through the same library
+/// function and audit log as a command by mail. A command that could not
+/// be done (no such message, no such unit) is an error, with the reason.
+async fn perform(services: &Services, command: Command) -> Result<String, RunError> {
+    let outcome = services
+        .perform(&command.to_string(), &command, &Actor::cli(&operator()))
         .await?;
-    Ok(format!("{said}\n"))
+    if outcome.ok {
+        Ok(format!("{}\n", outcome.said))
+    } else {
+        Err(RunError::Usage(outcome.said))
+    }
+}
+
+/// `baosong assign MESSAGE UNIT` (an id, name or alias): the sender's
+/// address is learned for the next mail, and a held ack goes out.
+pub async fn assign(services: &Services, message: i64, unit: &str) -> Result<String, RunError> {
+    perform(
+        services,
+        Command::Assign {
+            message,
+            unit: unit.to_owned(),
+        },
+    )
+    .await
+}
+
+/// `baosong ignore ITEM`: `42` (a message) or `S3` (a failed send) leaves 需处理.
+pub async fn ignore(services: &Services, item: &str) -> Result<String, RunError> {
+    let item = Item::parse(item).ok_or_else(|| {
+        RunError::Usage(format!(
+            "`{item}` is neither a message number (42) nor a failed send (S3)"
+        ))
+    })?;
+    perform(services, Command::Ignore { item }).await
+}
+
+/// `baosong digest`: the digest as it would go out now, as text; with
+/// `--send` it is enqueued for the coordinators (the running daemon sends it).
+pub async fn digest(services: &Services, send: bool) -> Result<String, RunError> {
+    if !send {
+        let data = services.digest_data(services.now()).await?;
+        let rendered = services
+            .templates
+            .digest(&data)
+            .map_err(ActionError::from)?;
+        return Ok(printable(&format!(
+            "Subject: {}\n\n{}",
+            rendered.subject, rendered.text
+        )));
+    }
+    let outcome = services.digest_now().await?;
+    let actor = Actor::cli(&operator());
+    services
+        .log(&actor, "digest --send", Verb::Digest, None, &outcome)
+        .await?;
+    if outcome.ok {
+        Ok(format!("{}\n", outcome.said))
+    } else {
+        Err(RunError::Usage(outcome.said))
+    }
+}
+
+/// `baosong log`: the coordinators' commands, newest first.
+pub async fn log(services: &Services, limit: u32) -> Result<String, RunError> {
+    let tz = services.config.schedule.timezone.0;
+    let mut out = String::new();
+    for e in services.store.command_log(limit).await? {
+        let mail = e.mail.map(|m| format!(" (mail #{m})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}  {} via {}{mail}: {}\n    {} {}",
+            local(tz, e.at).format("%Y-%m-%d %H:%M"),
+            e.actor,
+            e.via.as_str(),
+            e.line,
+            if e.ok { "✔" } else { "✘" },
+            e.said
+        );
+    }
+    if out.is_empty() {
+        out.push_str("no commands yet\n");
+    }
+    Ok(printable(&out))
 }
 
 /// `baosong export --xlsx FILE`.
@@ -530,38 +613,42 @@ pub async fn export_xlsx(services: &Services, path: &Path) -> Result<String, Run
     ))
 }
 
-/// `baosong reprocess`: reads every stored message again with the current
-/// config and forms. Sends nothing.
-pub async fn reprocess(services: &Services) -> Result<String, RunError> {
+/// `baosong reprocess [MESSAGE]`: reads one stored message, or every one,
+/// again with the current config and forms. Sends nothing.
+pub async fn reprocess(services: &Services, message: Option<i64>) -> Result<String, RunError> {
+    if let Some(message) = message {
+        return perform(services, Command::Reprocess { message }).await;
+    }
     let done = services.reprocess().await?;
     Ok(format!(
         "re-read {done} stored messages; no mail was sent\n"
     ))
 }
 
-/// `baosong remind --pause ORG` / `--resume ORG` / list.
+/// `baosong remind --pause UNIT` / `--resume UNIT` (an id, name or
+/// alias) / list.
 pub async fn remind(
     services: &Services,
     pause: Option<&str>,
     resume: Option<&str>,
 ) -> Result<String, RunError> {
-    let known = |id: &str| {
-        let org = OrgId(id.to_owned());
-        services
-            .directory
-            .get(&org)
-            .map(|o| (org.clone(), o.name.clone()))
-            .ok_or_else(|| RunError::Usage(format!("no organisation `{id}` in the directory")))
-    };
-    if let Some(id) = pause {
-        let (org, name) = known(id)?;
-        services.store.pause_reminders(&org, services.now()).await?;
-        return Ok(format!("reminders to {name} ({org}) paused\n"));
+    if let Some(unit) = pause {
+        return perform(
+            services,
+            Command::PauseReminders {
+                unit: unit.to_owned(),
+            },
+        )
+        .await;
     }
-    if let Some(id) = resume {
-        let (org, name) = known(id)?;
-        services.store.resume_reminders(&org).await?;
-        return Ok(format!("reminders to {name} ({org}) resumed\n"));
+    if let Some(unit) = resume {
+        return perform(
+            services,
+            Command::ResumeReminders {
+                unit: unit.to_owned(),
+            },
+        )
+        .await;
     }
     let paused = services.store.paused_orgs().await?;
     if paused.is_empty() {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use calamine::{Data, Reader, open_workbook_auto};
 
+use crate::fold::name_key;
 use crate::types::OrgId;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,16 @@ impl Organisation {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(String::as_str))
     }
+}
+
+/// Which unit a person meant by what they wrote (an id, a name or an alias).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    Found(&'a Organisation),
+    /// Several units go by that name.
+    Ambiguous(Vec<&'a Organisation>),
+    /// None does; the closest names, closest first (at most three).
+    NotFound(Vec<&'a Organisation>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -185,6 +196,58 @@ impl Directory {
             .map(|&i| &self.orgs[i])
     }
 
+    /// The unit `text` names: its id (any case), or its name or an alias
+    /// compared folded (width, punctuation, spacing, 科学技术 → 科技 and the
+    /// other `synonyms`). Nothing is guessed: a near miss is not found, and
+    /// the closest names are offered instead.
+    pub fn lookup(&self, text: &str, synonyms: &[(String, String)]) -> Lookup<'_> {
+        let text = text.trim();
+        if let Some(o) = self
+            .orgs
+            .iter()
+            .find(|o| o.id.as_str().eq_ignore_ascii_case(text))
+        {
+            return Lookup::Found(o);
+        }
+        let key = name_key(text, synonyms);
+        if key.is_empty() {
+            return Lookup::NotFound(Vec::new());
+        }
+        let keys: Vec<Vec<String>> = self
+            .orgs
+            .iter()
+            .map(|o| o.names().map(|n| name_key(n, synonyms)).collect())
+            .collect();
+        let hits: Vec<&Organisation> = self
+            .orgs
+            .iter()
+            .zip(&keys)
+            .filter(|(_, ks)| ks.contains(&key))
+            .map(|(o, _)| o)
+            .collect();
+        match hits.len() {
+            0 => {}
+            1 => return Lookup::Found(hits[0]),
+            _ => return Lookup::Ambiguous(hits),
+        }
+        let wanted: Vec<char> = key.chars().collect();
+        let near = (wanted.len() / 2).max(2);
+        let mut scored: Vec<(usize, &Organisation)> = self
+            .orgs
+            .iter()
+            .zip(&keys)
+            .filter_map(|(o, ks)| {
+                let d = ks
+                    .iter()
+                    .map(|k| edit_distance(&wanted, &k.chars().collect::<Vec<_>>()))
+                    .min()?;
+                (d <= near).then_some((d, o))
+            })
+            .collect();
+        scored.sort_by_key(|(d, _)| *d);
+        Lookup::NotFound(scored.into_iter().take(3).map(|(_, o)| o).collect())
+    }
+
     /// Organisations that list the domain of `addr` (or a parent of it).
     pub fn by_domain(&self, addr: &str) -> Vec<&Organisation> {
         let Some(domain) = addr.rsplit_once('@').map(|(_, d)| d.to_lowercase()) else {
@@ -199,6 +262,25 @@ impl Directory {
             })
             .collect()
     }
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn read_csv(path: &Path) -> Result<Vec<Vec<String>>, DirectoryError> {
@@ -300,6 +382,50 @@ mod tests {
         let d = Directory::load(&path).unwrap();
         let org = d.by_email("tzkx_dy@126.com").unwrap();
         assert_eq!(org.aliases, ["泰州市科协", "泰州科协"]);
+    }
+
+    #[test]
+    fn a_unit_is_found_by_id_name_or_alias_and_a_near_miss_offers_the_closest() {
+        let d = Directory::example();
+        let syn = vec![
+            ("科学技术协会".to_owned(), "科协".to_owned()),
+            ("科学技术".to_owned(), "科技".to_owned()),
+        ];
+        let found = |t: &str| match d.lookup(t, &syn) {
+            Lookup::Found(o) => o.id.to_string(),
+            other => panic!("{t}: {other:?}"),
+        };
+        assert_eq!(found("NT-KX"), "nt-kx");
+        assert_eq!(found("南通市科协"), "nt-kx");
+        assert_eq!(found("南通市 科学技术协会"), "nt-kx");
+        assert_eq!(found("南京市科技局"), "nj-kjj");
+        assert_eq!(found("“南京科技局”"), "nj-kjj");
+        let Lookup::NotFound(near) = d.lookup("南京市科技厅", &syn) else {
+            panic!("a near miss is not a match");
+        };
+        assert_eq!(near[0].id.as_str(), "nj-kjj", "{near:?}");
+        assert_eq!(d.lookup("上海市气象局", &syn), Lookup::NotFound(Vec::new()));
+        let twice = Directory::from_orgs(vec![
+            Organisation {
+                id: OrgId::from("a"),
+                name: "某某学会".into(),
+                aliases: vec![],
+                emails: vec![],
+                domains: vec![],
+                category: String::new(),
+                contact: String::new(),
+            },
+            Organisation {
+                id: OrgId::from("b"),
+                name: "某某研究院".into(),
+                aliases: vec!["某某学会".into()],
+                emails: vec![],
+                domains: vec![],
+                category: String::new(),
+                contact: String::new(),
+            },
+        ]);
+        assert!(matches!(twice.lookup("某某学会", &[]), Lookup::Ambiguous(v) if v.len() == 2));
     }
 
     #[test]

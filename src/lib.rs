@@ -8,7 +8,9 @@
 //! - 2 pure stages: [`intake`] (MIME, archives, charsets), [`extract`]
 //!   (tables, seals, media), [`classify`], [`matching`] (unit, campaign,
 //!   deadline), [`trust`] (who may be answered automatically), [`status`]
-//!   (what each unit has sent against what is required), [`schedule`].
+//!   (what each unit has sent against what is required), [`schedule`],
+//!   [`mailcmd`] (the commands in a coordinator's reply, and whether it
+//!   may be obeyed).
 //! - 3 pure assembly: [`pipeline`] (one message through the stages),
 //!   [`report`] (`ingest --json`), [`outbound`] (what each mail says,
 //!   templates, composition), [`export`] (the consolidated .xlsx).
@@ -17,7 +19,8 @@
 //!   [`outbound::transport`] (`MailSender`: SMTP, .eml files), [`worker`]
 //!   (files read in contained `extract-worker` child processes).
 //! - 5 [`actions`] (what baosong does: record a message with its ack,
-//!   remind, digest, assign, export) and [`daemon`] (tasks only).
+//!   remind, digest, assign, ignore, export), [`replies`] (coordinators'
+//!   command replies obeyed, answered and logged) and [`daemon`] (tasks only).
 //! - 6 [`commands`]: the CLI verbs `main.rs` dispatches to.
 #![forbid(unsafe_code)]
 
@@ -32,10 +35,12 @@ pub mod export;
 pub mod extract;
 pub mod fold;
 pub mod intake;
+pub mod mailcmd;
 pub mod matching;
 pub mod model;
 pub mod outbound;
 pub mod pipeline;
+pub mod replies;
 pub mod report;
 pub mod schedule;
 pub mod source;

@@ -62,16 +62,32 @@ enum Command {
     },
     /// Everything stored about one message.
     Show { message: i64 },
-    /// Ties a message to an organisation; its sender's address is learned.
-    Assign { message: i64, org: String },
+    /// Ties a message to a unit (its id, name or alias); the sender's
+    /// address is learned and a held ack goes out.
+    Assign { message: i64, unit: String },
+    /// Takes a message (42) or a failed send (S3) off the digest's 需处理 list.
+    Ignore { item: String },
+    /// Prints the digest as it would go out now; `--send` enqueues it, with
+    /// the spreadsheet, for the coordinators.
+    Digest {
+        #[arg(long)]
+        send: bool,
+    },
+    /// The coordinators' commands (by mail and here), newest first.
+    Log {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Writes the consolidated spreadsheet.
     Export {
         #[arg(long)]
         xlsx: PathBuf,
     },
-    /// Reads every stored message again after a config or form change. Sends nothing.
-    Reprocess,
-    /// Pauses or resumes reminders to one organisation; lists the paused ones.
+    /// Reads one stored message, or every one, again after a config or
+    /// form change. Sends nothing.
+    Reprocess { message: Option<i64> },
+    /// Pauses or resumes reminders to one unit (its id, name or alias);
+    /// lists the paused ones.
     Remind {
         #[arg(long, conflicts_with = "resume")]
         pause: Option<String>,
@@ -172,12 +188,16 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     commands::status(&services, campaign.as_deref(), deadline.as_deref()).await?
                 }
                 Command::Show { message } => commands::show(&services, message).await?,
-                Command::Assign { message, org } => {
-                    commands::assign(&services, message, &org).await?
+                Command::Assign { message, unit } => {
+                    commands::assign(&services, message, &unit).await?
                 }
+                Command::Ignore { item } => commands::ignore(&services, &item).await?,
+                Command::Digest { send } => commands::digest(&services, send).await?,
+                Command::Log { limit } => commands::log(&services, limit).await?,
                 Command::Export { xlsx } => commands::export_xlsx(&services, &xlsx).await?,
-                Command::Reprocess => {
-                    commands::reprocess(&commands::with_workers(services.clone())?).await?
+                Command::Reprocess { message } => {
+                    commands::reprocess(&commands::with_workers(services.clone())?, message)
+                        .await?
                 }
                 Command::Remind { pause, resume } => {
                     commands::remind(&services, pause.as_deref(), resume.as_deref()).await?

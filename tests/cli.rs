@@ -200,6 +200,133 @@ kind = "recommendation_form"
     );
 }
 
+/// Runs `baosong --config CONFIG --now … ARGS` as the operator `ops-li`.
+fn as_operator(config: &Path, args: &[&str]) -> std::process::Output {
+    baosong()
+        .env("USER", "ops-li")
+        .env_remove("SUDO_USER")
+        .arg("--config")
+        .arg(config)
+        .args(["--now", "2025-05-01T10:00:00+08:00"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn coordinator_commands_from_the_command_line_take_effect_are_answered_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/organisations.csv"),
+        root.join("orgs.csv"),
+    )
+    .unwrap();
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(root.join("mail/kjt").join(sub)).unwrap();
+    }
+    std::fs::write(
+        root.join("mail/kjt/new/1746000000.M1P1.test"),
+        "From: 王五 <wangwu1987@qq.com>\r\nTo: kjt@example.cn\r\n\
+         Subject: 材料\r\nMessage-ID: <m1@qq.com>\r\n\r\n附件见后\r\n",
+    )
+    .unwrap();
+    let config = root.join("baosong.toml");
+    std::fs::write(
+        &config,
+        r#"[store]
+database = "sqlite://var/baosong.db"
+archive = "var/archive"
+
+[[mailbox]]
+name = "kjt"
+address = "kjt@example.cn"
+maildir = "mail/kjt"
+
+[smtp]
+transport = "file"
+directory = "var/outbox"
+
+[organisations]
+file = "orgs.csv"
+
+[[campaign]]
+id = "c"
+name = "测试"
+mailboxes = ["kjt"]
+[[campaign.deadline]]
+id = "d"
+due = 2025-05-06
+[[campaign.deadline.require]]
+kind = "recommendation_form"
+"#,
+    )
+    .unwrap();
+    let ok = |args: &[&str]| {
+        let out = as_operator(&config, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let refused = |args: &[&str]| {
+        let out = as_operator(&config, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let outbox = || {
+        std::fs::read_dir(root.join("var/outbox"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+
+    // The stranger's mail is #1, listed for a person, its ack held back.
+    ok(&["run", "--once"]);
+    assert_eq!(outbox(), 0);
+    let digest = ok(&["digest"]);
+    assert!(digest.contains("【需处理】1项"), "{digest}");
+    assert!(digest.contains("#1（新）"), "{digest}");
+
+    // 指派 by an alias: the unit is named in full, the held ack goes out.
+    let said = ok(&["assign", "1", "南京科技局"]);
+    assert!(
+        said.contains("#1 已指派给南京市科学技术局（nj-kjj）"),
+        "{said}"
+    );
+    ok(&["run", "--once"]);
+    assert_eq!(outbox(), 1, "the held ack is sent");
+    assert!(ok(&["digest"]).contains("【需处理】无"));
+
+    // A unit that is not in the directory: refused, with the closest names.
+    let why = refused(&["remind", "--pause", "南通科协会"]);
+    assert!(why.contains("单位名录中没有“南通科协会”"), "{why}");
+    assert!(why.contains("南通市科学技术协会（nt-kx）"), "{why}");
+    ok(&["remind", "--pause", "南通市科协"]);
+    assert_eq!(ok(&["remind"]), "paused: nt-kx\n");
+    let why = refused(&["ignore", "99"]);
+    assert!(why.contains("没有编号为 #99 的邮件"), "{why}");
+    ok(&["remind", "--resume", "nt-kx"]);
+    assert_eq!(ok(&["remind"]), "no reminders are paused\n");
+
+    // Each one is in the audit log, newest first: who, how, what was asked
+    // and what was done (or why not).
+    let log = ok(&["log"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2 * 5, "{log}");
+    assert_eq!(
+        lines[0], "2025-05-01 10:00  ops-li via cli: 恢复提醒 nt-kx",
+        "{log}"
+    );
+    assert!(
+        lines[9].starts_with("    ✔ #1 已指派给南京市科学技术局"),
+        "{log}"
+    );
+    assert!(log.contains("✘ 没有编号为 #99 的邮件"), "{log}");
+    assert!(log.contains("✘ 单位名录中没有“南通科协会”"), "{log}");
+}
+
 /// A Maildir message with one attachment, base64 in lines as mail clients
 /// write it.
 fn mail_with_attachment(id: &str, name: &str, data: &[u8]) -> Vec<u8> {

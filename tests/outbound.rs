@@ -297,11 +297,7 @@ async fn digest_has_table_and_xlsx_attachment() {
     let cfg = smtp_config(sink.port);
     let mut data = sample::digest();
     data.to = vec![addr("a@kjt.example.cn"), addr("b@kx.example.cn")];
-    data.failed_sends = vec![baosong::outbound::FailedSend {
-        to: "bad@x.cn".into(),
-        subject: "回执".into(),
-        error: "550 no such user".into(),
-    }];
+    data.attention[1].reason = "发送失败：550 no such user".into();
     let xlsx = export::workbook(&export_data()).unwrap();
     let id = new_message_id(&cfg.message_id_domain, MailKind::Digest, Utc::now());
     let m = compose::digest(&Templates::builtin(), &data, Some(&xlsx), &stamp(&cfg, &id)).unwrap();
@@ -319,7 +315,7 @@ async fn digest_has_table_and_xlsx_attachment() {
     }
     assert!(html.contains("550 no such user"));
     let text = msg.body_text(0).unwrap();
-    assert!(text.contains("徐州市科学技术局：总结报告缺"), "{text}");
+    assert!(text.contains("尚未报送：徐州市科学技术局"), "{text}");
 
     let att = msg.attachments().next().expect("an attachment");
     assert_eq!(att.attachment_name(), Some("报送情况汇总20250620.xlsx"));
@@ -378,9 +374,41 @@ fn workbook_opens_in_libreoffice_and_sums_match() {
     assert_eq!(&cells[2..5], ["152", "47.75", "120500"], "{csv}");
 }
 
-#[test]
-fn digest_html_renders_in_chromium() {
-    let html = Templates::builtin().digest(&sample::digest()).unwrap().html;
+/// Measures the digest inside the frame once it has loaded: where each
+/// section starts, whether anything is wider than the frame, the text of
+/// every table cell. `--dump-dom` prints the host page after this ran.
+const MEASURE: &str = r#"<script>
+window.addEventListener('load', function () {
+  var frame = document.getElementById('digest');
+  var doc = frame.contentDocument;
+  var top = function (el) { return el ? Math.round(el.getBoundingClientRect().top) : -1; };
+  var items = Array.prototype.slice.call(doc.querySelectorAll('td.item'));
+  var m = {
+    width: frame.contentWindow.innerWidth,
+    page: doc.documentElement.scrollWidth,
+    attention: top(doc.getElementById('attention')),
+    changes: top(doc.getElementById('changes')),
+    matrix: top(doc.querySelector('div.matrix')),
+    itemsRight: Math.max.apply(null, items.map(function (e) { return Math.round(e.getBoundingClientRect().right); })),
+    items: items.map(function (e) { return e.textContent; }),
+    cells: Array.prototype.slice.call(doc.querySelectorAll('td')).map(function (e) { return e.textContent.trim(); })
+  };
+  var pre = document.createElement('pre');
+  pre.id = 'metrics';
+  pre.textContent = JSON.stringify(m);
+  document.body.appendChild(pre);
+});
+</script>"#;
+
+/// The digest in headless Chromium, in a frame `width`×`height` CSS px
+/// (Chromium's window is at least 500 px wide; a frame can be a phone):
+/// a screenshot of the frame, and the page's own measurements. None
+/// without Chromium.
+fn render_digest(
+    html: &str,
+    width: u32,
+    height: u32,
+) -> Option<(image::RgbImage, serde_json::Value)> {
     let Some(chromium) = ["chromium", "chromium-browser"]
         .into_iter()
         .find(|c| Command::new(c).arg("--version").output().is_ok())
@@ -390,16 +418,27 @@ fn digest_html_renders_in_chromium() {
             "BAOSONG_REQUIRE_CHROMIUM is set but chromium is not installed"
         );
         eprintln!("chromium not installed: digest rendering check skipped");
-        return;
+        return None;
     };
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("digest");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("digest-{width}"));
     std::fs::create_dir_all(&out).unwrap();
-    let page = out.join("digest.html");
+    std::fs::write(out.join("digest.html"), html).unwrap();
+    let page = out.join("host.html");
     let png = out.join("digest.png");
-    std::fs::write(&page, &html).unwrap();
+    let srcdoc = html.replace('&', "&amp;").replace('"', "&quot;");
+    std::fs::write(
+        &page,
+        format!(
+            "<!DOCTYPE html><html><body style=\"margin:0\"><iframe id=\"digest\" \
+             style=\"border:0;display:block;width:{width}px;height:{height}px\" \
+             srcdoc=\"{srcdoc}\"></iframe>{MEASURE}</body></html>"
+        ),
+    )
+    .unwrap();
     let _ = std::fs::remove_file(&png);
     let profile = tempfile::tempdir().unwrap();
-    let run = |extra: &[String]| {
+    let window = format!("--window-size={},{height}", width.max(500));
+    let run = |extra: &str| {
         Command::new(chromium)
             .args([
                 "--headless",
@@ -410,49 +449,105 @@ fn digest_html_renders_in_chromium() {
                 "--disable-sync",
                 "--no-first-run",
                 "--hide-scrollbars",
+                &window,
+                extra,
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
             .arg(format!("file://{}", page.display()))
             .output()
             .unwrap()
     };
-    let shot = run(&[
-        format!("--screenshot={}", png.display()),
-        "--window-size=1200,900".into(),
-    ]);
+    let shot = run(&format!("--screenshot={}", png.display()));
     assert!(
         png.exists(),
         "no screenshot: {}",
         String::from_utf8_lossy(&shot.stderr)
     );
     let img = image::open(&png).unwrap().to_rgb8();
-    assert_eq!(img.dimensions(), (1200, 900));
-    // The status table sits in the top part of the page: count coloured
-    // (not white, not grey) pixels there.
-    let coloured = img
-        .enumerate_pixels()
-        .filter(|(_, y, _)| *y < 450)
-        .filter(|(_, _, p)| {
-            let [r, g, b] = p.0;
-            r.max(g).max(b) - r.min(g).min(b) > 12
-        })
-        .count();
+    assert_eq!(img.dimensions(), (width.max(500), height));
+    let img = image::imageops::crop_imm(&img, 0, 0, width, height).to_image();
+    img.save(out.join("frame.png")).unwrap();
+    let dom = String::from_utf8_lossy(&run("--dump-dom").stdout).into_owned();
+    let metrics = dom
+        .split("<pre id=\"metrics\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("the page measured itself: {dom}"));
+    let metrics = metrics
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    Some((img, serde_json::from_str(&metrics).unwrap()))
+}
+
+/// Pixels near `rgb` (each channel within 40) in the rows `ys`.
+fn pixels_like(img: &image::RgbImage, rgb: [u8; 3], ys: std::ops::Range<u32>) -> usize {
+    img.enumerate_pixels()
+        .filter(|(_, y, _)| ys.contains(y))
+        .filter(|(_, _, p)| p.0.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 40))
+        .count()
+}
+
+#[test]
+fn the_digest_reads_at_phone_and_desktop_width_in_chromium() {
+    let html = Templates::builtin().digest(&sample::digest()).unwrap().html;
+    const RED: [u8; 3] = [0xc5, 0x22, 0x1f];
+    let number =
+        |m: &serde_json::Value, k: &str| m[k].as_i64().unwrap_or_else(|| panic!("{k} in {m}"));
+
+    // A phone, 390 px: nothing is wider than the screen (the matrix scrolls
+    // in its own box), and the first screen opens with 需处理, item #42 first.
+    let Some((img, m)) = render_digest(&html, 390, 844) else {
+        return;
+    };
+    assert_eq!(number(&m, "width"), 390, "{m}");
+    assert!(number(&m, "page") <= 390, "the page scrolls sideways: {m}");
+    assert!(number(&m, "itemsRight") <= 390, "an item is cut off: {m}");
+    let items = m["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{m}");
+    assert!(items[0].as_str().unwrap().contains("#42"), "{m}");
+    assert!(items[1].as_str().unwrap().contains("#S3"), "{m}");
+    let (attention, changes, matrix) = (
+        number(&m, "attention"),
+        number(&m, "changes"),
+        number(&m, "matrix"),
+    );
+    assert!(0 < attention && attention < 200, "{m}");
     assert!(
-        coloured > 5_000,
-        "only {coloured} coloured pixels: blank page?"
+        attention < changes && changes < matrix,
+        "sections out of order: {m}"
+    );
+    let red = pixels_like(&img, RED, 0..(attention as u32 + 400));
+    assert!(
+        red > 300,
+        "only {red} red pixels: no 需处理 heading and item bars on the first screen"
     );
 
-    let dom = run(&["--dump-dom".into()]);
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("<table"), "{dom}");
+    // A desktop: the matrix's coloured cells are on the page, the units in cells.
+    let Some((img, m)) = render_digest(&html, 1200, 1600) else {
+        return;
+    };
+    assert!(number(&m, "page") <= 1200, "{m}");
+    let cells: Vec<&str> = m["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
     for org in ["南京市科学技术局", "无锡市科学技术协会", "徐州市科学技术局"]
     {
-        assert!(
-            dom.contains(&format!(">{org}</td>")),
-            "{org} in a table cell"
-        );
+        assert!(cells.contains(&org), "{org} in a table cell: {cells:?}");
     }
+    let top = number(&m, "matrix") as u32;
+    let coloured: usize = [[0xe6, 0xf4, 0xea], [0xfc, 0xe8, 0xe6], [0xf3, 0xe8, 0xfd]]
+        .into_iter()
+        .map(|c| pixels_like(&img, c, top..1600))
+        .sum();
+    assert!(
+        coloured > 5_000,
+        "only {coloured} pixels of coloured cells: no matrix?"
+    );
 }
 
 #[tokio::test]

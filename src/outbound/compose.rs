@@ -16,7 +16,7 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use rand::Rng;
 
 use super::templates::{Rendered, TemplateError, Templates};
-use super::{AckData, DigestData, MailKind, ReminderData};
+use super::{AckData, DigestData, MailKind, ReminderData, ReplyData};
 use crate::fold::clean_line;
 use crate::types::MailAddress;
 
@@ -102,23 +102,51 @@ pub fn ack(
 ) -> Result<Message, ComposeError> {
     let rendered = templates.ack(data)?;
     let to = mailbox(data.to_name.as_deref(), &data.to);
-    let mut builder = base(stamp, &rendered.subject, "auto-replied").to(to);
-    if let Some(id) = data.original_message_id.as_deref().and_then(msg_id) {
-        let mut refs: Vec<String> = data
-            .original_references
-            .iter()
-            .filter_map(|r| msg_id(r))
-            .collect();
-        if !refs.contains(&id) {
-            refs.push(id.clone());
-        }
-        // A long thread would make a header nobody needs: keep the root and the last few.
-        if refs.len() > 10 {
-            refs.drain(1..refs.len() - 9);
-        }
-        builder = builder.in_reply_to(id).references(refs.join(" "));
-    }
+    let builder = base(stamp, &rendered.subject, "auto-replied").to(to);
+    let builder = threaded(
+        builder,
+        data.original_message_id.as_deref(),
+        &data.original_references,
+    );
     Ok(builder.multipart(alternative(&rendered))?)
+}
+
+/// The answer to a coordinator's command reply, threaded under it, with the
+/// consolidated workbook attached when given.
+pub fn reply(
+    templates: &Templates,
+    data: &ReplyData,
+    xlsx: Option<&[u8]>,
+    stamp: &Stamp<'_>,
+) -> Result<Message, ComposeError> {
+    let rendered = templates.reply(data)?;
+    let builder = base(stamp, &rendered.subject, "auto-replied").to(mailbox(None, &data.to));
+    let builder = threaded(
+        builder,
+        data.original_message_id.as_deref(),
+        &data.original_references,
+    );
+    Ok(builder.multipart(with_workbook(&rendered, xlsx, data.generated_at))?)
+}
+
+/// In-Reply-To and References of a mail that answers `original`.
+fn threaded(
+    builder: lettre::message::MessageBuilder,
+    original: Option<&str>,
+    references: &[String],
+) -> lettre::message::MessageBuilder {
+    let Some(id) = original.and_then(msg_id) else {
+        return builder;
+    };
+    let mut refs: Vec<String> = references.iter().filter_map(|r| msg_id(r)).collect();
+    if !refs.contains(&id) {
+        refs.push(id.clone());
+    }
+    // A long thread would make a header nobody needs: keep the root and the last few.
+    if refs.len() > 10 {
+        refs.drain(1..refs.len() - 9);
+    }
+    builder.in_reply_to(id).references(refs.join(" "))
 }
 
 /// A reminder to one unit before a deadline.
@@ -147,25 +175,30 @@ pub fn digest(
     for to in &data.to {
         builder = builder.to(mailbox(None, to));
     }
-    let body = match xlsx {
-        None => alternative(&rendered),
-        Some(bytes) => {
-            let day = data.generated_at.format("%Y%m%d");
-            // Clients that do not read RFC 2231 (lettre's only form for the
-            // Chinese file name) fall back to the ASCII `name` parameter.
-            let content_type = ContentType::parse(&format!(
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"baosong-{day}.xlsx\""
-            ))
-            .expect("a literal media type parses");
-            MultiPart::mixed()
-                .multipart(alternative(&rendered))
-                .singlepart(
-                    Attachment::new(format!("报送情况汇总{day}.xlsx"))
-                        .body(bytes.to_vec(), content_type),
-                )
-        }
+    Ok(builder.multipart(with_workbook(&rendered, xlsx, data.generated_at))?)
+}
+
+/// The text and HTML, and the workbook of `day` attached when given.
+fn with_workbook(
+    rendered: &Rendered,
+    xlsx: Option<&[u8]>,
+    day: chrono::DateTime<chrono::FixedOffset>,
+) -> MultiPart {
+    let Some(bytes) = xlsx else {
+        return alternative(rendered);
     };
-    Ok(builder.multipart(body)?)
+    let day = day.format("%Y%m%d");
+    // Clients that do not read RFC 2231 (lettre's only form for the
+    // Chinese file name) fall back to the ASCII `name` parameter.
+    let content_type = ContentType::parse(&format!(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"baosong-{day}.xlsx\""
+    ))
+    .expect("a literal media type parses");
+    MultiPart::mixed()
+        .multipart(alternative(rendered))
+        .singlepart(
+            Attachment::new(format!("报送情况汇总{day}.xlsx")).body(bytes.to_vec(), content_type),
+        )
 }
 
 fn base(stamp: &Stamp<'_>, subject: &str, auto_submitted: &str) -> lettre::message::MessageBuilder {

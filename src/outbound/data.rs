@@ -8,16 +8,18 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
 
+use serde::{Deserialize, Serialize};
+
 use super::{
-    AckData, AckFile, AttentionItem, Cell, DigestCampaign, DigestCounts, DigestData,
-    DigestDeadline, DigestRow, ReminderData, Total,
+    AckData, AckFile, AttentionItem, Cell, DeadlineLine, DigestCampaign, DigestChanges,
+    DigestCounts, DigestData, DigestDeadline, DigestRow, ReminderData, Total, UnitChange,
 };
 use crate::config::{CampaignConfig, Config, DeadlineConfig, FieldType, Layout};
 use crate::directory::{Directory, Organisation};
 use crate::fold::clean_line;
 use crate::model::{Analysis, FieldValue};
-use crate::status::{CellState, DeadlineStatus, UnitStatus};
-use crate::types::{FormId, MailAddress};
+use crate::status::{CellState, DeadlineStatus, UnitState, UnitStatus};
+use crate::types::{CampaignId, DeadlineId, FormId, MailAddress, OrgId};
 
 /// Longest quote of a sender's subject or file name.
 pub const QUOTE_CHARS: usize = 60;
@@ -189,6 +191,7 @@ pub fn deadline_table(
                 .collect(),
             problems: u.problems.iter().map(|p| p.message.clone()).collect(),
             complete: u.is_complete(),
+            nothing: u.state == UnitState::None,
         })
         .collect();
     let c = &status.counts;
@@ -253,12 +256,108 @@ pub fn totals(
     out
 }
 
+/// A deadline closed this many days ago or less keeps its matrix in the
+/// digest; an older one is one line.
+pub const RECENT_DAYS: i64 = 7;
+
+/// Whether `deadline` gets its matrix in a digest made at `now`.
+pub fn is_recent(deadline: &DeadlineConfig, now: DateTime<Utc>) -> bool {
+    deadline.due_at > now - chrono::Duration::days(RECENT_DAYS)
+}
+
+/// A deadline's table as one line.
+pub fn deadline_line(table: &DigestDeadline) -> DeadlineLine {
+    DeadlineLine {
+        name: table.name.clone(),
+        due: table.due,
+        counts: table.counts.clone(),
+    }
+}
+
+/// What a digest said, kept so the next one can say what changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub units: Vec<UnitSnapshot>,
+    /// The numbers of its 需处理 items (`#42`, `#S3`).
+    pub attention: Vec<String>,
+}
+
+/// One unit's state for one deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitSnapshot {
+    pub campaign: CampaignId,
+    pub deadline: DeadlineId,
+    pub org: OrgId,
+    pub complete: bool,
+    pub problems: Vec<String>,
+}
+
+/// Every unit of one deadline's status, for a [`Snapshot`].
+pub fn unit_snapshots(
+    campaign: &CampaignConfig,
+    deadline: &DeadlineConfig,
+    status: &DeadlineStatus,
+) -> Vec<UnitSnapshot> {
+    status
+        .units
+        .iter()
+        .map(|u| UnitSnapshot {
+            campaign: campaign.id.clone(),
+            deadline: deadline.id.clone(),
+            org: u.org.clone(),
+            complete: u.is_complete(),
+            problems: u.problems.iter().map(|p| p.message.clone()).collect(),
+        })
+        .collect()
+}
+
+/// Units that became complete, and units with problems they did not have,
+/// from `before` to `now`. A unit `before` does not list had nothing.
+pub fn unit_changes(
+    before: &Snapshot,
+    now: &Snapshot,
+    config: &Config,
+    directory: &Directory,
+) -> (Vec<UnitChange>, Vec<UnitChange>) {
+    let mut completed = Vec::new();
+    let mut problems = Vec::new();
+    for u in &now.units {
+        let was = before
+            .units
+            .iter()
+            .find(|b| b.org == u.org && b.campaign == u.campaign && b.deadline == u.deadline);
+        let change = |problems: Vec<String>| UnitChange {
+            org_name: directory
+                .get(&u.org)
+                .map_or_else(|| u.org.to_string(), |o| o.name.clone()),
+            deadline_name: config
+                .campaign(&u.campaign)
+                .and_then(|c| c.deadline(&u.deadline))
+                .map_or_else(|| u.deadline.to_string(), DeadlineConfig::display_name),
+            problems,
+        };
+        if u.complete && !was.is_some_and(|w| w.complete) {
+            completed.push(change(Vec::new()));
+        }
+        let new: Vec<String> = u
+            .problems
+            .iter()
+            .filter(|p| !was.is_some_and(|w| w.problems.contains(p)))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            problems.push(change(new));
+        }
+    }
+    (completed, problems)
+}
+
 /// The coordinators' digest.
 pub fn digest(
     config: &Config,
     campaigns: Vec<DigestCampaign>,
     attention: Vec<AttentionItem>,
-    failed_sends: Vec<super::FailedSend>,
+    changes: Option<DigestChanges>,
     now: DateTime<Utc>,
 ) -> DigestData {
     DigestData {
@@ -270,8 +369,8 @@ pub fn digest(
             .collect(),
         generated_at: local(config.schedule.timezone.0, now),
         attention,
+        changes,
         campaigns,
-        failed_sends,
     }
 }
 
@@ -323,6 +422,41 @@ mod tests {
         assert_eq!(r.received, ["推荐表电子版"]);
         assert_eq!(r.days_left, 2);
         assert_eq!(r.to[0].as_str(), "njkjjrcc@nanjing.gov.cn");
+    }
+
+    #[test]
+    fn a_unit_that_became_complete_and_new_problems_are_changes() {
+        let (c, dir) = setup();
+        let unit = |org: &str, complete, problems: &[&str]| UnitSnapshot {
+            campaign: c.campaigns[0].id.clone(),
+            deadline: c.campaigns[0].deadlines[0].id.clone(),
+            org: OrgId::from(org),
+            complete,
+            problems: problems.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let before = Snapshot {
+            units: vec![
+                unit("nj-kjj", false, &[]),
+                unit("wx-kx", false, &["旧问题"]),
+            ],
+            attention: vec![],
+        };
+        let now = Snapshot {
+            units: vec![
+                unit("nj-kjj", true, &[]),
+                unit("wx-kx", false, &["旧问题", "新问题"]),
+                unit("xz-kjj", true, &[]),
+            ],
+            attention: vec![],
+        };
+        let (completed, problems) = unit_changes(&before, &now, &c, &dir);
+        let names: Vec<&str> = completed.iter().map(|u| u.org_name.as_str()).collect();
+        assert_eq!(names, ["南京市科学技术局", "徐州市科学技术局"]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].org_name, "无锡市科学技术协会");
+        assert_eq!(problems[0].problems, ["新问题"]);
+        let (completed, problems) = unit_changes(&now, &now, &c, &dir);
+        assert!(completed.is_empty() && problems.is_empty());
     }
 
     #[test]

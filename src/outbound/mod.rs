@@ -30,6 +30,8 @@ pub enum MailKind {
     Ack,
     Reminder,
     Digest,
+    /// The answer to a coordinator's command reply.
+    Reply,
 }
 
 impl MailKind {
@@ -38,6 +40,7 @@ impl MailKind {
             Self::Ack => "ack",
             Self::Reminder => "reminder",
             Self::Digest => "digest",
+            Self::Reply => "reply",
         }
     }
 }
@@ -107,35 +110,96 @@ pub struct ReminderData {
     pub received: Vec<String>,
 }
 
-/// The coordinators' status digest.
+/// The coordinators' status digest: what needs a person first, then what
+/// changed since the last digest, then the matrix of the deadlines that
+/// matter now.
 #[derive(Debug, Clone, Serialize)]
 pub struct DigestData {
     pub to: Vec<MailAddress>,
     pub generated_at: DateTime<FixedOffset>,
-    /// 需人工处理: mail from unknown senders, acks held back, mail that
-    /// could not be read or recorded, oldest first.
+    /// 需处理: mail from unknown senders, acks held back, unreadable mail
+    /// and files, mail we could not send; oldest first, each numbered.
     pub attention: Vec<AttentionItem>,
+    /// What changed since the last digest; None for the first one.
+    pub changes: Option<DigestChanges>,
     pub campaigns: Vec<DigestCampaign>,
-    /// Outgoing mail that could not be delivered.
-    pub failed_sends: Vec<FailedSend>,
 }
 
-/// A stored mail a coordinator must look at.
+/// Whether an item of 需处理 is a stored message or a mail we could not send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKind {
+    Message,
+    Send,
+}
+
+/// Something a coordinator must look at.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttentionItem {
-    /// The message number (`baosong show 42`).
-    pub number: i64,
-    pub from: String,
+    /// What to reply with: `#42` (a stored message, `baosong show 42`) or
+    /// `#S3` (a mail we could not send).
+    pub number: String,
+    pub kind: AttentionKind,
+    /// The sender of the message; for a failed send, its recipients.
+    pub who: String,
     pub subject: String,
-    pub received_at: DateTime<FixedOffset>,
-    /// Why, e.g. `未能确认单位`, `回执未发送：…`, `邮件无法处理：…`.
+    /// When the message arrived, or the failed mail was queued.
+    pub at: DateTime<FixedOffset>,
+    /// Why, e.g. `未能确认单位`, `附件无法读取：…`, `发送失败：550 …`.
     pub reason: String,
+    /// Not listed in the last digest.
+    pub new: bool,
+}
+
+/// What happened since the last digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestChanges {
+    /// When the last digest was made.
+    pub since: DateTime<FixedOffset>,
+    /// Mail that reached a unit's record since then (received or assigned).
+    pub received: Vec<ReceivedItem>,
+    /// Units that have everything a deadline asks now and had not then.
+    pub completed: Vec<UnitChange>,
+    /// Units with problems they did not have then.
+    pub problems: Vec<UnitChange>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceivedItem {
+    /// The message number.
+    pub number: i64,
+    pub org_name: String,
+    pub deadline_name: String,
+    pub at: DateTime<FixedOffset>,
+    /// What it carried, e.g. `推荐表电子版`.
+    pub files: Vec<String>,
+    pub late: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitChange {
+    pub org_name: String,
+    pub deadline_name: String,
+    /// The new problems (empty for a unit that became complete).
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DigestCampaign {
     pub name: String,
+    /// Deadlines still open or closed within the last
+    /// [`data::RECENT_DAYS`] days, each with its matrix.
     pub deadlines: Vec<DigestDeadline>,
+    /// Deadlines closed before that: one line each.
+    pub earlier: Vec<DeadlineLine>,
+}
+
+/// A deadline closed a while ago, as one line.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadlineLine {
+    pub name: String,
+    pub due: DateTime<FixedOffset>,
+    pub counts: DigestCounts,
 }
 
 /// One deadline's status matrix: units × requirements.
@@ -159,6 +223,8 @@ pub struct DigestRow {
     /// Everything this unit has been told to fix.
     pub problems: Vec<String>,
     pub complete: bool,
+    /// Nothing received yet (counted in `counts.none`).
+    pub nothing: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,11 +250,32 @@ pub struct Total {
     pub value: String,
 }
 
+/// The answer to a coordinator's command reply.
 #[derive(Debug, Clone, Serialize)]
-pub struct FailedSend {
-    pub to: String,
-    pub subject: String,
-    pub error: String,
+pub struct ReplyData {
+    pub to: MailAddress,
+    pub generated_at: DateTime<FixedOffset>,
+    /// One per command, in the order written.
+    pub results: Vec<CommandResult>,
+    /// The commands are explained: asked for (`帮助`), or a line could not be read.
+    pub help: bool,
+    /// The consolidated spreadsheet is attached (`汇总表`).
+    pub spreadsheet: bool,
+    pub original_subject: String,
+    /// Message-ID of the coordinator's mail, with or without `<>`.
+    pub original_message_id: Option<String>,
+    pub original_references: Vec<String>,
+}
+
+/// What became of one command.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandResult {
+    /// The line as the coordinator wrote it.
+    pub command: String,
+    /// It was done (or there was nothing to do).
+    pub ok: bool,
+    /// What was done, or why not, in a sentence.
+    pub said: String,
 }
 
 /// Example data: validates templates at startup and fills `templates/README.md`'s examples.
@@ -271,6 +358,53 @@ pub mod sample {
         DigestData {
             to: vec![addr("kjtrcc83236071@163.com")],
             generated_at: at(2025, 6, 20, 8, 30, 0),
+            attention: vec![
+                AttentionItem {
+                    number: "#42".into(),
+                    kind: AttentionKind::Message,
+                    who: "wangwu1987@qq.com".into(),
+                    subject: "材料".into(),
+                    at: at(2025, 6, 19, 16, 12, 0),
+                    reason: "未能确认单位；发件人不在单位名录中，回执暂未发送，确认单位后发出"
+                        .into(),
+                    new: true,
+                },
+                AttentionItem {
+                    number: "#S3".into(),
+                    kind: AttentionKind::Send,
+                    who: "xzkjjrc@xz.gov.cn".into(),
+                    subject: "提醒：请于2025年6月22日24:00前报送活动总结报告和开展情况统计表"
+                        .into(),
+                    at: at(2025, 6, 19, 9, 0, 0),
+                    reason: "发送失败：550 Mailbox not found".into(),
+                    new: false,
+                },
+            ],
+            changes: Some(DigestChanges {
+                since: at(2025, 6, 19, 8, 30, 0),
+                received: vec![ReceivedItem {
+                    number: 57,
+                    org_name: "南京市科学技术局".into(),
+                    deadline_name: "活动总结报告和开展情况统计表".into(),
+                    at: at(2025, 6, 19, 15, 2, 0),
+                    files: vec![
+                        "总结报告".into(),
+                        "统计表电子版".into(),
+                        "统计表盖章扫描件".into(),
+                    ],
+                    late: false,
+                }],
+                completed: vec![UnitChange {
+                    org_name: "南京市科学技术局".into(),
+                    deadline_name: "活动总结报告和开展情况统计表".into(),
+                    problems: vec![],
+                }],
+                problems: vec![UnitChange {
+                    org_name: "无锡市科学技术协会".into(),
+                    deadline_name: "活动总结报告和开展情况统计表".into(),
+                    problems: vec!["《统计表.xlsx》：经费投入“约5”单位不明，请填写万元数".into()],
+                }],
+            }),
             campaigns: vec![DigestCampaign {
                 name: "2025年江苏省全国科技活动周和全国科技工作者日".into(),
                 deadlines: vec![DigestDeadline {
@@ -285,12 +419,13 @@ pub mod sample {
                         DigestRow {
                             org_name: "南京市科学技术局".into(),
                             cells: vec![
-                                cell(CellState::Received, None, "6月18日"),
-                                cell(CellState::Received, None, "6月18日"),
-                                cell(CellState::Received, Some(true), "6月18日"),
+                                cell(CellState::Received, None, "6月19日"),
+                                cell(CellState::Received, None, "6月19日"),
+                                cell(CellState::Received, Some(true), "6月19日"),
                             ],
                             problems: vec![],
                             complete: true,
+                            nothing: false,
                         },
                         DigestRow {
                             org_name: "无锡市科学技术协会".into(),
@@ -303,6 +438,7 @@ pub mod sample {
                                 "《统计表.xlsx》：经费投入“约5”单位不明，请填写万元数".into(),
                             ],
                             complete: false,
+                            nothing: false,
                         },
                         DigestRow {
                             org_name: "徐州市科学技术局".into(),
@@ -313,6 +449,7 @@ pub mod sample {
                             ],
                             problems: vec![],
                             complete: false,
+                            nothing: true,
                         },
                     ],
                     counts: DigestCounts {
@@ -333,15 +470,51 @@ pub mod sample {
                         },
                     ],
                 }],
+                earlier: vec![DeadlineLine {
+                    name: "特色群众性主题实践活动推荐表".into(),
+                    due: at(2025, 5, 6, 23, 59, 59),
+                    counts: DigestCounts {
+                        orgs: 3,
+                        complete: 2,
+                        partial: 1,
+                        none: 0,
+                        late: 1,
+                    },
+                }],
             }],
-            attention: vec![AttentionItem {
-                number: 42,
-                from: "someone@qq.com".into(),
-                subject: "材料".into(),
-                received_at: at(2025, 6, 19, 16, 12, 0),
-                reason: "未能确认单位".into(),
-            }],
-            failed_sends: vec![],
+        }
+    }
+
+    pub fn reply() -> ReplyData {
+        let result = |command: &str, ok, said: &str| CommandResult {
+            command: command.into(),
+            ok,
+            said: said.into(),
+        };
+        ReplyData {
+            to: addr("kjtrcc83236071@163.com"),
+            generated_at: at(2025, 6, 20, 9, 5, 0),
+            results: vec![
+                result(
+                    "指派 #42 南京市科技局",
+                    true,
+                    "#42 已指派给南京市科学技术局，已记住发件地址 wangwu1987@qq.com，回执已发出",
+                ),
+                result(
+                    "暂停提醒 南通市科协",
+                    true,
+                    "已暂停给南通市科学技术协会的提醒",
+                ),
+                result("忽略 #43", false, "没有编号为 #43 的邮件"),
+                result("汇总表", true, "汇总表见附件"),
+            ],
+            help: false,
+            spreadsheet: true,
+            original_subject: "回复：报送情况汇总（截至2025年6月20日 08:30）".into(),
+            original_message_id: Some("<tencent_1A2B3C@qq.com>".into()),
+            original_references: vec![
+                "<20250620.k3j9x2m4q8r7t6y5.digest@baosong.kjt.example.cn>".into(),
+            ],
         }
     }
 }

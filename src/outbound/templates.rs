@@ -12,10 +12,10 @@ use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
-use super::{AckData, DigestData, ReminderData, sample};
+use super::{AckData, DigestData, ReminderData, ReplyData, sample};
 
 /// Every template file, with the copy built into the binary.
-const BUILTIN: [(&str, &str); 6] = [
+const BUILTIN: [(&str, &str); 8] = [
     ("ack.txt.j2", include_str!("../../templates/ack.txt.j2")),
     ("ack.html.j2", include_str!("../../templates/ack.html.j2")),
     (
@@ -33,6 +33,11 @@ const BUILTIN: [(&str, &str); 6] = [
     (
         "digest.html.j2",
         include_str!("../../templates/digest.html.j2"),
+    ),
+    ("reply.txt.j2", include_str!("../../templates/reply.txt.j2")),
+    (
+        "reply.html.j2",
+        include_str!("../../templates/reply.html.j2"),
     ),
 ];
 
@@ -87,7 +92,7 @@ impl Templates {
                 .map_err(|source| TemplateError::Read { path, source })?;
             sources.push((name, text));
         }
-        let sources: [(&str, String); 6] = sources
+        let sources: [(&str, String); 8] = sources
             .try_into()
             .expect("one source per built-in template");
         Self::from_sources(Some(dir.to_owned()), sources)
@@ -100,7 +105,7 @@ impl Templates {
 
     fn from_sources(
         dir: Option<PathBuf>,
-        sources: [(&'static str, String); 6],
+        sources: [(&'static str, String); 8],
     ) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -119,6 +124,7 @@ impl Templates {
         templates.ack(&sample::ack())?;
         templates.reminder(&sample::reminder())?;
         templates.digest(&sample::digest())?;
+        templates.reply(&sample::reply())?;
         Ok(templates)
     }
 
@@ -144,6 +150,10 @@ impl Templates {
 
     pub fn digest(&self, data: &DigestData) -> Result<Rendered, TemplateError> {
         self.render("digest", data)
+    }
+
+    pub fn reply(&self, data: &ReplyData) -> Result<Rendered, TemplateError> {
+        self.render("reply", data)
     }
 
     fn render<S: Serialize>(&self, mail: &str, ctx: &S) -> Result<Rendered, TemplateError> {
@@ -353,12 +363,69 @@ mod tests {
         keys(&serde_json::to_value(sample::ack()).unwrap(), &mut all);
         keys(&serde_json::to_value(sample::reminder()).unwrap(), &mut all);
         keys(&serde_json::to_value(sample::digest()).unwrap(), &mut all);
+        keys(&serde_json::to_value(sample::reply()).unwrap(), &mut all);
         for k in all {
             assert!(
                 readme.contains(&format!("{k}`")) || readme.contains(&format!("{k}.")),
                 "templates/README.md lacks `{k}`"
             );
         }
+    }
+
+    #[test]
+    fn the_digest_leads_with_what_needs_a_person_then_changes_then_the_matrix() {
+        let r = Templates::builtin().digest(&sample::digest()).unwrap();
+        let at = |s: &str| {
+            r.text
+                .find(s)
+                .unwrap_or_else(|| panic!("{s} in {}", r.text))
+        };
+        assert!(at("【需处理】2项") < at("【2025年6月19日 08:30以来】"));
+        assert!(at("以来】") < at("【2025年江苏省"));
+        assert!(
+            r.text.contains("#42（新） 2025年6月19日 16:12"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("#S3 "), "{}", r.text);
+        assert!(r.text.contains("发给 xzkjjrc@xz.gov.cn"), "{}", r.text);
+        assert!(r.text.contains("指派 #编号 单位名称"), "{}", r.text);
+        assert!(r.text.contains("新齐全：南京市科学技术局"), "{}", r.text);
+        assert!(r.text.contains("尚未报送：徐州市科学技术局"), "{}", r.text);
+        assert!(
+            r.text
+                .contains("特色群众性主题实践活动推荐表（5月6日截止）：共3个单位，齐全2"),
+            "{}",
+            r.text
+        );
+        // Short lines for a phone: nothing but a unit's problem list runs long.
+        for line in r.text.lines().filter(|l| !l.contains("需修改")) {
+            assert!(line.chars().count() <= 60, "long line: {line}");
+        }
+        // The help lines a quoted digest carries are not commands.
+        let commands = crate::mailcmd::parse(&r.text);
+        assert!(commands.iter().all(|e| e.command.is_err()), "{commands:?}");
+    }
+
+    #[test]
+    fn a_command_reply_says_what_was_done_and_what_was_not() {
+        let r = Templates::builtin().reply(&sample::reply()).unwrap();
+        assert_eq!(r.subject, "指令处理结果（已办3条，未办1条）");
+        assert!(
+            r.text
+                .contains("1. “指派 #42 南京市科技局”\n   ✔ 已办：#42 已指派给南京市科学技术局"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("✘ 未办：没有编号为 #43 的邮件"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("汇总表见附件"), "{}", r.text);
+        assert!(!r.text.contains("可用的指令"), "{}", r.text);
+        // Our echo of a command, quoted in a later reply, is not a command again.
+        assert!(crate::mailcmd::parse(&r.text).is_empty(), "{}", r.text);
     }
 
     #[test]

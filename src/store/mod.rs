@@ -9,6 +9,7 @@
 //! and bytes.
 
 pub mod archive;
+mod coordination;
 mod leases;
 mod outbox;
 mod query;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Any, AnyPool, Connection, Row, Transaction};
 
 pub use archive::Archive;
+pub use coordination::{FailedRow, LogEntry, Marked, ReceivedRow, UnreadableRow, Via};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use query::{
     Assigned, Assignment, AttentionRow, DocumentInfo, MessageDetail, MessageInfo, RecordRow,

@@ -19,6 +19,8 @@ pub enum OutboxKind {
     Ack,
     Reminder,
     Digest,
+    /// The answer to a coordinator's command reply.
+    Reply,
 }
 
 impl OutboxKind {
@@ -27,6 +29,7 @@ impl OutboxKind {
             Self::Ack => "ack",
             Self::Reminder => "reminder",
             Self::Digest => "digest",
+            Self::Reply => "reply",
         }
     }
 
@@ -35,6 +38,7 @@ impl OutboxKind {
             "ack" => Ok(Self::Ack),
             "reminder" => Ok(Self::Reminder),
             "digest" => Ok(Self::Digest),
+            "reply" => Ok(Self::Reply),
             _ => Err(StoreError::Corrupt(format!("outbox kind `{s}`"))),
         }
     }
@@ -87,7 +91,8 @@ pub struct NewOutbox {
     /// The received message this answers. [`Store::record`] fills it in for the ack.
     pub related_message: Option<MessageId>,
     /// At most one row per key, ever: `ack:<message sha256>`,
-    /// `reminder:<org>:<campaign>:<deadline>:<offset>`, `digest:<date>`.
+    /// `reminder:<org>:<campaign>:<deadline>:<offset>`, `digest:<date>`,
+    /// `reply:<command mail sha256>`.
     pub dedupe_key: String,
     /// Do not send before this instant; None: as soon as possible.
     pub not_before: Option<DateTime<Utc>>,
