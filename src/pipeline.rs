@@ -8,7 +8,7 @@ use crate::config::{CampaignConfig, Config, DeadlineConfig, Limits};
 use crate::directory::Directory;
 use crate::extract::{Extraction, Extractor, media};
 use crate::intake::{self, OwnIdentity};
-use crate::matching::{self, ContentEvidence};
+use crate::matching::{self, ContentEvidence, DocumentText};
 use crate::model::{
     AckDecision, Analysis, Document, Header, OrgMatch, Origin, Problem, ProblemCode, RawMessage,
 };
@@ -53,6 +53,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
 
     let mut documents = Vec::with_capacity(intake.files.len());
     let mut form_units = Vec::new();
+    let mut document_texts = Vec::new();
     let mut extraction_text = String::new();
     for file in &intake.files {
         // A file intake already refused (password, program, empty, too big,
@@ -65,6 +66,12 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         let (kind, form) = classify(file, &ex, &subject, &config.forms);
         if let Some(u) = &ex.unit {
             form_units.push(u.clone());
+        }
+        if !ex.text.trim().is_empty() {
+            document_texts.push(DocumentText {
+                path: file.path.clone(),
+                text: ex.text.clone(),
+            });
         }
         if extraction_text.len() < 8 * 1024 {
             extraction_text.push_str(&ex.text);
@@ -109,6 +116,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
 
     let evidence = ContentEvidence {
         form_units: form_units.clone(),
+        documents: document_texts,
         subject: subject.clone(),
         filenames: intake.files.iter().map(|f| f.path.clone()).collect(),
         from_name: header.from_name.clone().unwrap_or_default(),
