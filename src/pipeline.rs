@@ -12,6 +12,7 @@ use crate::matching::{self, ContentEvidence, DocumentText};
 use crate::model::{
     AckDecision, Analysis, Document, Header, OrgMatch, Origin, Problem, ProblemCode, RawMessage,
 };
+use crate::status;
 use crate::trust::{self, AuthVerdict};
 use crate::types::{DocForm, DocumentKind, MailAddress, MailboxName, OrgId, Sha256};
 
@@ -79,19 +80,6 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         }
         let mut problems = file.problems.clone();
         problems.extend(ex.problems.iter().map(|p| name_file(p, &file.filename)));
-        let is_form = matches!(
-            kind,
-            DocumentKind::RecommendationForm | DocumentKind::StatisticsForm
-        );
-        if is_form && form == DocForm::Scan && ex.sealed == Some(false) {
-            problems.push(Problem::new(
-                ProblemCode::SealNotFound,
-                format!(
-                    "《{}》中未检测到红色公章。如已盖章请忽略；如未盖章，请盖章后重新扫描发送。",
-                    file.filename
-                ),
-            ));
-        }
         // Photos are not judged for seals; an electronic file only reports a
         // seal it carries (an electronic seal image).
         let sealed = match form {
@@ -414,11 +402,22 @@ fn tail_chars(s: &str, n: usize) -> String {
     s.chars().skip(count.saturating_sub(n)).collect()
 }
 
-/// A deadline's rules about single files (photo size and format, video
-/// length), as problems of those files. Rules over all a unit sent (item
-/// limit, photo count) are the status view's ([`crate::status`]).
+/// A deadline's rules about single files (a seal on a scan it asks for,
+/// photo size and format, video length), as problems of those files. Rules
+/// over all a unit sent (item limit, photo count) are the status view's
+/// ([`crate::status`]).
 fn file_rules(dl: &DeadlineConfig, documents: &mut [Document]) {
     for d in documents.iter_mut() {
+        // Only a notice that asks for the 盖章扫描件 makes a missing seal a problem.
+        if d.form == DocForm::Scan && d.sealed == Some(false) && status::wants_scan(dl, d.kind) {
+            d.problems.push(Problem::new(
+                ProblemCode::SealNotFound,
+                format!(
+                    "《{}》中未检测到红色公章。如已盖章请忽略；如未盖章，请盖章后重新扫描发送。",
+                    d.filename
+                ),
+            ));
+        }
         let info = d.media.clone().unwrap_or_default();
         match (d.kind, &dl.photos, &dl.video) {
             (DocumentKind::Photo, Some(rule), _) => {

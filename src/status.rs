@@ -76,6 +76,14 @@ pub fn columns(dl: &DeadlineConfig) -> Vec<Column> {
     out
 }
 
+/// The deadline asks for `kind` as a stamped scan (盖章扫描件): only then is
+/// a scan without a seal something to fix.
+pub fn wants_scan(dl: &DeadlineConfig, kind: DocumentKind) -> bool {
+    dl.requires
+        .iter()
+        .any(|r| r.accepts(kind) && r.forms.contains(&DocForm::Scan))
+}
+
 /// One file a unit sent for a deadline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentDoc {
