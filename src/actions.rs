@@ -81,7 +81,7 @@ impl Services {
         directory: Directory,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ActionError> {
-        let store = Store::open(&config.store.database).await?;
+        let store = Store::open(&config.store.url()?).await?;
         let archive = Archive::new(config.store.archive.clone());
         let templates = Templates::load(config.smtp.templates.as_deref())?;
         Ok(Self {

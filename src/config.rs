@@ -165,6 +165,15 @@ pub struct StoreConfig {
     /// Where raw messages are kept, content-addressed.
     #[serde(default = "default_archive")]
     pub archive: PathBuf,
+    /// The PostgreSQL password, from the environment or a file; never in the
+    /// URL of a config file.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// This instance's name among those sharing one database (default: the
+    /// host name). Work it leased and left unfinished when it stopped is
+    /// taken back at once when an instance of that name starts.
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 fn default_database() -> String {
@@ -179,6 +188,8 @@ impl Default for StoreConfig {
         Self {
             database: default_database(),
             archive: default_archive(),
+            password: None,
+            instance: None,
         }
     }
 }
@@ -787,6 +798,51 @@ pub struct TrustConfig {
 /// The example configuration shipped in the repository, used when no `--config` is given.
 pub const EXAMPLE_TOML: &str = include_str!("../config.example.toml");
 
+impl StoreConfig {
+    /// The database URL with the password from `password` put in.
+    pub fn url(&self) -> Result<String, ConfigError> {
+        let Some(secret) = &self.password else {
+            return Ok(self.database.clone());
+        };
+        let password = secret.resolve("store.password")?;
+        let invalid = |m: &str| ConfigError::invalid("store.database", m);
+        let (scheme, rest) = self
+            .database
+            .split_once("://")
+            .ok_or_else(|| invalid("is not a URL"))?;
+        let (user, host) = rest.split_once('@').ok_or_else(|| {
+            invalid("`password` needs a user in the URL: postgres://user@host/db")
+        })?;
+        if user.contains(':') {
+            return Err(invalid(
+                "give the password either in `password` or in the URL, not both",
+            ));
+        }
+        let encoded: String = password
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+    }
+
+    /// The name this instance leases work under.
+    pub fn instance_name(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_owned())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "baosong".into())
+        })
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -870,6 +926,15 @@ impl Config {
 
     fn validate(&mut self) -> Result<(), ConfigError> {
         let s = &self.store;
+        if s.password
+            .as_ref()
+            .is_some_and(|p| p.env.is_none() && p.file.is_none())
+        {
+            return Err(ConfigError::invalid(
+                "store.password",
+                "give `env = \"VAR\"` or `file = \"path\"`",
+            ));
+        }
         if !(s.database.starts_with("sqlite:")
             || s.database.starts_with("postgres://")
             || s.database.starts_with("postgresql://"))
@@ -1146,6 +1211,30 @@ mod tests {
         let text = EXAMPLE_TOML.replace("# retry_base_secs = 30", "retry_base_secs = 0");
         let err = Config::from_toml(&text, Path::new("x.toml"), Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("smtp.retry_base_secs"), "{err}");
+    }
+
+    #[test]
+    fn the_database_password_comes_from_a_secret_and_is_encoded() {
+        let file = std::env::temp_dir().join(format!("baosong-pw-{}", std::process::id()));
+        std::fs::write(&file, "p@ss:w/rd\n").unwrap();
+        let store = StoreConfig {
+            database: "postgres://baosong@db.example/baosong".into(),
+            password: Some(Secret {
+                env: None,
+                file: Some(file.clone()),
+            }),
+            ..StoreConfig::default()
+        };
+        assert_eq!(
+            store.url().unwrap(),
+            "postgres://baosong:p%40ss%3Aw%2Frd@db.example/baosong"
+        );
+        let both = StoreConfig {
+            database: "postgres://baosong:x@db.example/baosong".into(),
+            ..store
+        };
+        assert!(both.url().unwrap_err().to_string().contains("not both"));
+        std::fs::remove_file(file).unwrap();
     }
 
     #[test]

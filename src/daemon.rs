@@ -27,7 +27,6 @@ use crate::actions::Services;
 use crate::clock::Heartbeat;
 use crate::model::RawMessage;
 use crate::outbound::transport::MailSender;
-use crate::outbound::{MailKind, compose};
 use crate::schedule;
 use crate::source::{self, Delivery, Disposition, MailboxSource, SourceError};
 use crate::store::Recorded;
@@ -51,8 +50,10 @@ pub struct RunOptions {
 /// How long a task may go without a heartbeat before the watchdog stops
 /// telling systemd all is well (the unit's WatchdogSec is 120 s).
 const STALE: Duration = Duration::from_secs(90);
-/// Outbox rows are leased for this long; a dead worker's rows come back after it.
-const LEASE: Duration = Duration::from_secs(300);
+/// Outbox rows are leased for this long and renewed every [`RENEW`] while a
+/// send goes on: another instance takes a dead one's rows within this time.
+const LEASE: Duration = Duration::from_secs(30);
+const RENEW: Duration = Duration::from_secs(10);
 
 /// Runs until `cancel` fires (or, with `once`, until the mailboxes are read,
 /// what is due is enqueued and the outbox is empty).
@@ -283,12 +284,19 @@ async fn outbox_worker(
     once_done: Option<CancellationToken>,
     beat: Heartbeat,
 ) -> (&'static str, Result<(), String>) {
-    let owner = format!(
-        "{}:{}:{}",
-        hostname(),
-        std::process::id(),
-        compose::new_message_id("w", MailKind::Ack, services.now())
-    );
+    // The same name across restarts: rows this instance was sending when it
+    // was killed are taken back at once.
+    let owner = services.config.store.instance_name();
+    match services.store.release_leases(&owner).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            rows = n,
+            "took back outbox rows left unfinished by the last run"
+        ),
+        Err(e) => {
+            warn!(error = %e, "cannot take back unfinished outbox rows; their leases will run out")
+        }
+    }
     loop {
         beat.beat();
         if stop.is_cancelled() {
@@ -308,7 +316,12 @@ async fn outbox_worker(
         let idle = rows.is_empty();
         for row in rows {
             let result = beat
-                .while_pending(sender.send(&row.envelope_from, &row.to, &row.raw))
+                .while_pending(renewing(
+                    &services,
+                    row.id,
+                    &owner,
+                    sender.send(&row.envelope_from, &row.to, &row.raw),
+                ))
                 .await;
             let now = services.now();
             let outcome = match result {
@@ -364,17 +377,36 @@ async fn outbox_worker(
     }
 }
 
+/// Runs a send, renewing the row's lease while it takes.
+async fn renewing<F: std::future::Future>(
+    services: &Services,
+    id: crate::store::OutboxId,
+    owner: &str,
+    send: F,
+) -> F::Output {
+    tokio::pin!(send);
+    let mut tick = tokio::time::interval(RENEW);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut send => return out,
+            _ = tick.tick() => {
+                let until = services.now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
+                match services.store.renew_lease(id, owner, until).await {
+                    Ok(true) => {}
+                    Ok(false) => warn!(outbox = %id, "lost the lease on a row while sending it"),
+                    Err(e) => warn!(outbox = %id, error = %e, "renewing the lease failed"),
+                }
+            }
+        }
+    }
+}
+
 /// `base_secs` (30 s by default) doubling per attempt up to 2 h, ±20 % jitter.
 fn retry_delay(base_secs: u64, attempts: u32) -> Duration {
     let base = base_secs.saturating_mul(1 << attempts.min(8)).min(7200);
     let jitter = rand::random_range(0.8..1.2);
     Duration::from_secs_f64(base as f64 * jitter)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Wakes at the cron fire times and enqueues reminders and digests.

@@ -105,6 +105,10 @@ problem_codes! {
     // A deadline's rules.
     TooManyItems = "too_many_items",
     TooFewPhotos = "too_few_photos",
+    // What a file is sent as.
+    /// A form sent as a PDF exported from Word/WPS, unsealed: neither the
+    /// editable 电子版 nor a stamped scan.
+    ElectronicNotEditable = "electronic_not_editable",
 }
 
 impl fmt::Display for ProblemCode {

@@ -80,10 +80,12 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         }
         let mut problems = file.problems.clone();
         problems.extend(ex.problems.iter().map(|p| name_file(p, &file.filename)));
+        problems.extend(crate::classify::problems(file, &ex, kind, form));
         // Photos are not judged for seals; an electronic file only reports a
         // seal it carries (an electronic seal image).
         let sealed = match form {
             DocForm::Scan => ex.sealed,
+            DocForm::Media => None,
             _ => ex.sealed.filter(|s| *s),
         };
         documents.push(Document {
@@ -143,6 +145,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
     };
 
     let mut problems = intake.problems.clone();
+    seal_rule(campaign, &mut documents);
     if let (Some(c), Some(d)) = (campaign, &deadline)
         && let Some(dl) = c.deadlines.iter().find(|x| &x.id == d)
     {
@@ -402,14 +405,14 @@ fn tail_chars(s: &str, n: usize) -> String {
     s.chars().skip(count.saturating_sub(n)).collect()
 }
 
-/// A deadline's rules about single files (a seal on a scan it asks for,
-/// photo size and format, video length), as problems of those files. Rules
-/// over all a unit sent (item limit, photo count) are the status view's
-/// ([`crate::status`]).
-fn file_rules(dl: &DeadlineConfig, documents: &mut [Document]) {
+/// A scan without a seal, as a problem of that file, where the notice asks
+/// for the 盖章扫描件 of its kind (青岛 asks for the 电子版 only).
+fn seal_rule(campaign: Option<&CampaignConfig>, documents: &mut [Document]) {
     for d in documents.iter_mut() {
-        // Only a notice that asks for the 盖章扫描件 makes a missing seal a problem.
-        if d.form == DocForm::Scan && d.sealed == Some(false) && status::wants_scan(dl, d.kind) {
+        if d.form == DocForm::Scan
+            && d.sealed == Some(false)
+            && status::wants_scan(campaign, d.kind)
+        {
             d.problems.push(Problem::new(
                 ProblemCode::SealNotFound,
                 format!(
@@ -418,6 +421,14 @@ fn file_rules(dl: &DeadlineConfig, documents: &mut [Document]) {
                 ),
             ));
         }
+    }
+}
+
+/// A deadline's rules about single files (photo size and format, video
+/// length), as problems of those files. Rules over all a unit sent (item
+/// limit, photo count) are the status view's ([`crate::status`]).
+fn file_rules(dl: &DeadlineConfig, documents: &mut [Document]) {
+    for d in documents.iter_mut() {
         let info = d.media.clone().unwrap_or_default();
         match (d.kind, &dl.photos, &dl.video) {
             (DocumentKind::Photo, Some(rule), _) => {

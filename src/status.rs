@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{DeadlineConfig, Requirement};
+use crate::config::{CampaignConfig, DeadlineConfig, Requirement};
 use crate::model::{Analysis, Problem, ProblemCode};
 use crate::types::{DocForm, DocumentKind, OrgId, Sha256};
 
@@ -76,12 +76,23 @@ pub fn columns(dl: &DeadlineConfig) -> Vec<Column> {
     out
 }
 
-/// The deadline asks for `kind` as a stamped scan (盖章扫描件): only then is
-/// a scan without a seal something to fix.
-pub fn wants_scan(dl: &DeadlineConfig, kind: DocumentKind) -> bool {
-    dl.requires
-        .iter()
-        .any(|r| r.accepts(kind) && r.forms.contains(&DocForm::Scan))
+/// The notice asks for `kind` as a stamped scan (盖章扫描件) at any of its
+/// deadlines: only then is a scan without a seal something to fix. A 推荐表
+/// scan sent with the summary is still the stamped scan the notice wants.
+/// Without a known campaign, the forms are assumed stamped, as most notices
+/// ask.
+pub fn wants_scan(campaign: Option<&CampaignConfig>, kind: DocumentKind) -> bool {
+    match campaign {
+        Some(c) => c.deadlines.iter().any(|dl| {
+            dl.requires
+                .iter()
+                .any(|r| r.accepts(kind) && r.forms.contains(&DocForm::Scan))
+        }),
+        None => matches!(
+            kind,
+            DocumentKind::RecommendationForm | DocumentKind::StatisticsForm
+        ),
+    }
 }
 
 /// One file a unit sent for a deadline.

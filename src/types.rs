@@ -31,6 +31,11 @@ macro_rules! id_type {
     };
 }
 
+/// Mail is personal data: files baosong writes (archive, database, .eml)
+/// are for the service and its group only, whatever the umask.
+pub const FILE_MODE: u32 = 0o640;
+pub const DIR_MODE: u32 = 0o750;
+
 id_type!(
     /// An organisation (unit) of the directory, e.g. `nj-kjj`.
     OrgId

@@ -1,6 +1,7 @@
 //! Seal detection against the generated scan fixtures (see
 //! tests/fixtures/scans/make_scans.py; expected.json holds file → sealed,
-//! null for files that must be reported unreadable).
+//! null for files that must be reported unreadable), and against event
+//! photos that must not be taken for scans (tests/fixtures/photoscan).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -60,6 +61,39 @@ fn every_fixture_matches_expected_json() {
         }
     }
     assert!(wrong.is_empty(), "wrong: {wrong:#?}");
+}
+
+#[test]
+fn every_scan_fixture_looks_like_a_document() {
+    let text = std::fs::read_to_string(dir().join("expected.json")).expect("expected.json");
+    let expected: BTreeMap<String, Option<bool>> = serde_json::from_str(&text).expect("json");
+    for name in expected.keys().filter(|n| !n.starts_with("born_digital")) {
+        if let Ok(f) = detect(name) {
+            assert!(
+                f.looks_like_document && f.document_score >= 0.5,
+                "{name}: {f:?}"
+            );
+        }
+    }
+}
+
+/// Event photos of tests/fixtures/photoscan that the ring test alone took
+/// for sealed scans: a round emblem on a red backdrop under red lanterns,
+/// and a lecture whose projected slide fills the middle.
+#[test]
+fn red_emblem_in_an_event_photo_is_not_a_seal() {
+    for name in ["chromium_festival_25.jpg", "chromium_lecture_13.jpg"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/photoscan/photo")
+            .join(name);
+        let data = std::fs::read(path).expect("fixture");
+        let f = detect_in_image(&data, &Limits::default()).expect(name);
+        assert!(
+            !f.is_scan && !f.sealed && !f.looks_like_document,
+            "{name}: {f:?}"
+        );
+        assert!(f.document_score < 0.5, "{name}: {f:?}");
+    }
 }
 
 #[test]

@@ -601,3 +601,54 @@ async fn a_source_failing_to_fetch_and_to_flag_is_retried_and_nothing_is_doubled
     );
     assert_eq!(smtp.acks().len(), 3, "one ack each, none twice");
 }
+
+fn corpus(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/mail")
+            .join(format!("{name}.eml")),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_senders_get_no_ack_and_wait_for_a_coordinator() {
+    let mut w = World::new();
+    // A flood from strangers: spam subjects, no campaign document, Reply-To elsewhere.
+    for i in 0..30 {
+        w.deliver(
+            "kjt",
+            &mail(
+                &format!("Promo {i} <promo{i}@spam{i}.example>"),
+                KJT,
+                &format!("Buy cheap stuff at http://spam.example/{i}"),
+                &format!("Reply-To: victim{i}@other.example\r\n"),
+            ),
+        );
+    }
+    // A unit in the directory, and a stranger whose 推荐表 names its unit.
+    w.deliver("kjt", &corpus("foxmail_gbk_recommend_xlsx"));
+    w.deliver("kjt", &corpus("qq_web_gb18030_recommend_docx"));
+    let services = w.services().await;
+    let smtp = Arc::new(ScriptedSmtp::default());
+    w.run_once(&services, smtp.clone()).await;
+
+    let acks = smtp.acks();
+    let to: Vec<String> = acks.iter().flat_map(|(_, to, _)| to.clone()).collect();
+    assert_eq!(acks.len(), 2, "{to:?}");
+    assert!(
+        to.iter()
+            .all(|t| !t.contains("spam") && !t.contains("victim")),
+        "{to:?}"
+    );
+    for (_, _, bytes) in &acks {
+        assert!(!String::from_utf8_lossy(bytes).contains("spam.example"));
+    }
+    let waiting = services.store.attention().await.unwrap();
+    let strangers = waiting
+        .iter()
+        .filter(|a| a.from.as_deref().is_some_and(|f| f.contains("spam")))
+        .count();
+    assert_eq!(strangers, 30, "{waiting:?}");
+    assert_eq!(w.unflagged("kjt"), 0);
+}

@@ -1095,3 +1095,36 @@ async fn busy_database_is_retryable() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn nul_in_cell_text_and_problems_is_stored_without_it() {
+    for db in dbs().await {
+        let s = &db.store;
+        let mut d = doc(
+            "推荐表.xlsx",
+            DocumentKind::RecommendationForm,
+            DocForm::Electronic,
+            Some(recommendation(&["活动\0甲"])),
+        );
+        d.problems.push(Problem::new(
+            ProblemCode::SummaryTooLong,
+            "第1项“活动\0甲”简介过长",
+        ));
+        let a = analysis("unit@example.cn", Some("nj-kjj"), at(3, 9), vec![d]);
+        let msg = raw("nul", file("nul.eml"));
+        s.record(&msg, &a, None, now()).await.unwrap();
+        let names: Vec<String> = s
+            .records_for_form(
+                &CampaignId::from("js-2025"),
+                &DeadlineId::from("recommend"),
+                &FormId::from("tuijianbiao"),
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.key == "name")
+            .map(|r| r.value.text)
+            .collect();
+        assert_eq!(names, ["活动甲"], "{}", db.label);
+    }
+}

@@ -44,8 +44,12 @@ pub struct Extraction {
     /// The unit the form names (推荐单位 / 地方/部门 cell).
     pub unit: Option<String>,
     pub media: Option<MediaInfo>,
-    /// A PDF or image that shows a page (a scan), not a born-digital document.
+    /// A PDF or image that shows a page (a scan), not a born-digital document
+    /// nor a photo of a scene.
     pub is_scan: bool,
+    /// A page image shows a table ruled both ways: a form (or a screenshot of
+    /// one), not an article.
+    pub ruled_table: bool,
     pub problems: Vec<Problem>,
     /// How the file was read, from its content: `xlsx`, `xls`, `ods`, `xlsb`,
     /// `docx`, `doc`, `pdf`, `image`, `video`; None when not recognised.
@@ -319,6 +323,7 @@ fn expects_document(filename: &str) -> bool {
 
 fn apply_seal(out: &mut Extraction, f: seal::SealFinding) {
     out.is_scan = f.is_scan;
+    out.ruled_table = f.ruled_table;
     if f.is_scan || f.sealed {
         out.sealed = Some(f.sealed);
         out.seal_confidence = Some(f.confidence);

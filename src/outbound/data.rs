@@ -56,7 +56,7 @@ pub fn ack(
             // “未见公章” only where the notice asks for a stamped scan.
             sealed: d
                 .sealed
-                .filter(|s| *s || deadline.is_some_and(|(_, dl)| wants_scan(dl, d.kind))),
+                .filter(|s| *s || wants_scan(deadline.map(|(c, _)| c), d.kind)),
             read: d.table.as_ref().and_then(|t| match (&t.rows, &t.fields) {
                 (Some(r), _) => Some(format!("读取{}项{}", r.len(), t.form)),
                 (_, Some(f)) => Some(format!("读取{}个数据项", f.len())),

@@ -2,6 +2,7 @@
 //! or `.eml` files in a directory for dry runs.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -267,7 +268,11 @@ fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), SendError> {
         let path = path.to_owned();
         move |source| SendError::File { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(crate::types::DIR_MODE)
+        .create(dir)
+        .map_err(io(dir))?;
     let id = mail_parser::MessageParser::new()
         .parse_headers(bytes)
         .and_then(|m| m.message_id().map(str::to_owned))
@@ -281,7 +286,13 @@ fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), SendError> {
         .collect();
     let path = dir.join(format!("{name}.eml"));
     let tmp = dir.join(format!(".{name}.eml.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::types::FILE_MODE)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
     f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;

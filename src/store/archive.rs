@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,6 +11,8 @@ use super::StoreError;
 use crate::types::Sha256;
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+use crate::types::{DIR_MODE, FILE_MODE};
 
 /// The archive directory.
 #[derive(Debug, Clone)]
@@ -96,6 +99,7 @@ impl Archive {
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .mode(FILE_MODE)
                 .open(&tmp)
                 .map_err(io(&tmp))?;
             file.write_all(bytes).map_err(io(&tmp))?;
@@ -146,7 +150,7 @@ fn create_dir_all_synced(dir: &Path) -> Result<(), StoreError> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_dir_all_synced(parent)?;
     }
-    match fs::create_dir(dir) {
+    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => {}
         // Another writer created it meanwhile.
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}

@@ -9,6 +9,7 @@
 //! and bytes.
 
 pub mod archive;
+mod leases;
 mod outbox;
 mod query;
 mod record;
@@ -261,6 +262,16 @@ async fn prepare_sqlite(url: &str) -> Result<()> {
     }
     let conn = sqlx::SqliteConnection::connect_with(&options).await?;
     conn.close().await?;
+    // SQLite creates its -wal and -shm files with the database's mode.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        file,
+        std::fs::Permissions::from_mode(crate::types::FILE_MODE),
+    )
+    .map_err(|source| StoreError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
     Ok(())
 }
 

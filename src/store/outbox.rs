@@ -184,6 +184,41 @@ impl Store {
         Ok(rows)
     }
 
+    /// Extends `owner`'s lease on a row it is sending. False when it no
+    /// longer holds it.
+    pub async fn renew_lease(
+        &self,
+        id: OutboxId,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET lease_until = $3 \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(ts(until))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives back every row `owner` was sending when it stopped (a restart
+    /// after `kill -9`): they are due again at once, not after the lease.
+    /// The attempt they were in does not count.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'pending', lease_owner = NULL, lease_until = NULL, \
+             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+             WHERE lease_owner = $1 AND status = 'sending'",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records a successful send. False when `owner` no longer holds the lease.
     pub async fn mark_sent(&self, id: OutboxId, owner: &str, now: DateTime<Utc>) -> Result<bool> {
         let done = sqlx::query(

@@ -510,7 +510,7 @@ async fn insert_record(
     let (num, text) = match &value.value {
         serde_json::Value::Null => (None, None),
         serde_json::Value::Number(n) => (n.as_f64(), None),
-        serde_json::Value::String(s) => (None, Some(s.clone())),
+        serde_json::Value::String(s) => (None, Some(no_nul(s).into_owned())),
         other => (None, Some(other.to_string())),
     };
     sqlx::query(
@@ -522,11 +522,23 @@ async fn insert_record(
     .bind(key)
     .bind(float_or_zero(num))
     .bind(text)
-    .bind(&value.text)
+    .bind(no_nul(&value.text).into_owned())
     .bind(i16::from(num.is_some()))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Text read out of a file, without NUL: PostgreSQL refuses it in TEXT
+/// (`invalid byte sequence for encoding "UTF8": 0x00`), and one such cell
+/// must not make a whole message unrecordable. Intake cleans headers and
+/// names; cell text and the problems quoting it pass here.
+fn no_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', ""))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// A nullable float goes in as a value plus a flag (`CASE WHEN flag = 1 THEN
@@ -548,7 +560,7 @@ async fn insert_problem(
     .bind(message_id.0)
     .bind(document_id)
     .bind(p.code.as_str())
-    .bind(&p.message)
+    .bind(no_nul(&p.message).into_owned())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,5 +1,8 @@
 //! Finding a red seal on one page raster.
 //!
+//! 0. A raster that does not look like paper (see `look`) is a scene: red
+//!    banners, lanterns and round emblems in it are not looked at. On a
+//!    page, a ring counts only where it sits on paper.
 //! 1. White balance: divide each channel by the paper colour (a high
 //!    percentile), so a warm phone photo or yellowed paper reads as neutral.
 //! 2. Red mask: red minus the larger of green/blue, both absolute and relative
@@ -16,33 +19,56 @@
 //!    underline too thin; a square character, a table or handwriting fails
 //!    the sector or the corner test; a hand-drawn circle is too small or empty.
 
+use super::look::{self, Look, Planes};
 use super::raster::Raster;
 
 const SECTORS: usize = 36;
 
 /// What one raster looks like.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct PageVerdict {
     /// 0..1, the best seal candidate's score; >= `SEAL_SCORE` means sealed.
     pub score: f32,
     /// Almost no ink at all: a blank page or an empty scan.
     pub blank: bool,
+    /// Page or scene; a raster that may be a seal image as a whole is not judged.
+    pub look: Option<Look>,
 }
 
 pub(crate) const SEAL_SCORE: f32 = 0.5;
 
 /// `whole_image_may_be_seal`: the raster is a small picture (an electronic
-/// seal image in a PDF), so the seal may fill it.
+/// seal image in a PDF), so the seal may fill it. Otherwise a raster that does
+/// not look like paper is a scene, and red rings in it are not looked for.
 pub(crate) fn analyse(img: &Raster, whole_image_may_be_seal: bool) -> PageVerdict {
     let (w, h) = (img.width, img.height);
     if w < 16 || h < 16 {
         return PageVerdict {
             score: 0.0,
             blank: true,
+            look: None,
         };
     }
-    let (mask, ink) = red_mask(img);
+    let planes = balance(img);
+    let ink = planes.ink;
+    let mask = planes.red;
     let blank = ink * 1000 < w * h * 2;
+    let page = (!whole_image_may_be_seal).then(|| {
+        look::look(&Planes {
+            width: w,
+            height: h,
+            luma: &planes.luma,
+            sat: &planes.sat,
+            red: &mask,
+        })
+    });
+    if page.as_ref().is_some_and(|l| !l.is_document()) {
+        return PageVerdict {
+            score: 0.0,
+            blank,
+            look: page,
+        };
+    }
     let short = w.min(h) as f32;
     let (min_d, max_d) = if whole_image_may_be_seal {
         (short * 0.3, short * 1.05)
@@ -60,34 +86,73 @@ pub(crate) fn analyse(img: &Raster, whole_image_may_be_seal: bool) -> PageVerdic
         let grown = dilate(&mask, w, h, radius);
         let comps = components(&mask, &grown, w, h);
         for c in &comps {
-            best = best.max(score_component(c, &mask, w, min_d, max_d));
+            let s = score_component(c, &mask, w, min_d, max_d);
+            if s > best && page.as_ref().is_none_or(|l| on_paper(c, l, w, h)) {
+                best = s;
+            }
         }
         if best >= SEAL_SCORE {
             break;
         }
     }
-    PageVerdict { score: best, blank }
+    PageVerdict {
+        score: best,
+        blank,
+        look: page,
+    }
 }
 
-/// Red mask after white balance, and the count of inked pixels (dark or red).
-fn red_mask(img: &Raster) -> (Vec<bool>, usize) {
+/// A seal is stamped on paper, near the text it certifies: most blocks
+/// around the ring (its box grown by half its size each way) are paper.
+fn on_paper(c: &Component, look: &Look, w: usize, h: usize) -> bool {
+    let (mx, my) = ((c.x1 - c.x0) / 2, (c.y1 - c.y0) / 2);
+    let paper = look.paper_under(
+        c.x0.saturating_sub(mx),
+        c.y0.saturating_sub(my),
+        (c.x1 + mx).min(w - 1),
+        (c.y1 + my).min(h - 1),
+    );
+    paper >= 0.5
+}
+
+/// A raster after white balance, as the detectors read it.
+struct Balanced {
+    /// Seal red.
+    red: Vec<bool>,
+    luma: Vec<u8>,
+    /// Max minus min channel.
+    sat: Vec<u8>,
+    /// Inked pixels (dark or red).
+    ink: usize,
+}
+
+/// White balance, then the red mask, luminance and saturation per pixel.
+fn balance(img: &Raster) -> Balanced {
     let paper = paper_colour(img);
     let gain = paper.map(|p| (255.0 / p.max(40.0)).min(3.0));
-    let mut mask = vec![false; img.width * img.height];
-    let mut ink = 0usize;
-    for (m, px) in mask.iter_mut().zip(img.rgb.chunks_exact(3)) {
+    let n = img.width * img.height;
+    let mut out = Balanced {
+        red: vec![false; n],
+        luma: vec![0; n],
+        sat: vec![0; n],
+        ink: 0,
+    };
+    for (i, px) in img.rgb.chunks_exact(3).enumerate() {
         let r = f32::from(px[0]) * gain[0];
         let g = f32::from(px[1]) * gain[1];
         let b = f32::from(px[2]) * gain[2];
         let gb = g.max(b);
         let d = r - gb;
         let red = d >= 18.0 && d >= 0.08 * r && r >= 50.0 && (g - b) <= 0.5 * d;
-        *m = red;
+        out.red[i] = red;
+        let (hi, lo) = (r.max(gb).min(255.0), r.min(g).min(b).min(255.0));
+        out.luma[i] = ((r.min(255.0) + g.min(255.0) + b.min(255.0)) / 3.0) as u8;
+        out.sat[i] = (hi - lo) as u8;
         if red || r.max(gb) < 150.0 {
-            ink += 1;
+            out.ink += 1;
         }
     }
-    (mask, ink)
+    out
 }
 
 /// 90th percentile of each channel: the paper, whatever the ink.

@@ -1,9 +1,11 @@
 //! Red official seal (公章) detection on scans: images and the images inside PDF pages.
 //!
 //! `raster` decodes at reduced scale, `pdf` finds and decodes page images,
-//! `detect` decides whether a page raster carries a seal.
+//! `look` tells a page (paper with text) from a scene (an event photo), and
+//! `detect` decides whether a page raster carries a seal: only a page can.
 
 mod detect;
+mod look;
 mod pdf;
 mod raster;
 
@@ -19,8 +21,19 @@ use raster::{Decoded, unreadable};
 /// What seal detection found in one file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SealFinding {
-    /// True when the file shows page images (a scan or photo of a page).
+    /// True when the file shows page images (a scan or photo of a page). An
+    /// image that does not look like paper (an event photo) is not one, and
+    /// red rings in it are not seals.
     pub is_scan: bool,
+    /// Some image looks like a page: paper across the middle of the frame,
+    /// text lines, little colour but red. False for a born-digital PDF.
+    pub looks_like_document: bool,
+    /// 0.0–1.0: the best page image's likeness to a document (0.5 and up
+    /// reads as one).
+    pub document_score: f32,
+    /// A page image shows a table ruled both ways (a form, or a screenshot
+    /// of one).
+    pub ruled_table: bool,
     /// A red seal was found. On a born-digital PDF (`is_scan` false) this is
     /// an electronic seal image placed on the page.
     pub sealed: bool,
@@ -137,6 +150,8 @@ struct Tally {
     analysed: u32,
     skipped: u32,
     best: f32,
+    document_score: f32,
+    ruled_table: bool,
     page_images: u32,
     blank_page_images: u32,
     low_resolution: bool,
@@ -156,7 +171,14 @@ impl Tally {
         self.analysed += 1;
         self.peak = self.peak.max(d.decoded_pixels);
         self.best = self.best.max(verdict.score);
-        if is_page {
+        let document = verdict.look.as_ref().is_some_and(|l| l.is_document());
+        if let Some(look) = &verdict.look {
+            self.document_score = self.document_score.max(look.score);
+            self.ruled_table |= document && look.ruled_table;
+        }
+        // A picture in a PDF (a photo in an exported report) or an image
+        // file that shows a scene is not a page.
+        if is_page && document {
             self.is_scan = true;
             self.page_images += 1;
             if verdict.blank {
@@ -190,6 +212,9 @@ impl Tally {
         }
         SealFinding {
             is_scan: self.is_scan,
+            looks_like_document: self.page_images > 0,
+            document_score: self.document_score,
+            ruled_table: self.ruled_table,
             sealed,
             confidence: confidence.clamp(0.0, 1.0),
             pages: self.pages,
