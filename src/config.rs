@@ -674,6 +674,11 @@ pub struct Requirement {
     /// What units call it (`影像资料`); the kinds' names otherwise.
     #[serde(default)]
     pub label: Option<String>,
+    /// Only files whose name (or zip folder) has one of these words meet it
+    /// (青岛: `["线上"]` for 线上活动照片). Other requirements of the same
+    /// kind then leave those files to it, so 现场照片 are counted apart.
+    #[serde(default)]
+    pub name_has: Vec<String>,
 }
 
 impl Requirement {
@@ -1140,6 +1145,12 @@ impl Config {
                         return Err(ConfigError::invalid(
                             format!("{dkey}.require[{k}].min_count"),
                             "must be at least 1",
+                        ));
+                    }
+                    if r.name_has.iter().any(|w| w.trim().is_empty()) {
+                        return Err(ConfigError::invalid(
+                            format!("{dkey}.require[{k}].name_has"),
+                            "a word may not be empty, e.g. name_has = [\"线上\"]",
                         ));
                     }
                 }

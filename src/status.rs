@@ -24,10 +24,15 @@ pub struct Column {
     pub min_count: u32,
     /// How a unit contact reads it: 推荐表盖章扫描件, 推荐表电子版, 影像资料.
     pub label: String,
+    /// Words one of which a file's path must have (`name_has`); empty: any.
+    pub name_has: Vec<String>,
+    /// Words of other requirements of the same kind: files with them are
+    /// theirs (a 线上 photo is not a 现场 one).
+    pub name_not: Vec<String>,
 }
 
 impl Column {
-    fn of(r: &Requirement, form: Option<DocForm>) -> Self {
+    fn of(r: &Requirement, form: Option<DocForm>, name_not: Vec<String>) -> Self {
         let kinds = r.kinds();
         let name = r.label.clone().unwrap_or_else(|| {
             kinds
@@ -44,11 +49,21 @@ impl Column {
             kinds,
             form,
             min_count: r.min_count.unwrap_or(1),
+            name_has: r.name_has.clone(),
+            name_not,
         }
     }
 
-    pub fn accepts(&self, kind: DocumentKind, form: DocForm) -> bool {
-        self.kinds.contains(&kind) && self.form.is_none_or(|f| f == form)
+    /// `path` is where the file was: its name, inside a zip its folders too.
+    pub fn accepts(&self, kind: DocumentKind, form: DocForm, path: &str) -> bool {
+        self.kinds.contains(&kind)
+            && self.form.is_none_or(|f| f == form)
+            && (self.name_has.is_empty() || self.name_has.iter().any(|w| path.contains(w.as_str())))
+            && !self.name_not.iter().any(|w| path.contains(w.as_str()))
+    }
+
+    fn takes(&self, d: &SentDoc) -> bool {
+        self.accepts(d.kind, d.form, &d.path)
     }
 
     /// Files add up (photos, videos, media coverage): each is an item of
@@ -67,10 +82,23 @@ impl Column {
 pub fn columns(dl: &DeadlineConfig) -> Vec<Column> {
     let mut out = Vec::new();
     for r in &dl.requires {
-        if r.forms.is_empty() {
-            out.push(Column::of(r, None));
+        let name_not: Vec<String> = if r.name_has.is_empty() {
+            dl.requires
+                .iter()
+                .filter(|o| r.kinds().iter().any(|k| o.accepts(*k)))
+                .flat_map(|o| o.name_has.iter().cloned())
+                .collect()
         } else {
-            out.extend(r.forms.iter().map(|f| Column::of(r, Some(*f))));
+            Vec::new()
+        };
+        if r.forms.is_empty() {
+            out.push(Column::of(r, None, name_not));
+        } else {
+            out.extend(
+                r.forms
+                    .iter()
+                    .map(|f| Column::of(r, Some(*f), name_not.clone())),
+            );
         }
     }
     out
@@ -98,6 +126,8 @@ pub fn wants_scan(campaign: Option<&CampaignConfig>, kind: DocumentKind) -> bool
 /// One file a unit sent for a deadline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentDoc {
+    /// Where the file was (name, zip folders): what `name_has` reads.
+    pub path: String,
     pub kind: DocumentKind,
     pub form: DocForm,
     pub sha256: Sha256,
@@ -127,6 +157,7 @@ impl Sent {
                 .documents
                 .iter()
                 .map(|d| SentDoc {
+                    path: d.path.clone(),
                     kind: d.kind,
                     form: d.form,
                     sha256: d.sha256.clone(),
@@ -262,7 +293,7 @@ pub fn unit_status(dl: &DeadlineConfig, org: &OrgId, sent: &[Sent]) -> UnitStatu
         problems.extend(
             last.documents
                 .iter()
-                .filter(|d| !cols.iter().any(|c| c.accepts(d.kind, d.form)))
+                .filter(|d| !cols.iter().any(|c| c.takes(d)))
                 .flat_map(|d| d.problems.iter().cloned()),
         );
     }
@@ -336,7 +367,7 @@ fn missing_cell() -> Verdict {
 fn best<'a>(col: &Column, sent: &[&'a Sent]) -> Option<(&'a SentDoc, &'a Sent)> {
     let mut best: Option<(u8, &SentDoc, &Sent)> = None;
     for s in sent {
-        for d in s.documents.iter().filter(|d| col.accepts(d.kind, d.form)) {
+        for d in s.documents.iter().filter(|d| col.takes(d)) {
             let rank = match (d.problems.is_empty(), s.late) {
                 (true, false) => 3,
                 (true, true) => 2,
@@ -357,7 +388,7 @@ fn document_cell(col: &Column, sent: &[&Sent]) -> Verdict {
     let count = sent
         .iter()
         .flat_map(|s| &s.documents)
-        .filter(|d| col.accepts(d.kind, d.form))
+        .filter(|d| col.takes(d))
         .map(|d| &d.sha256)
         .collect::<BTreeSet<_>>()
         .len();
@@ -367,7 +398,7 @@ fn document_cell(col: &Column, sent: &[&Sent]) -> Verdict {
     let sealed = sent
         .iter()
         .flat_map(|s| &s.documents)
-        .filter(|d| col.accepts(d.kind, d.form))
+        .filter(|d| col.takes(d))
         .filter_map(|d| d.sealed)
         .reduce(|a, b| a || b);
     let mut told = doc.problems.clone();
@@ -409,7 +440,7 @@ fn collection_cell(col: &Column, sent: &[&Sent]) -> Verdict {
         .flat_map(|s| {
             s.documents
                 .iter()
-                .filter(|d| col.accepts(d.kind, d.form))
+                .filter(|d| col.takes(d))
                 .map(move |d| (*s, d))
         })
         .collect();
@@ -608,6 +639,7 @@ mod tests {
 
     fn doc(kind: DocumentKind, form: DocForm, tag: &str, problems: usize) -> SentDoc {
         SentDoc {
+            path: format!("{tag}.jpg"),
             kind,
             form,
             sha256: Sha256::of(tag.as_bytes()),
@@ -759,12 +791,33 @@ mod tests {
             forms: Vec::new(),
             min_count: Some(min_count),
             label: Some("活动照片".into()),
+            name_has: Vec::new(),
         }];
         dl
     }
 
     fn photo(tag: &str, problems: usize) -> SentDoc {
         doc(DocumentKind::Photo, DocForm::Media, tag, problems)
+    }
+
+    #[test]
+    fn photos_named_online_count_for_their_column_and_not_for_the_other() {
+        // 青岛 附件3: 现场照片 at least 2 here, 线上活动照片 at least 1.
+        let mut dl = photo_deadline(2);
+        dl.requires[0].label = Some("现场照片".into());
+        let mut online = dl.requires[0].clone();
+        online.label = Some("线上活动照片".into());
+        online.min_count = Some(1);
+        online.name_has = vec!["线上".into()];
+        dl.requires.push(online);
+        let first = mail(5, false, vec![photo("现场1", 0), photo("线上1", 0)]);
+        let u = unit_status(&dl, &org(), std::slice::from_ref(&first));
+        assert_eq!(u.missing, ["现场照片1张"]);
+        assert_eq!((u.cells[0].count, u.cells[1].count), (1, 1));
+        assert_eq!(u.cells[1].state, CellState::Received);
+        let more = mail(6, false, vec![photo("活动/现场2", 0)]);
+        let u = unit_status(&dl, &org(), &[first, more]);
+        assert!(u.is_complete(), "{u:?}");
     }
 
     #[test]

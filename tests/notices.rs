@@ -43,10 +43,13 @@ fn utc(s: &str) -> DateTime<Utc> {
     cst(s).with_timezone(&Utc)
 }
 
+/// A mail as handed to the server: envelope sender, recipients, bytes.
+type Handed = (String, Vec<String>, Vec<u8>);
+
 /// A mail server that takes everything.
 #[derive(Default)]
 struct Smtp {
-    sent: Mutex<Vec<(String, Vec<String>, Vec<u8>)>>,
+    sent: Mutex<Vec<Handed>>,
 }
 
 #[async_trait::async_trait]
@@ -668,9 +671,14 @@ async fn jiangsu_recommendation_forms_scan_and_electronic_by_6_may() {
     n.post(&["kx"], &m);
     // A scan without a seal, where the notice asks for a stamped one.
     let njkx = "njkxdyb@126.com";
-    let m = mail("南京市科协 李静", njkx, "南京市科协推荐表扫描件", "2025-05-06 08:30")
-        .to(JS_KX)
-        .file("推荐表扫描件.pdf", fixture("mail/files/推荐表扫描件.pdf"));
+    let m = mail(
+        "南京市科协 李静",
+        njkx,
+        "南京市科协推荐表扫描件",
+        "2025-05-06 08:30",
+    )
+    .to(JS_KX)
+    .file("推荐表扫描件.pdf", fixture("mail/files/推荐表扫描件.pdf"));
     n.post(&["kx"], &m);
     // 活动简介 over 100 字: to fix.
     let sz = "szkjjrcc@suzhou.gov.cn";
@@ -730,7 +738,9 @@ async fn jiangsu_recommendation_forms_scan_and_electronic_by_6_may() {
     let ack_njkx = n.smtp.ack_to(njkx);
     assert!(ack_njkx.text.contains("未见公章"), "{}", ack_njkx.text);
     assert!(
-        ack_njkx.text.contains("《推荐表扫描件.pdf》中未检测到红色公章"),
+        ack_njkx
+            .text
+            .contains("《推荐表扫描件.pdf》中未检测到红色公章"),
         "{}",
         ack_njkx.text
     );
@@ -791,7 +801,7 @@ async fn jiangsu_recommendation_forms_scan_and_electronic_by_6_may() {
     let d = digest_deadline(&digest, "特色群众性主题实践活动推荐表");
     assert_eq!(
         (d.counts.complete, d.counts.partial, d.counts.late),
-        (2, 2, 1)
+        (2, 3, 1)
     );
     assert!(digest.attention.iter().any(|a| a.from.contains(stranger)));
     let mut wb = Workbook::export(&s).await;
@@ -1099,9 +1109,10 @@ async fn qingdao_recommendation_forms_by_7_may_noon_at_most_three_activities() {
 async fn qingdao_summary_with_photos_counted_across_zips_and_mails() {
     let mut n = Notice::load("qingdao");
     let s = n.services().await;
-    let label = "活动照片（现场不少于5张、线上不少于2张）";
+    // 附件3: 现场照片 at least 5, 线上活动照片 at least 2, told apart by name.
+    let (site, online) = ("现场照片", "线上活动照片");
 
-    // Four photos in a zip: three short of seven.
+    // Four 现场 photos in a zip: one short, and no 线上 ones.
     let sn = "snqkjj@qdsn.gov.cn";
     let zipped = zip(&[
         ("活动照片/现场照片1.jpg", photo(1, 300_000)),
@@ -1126,7 +1137,7 @@ async fn qingdao_summary_with_photos_counted_across_zips_and_mails() {
     )
     .file("活动照片.zip", zipped);
     n.post(&["qd-kjj"], &m);
-    // One photo again, and three new: seven different ones in all.
+    // One photo again, one more 现场 and two 线上: five and two.
     let m = mail("市南区科技局 王涛", sn, "补充活动照片", "2025-06-12 15:00")
         .to(QD_KJJ)
         .cc(QD_KX)
@@ -1183,13 +1194,13 @@ async fn qingdao_summary_with_photos_counted_across_zips_and_mails() {
     let acks = n.smtp.acks_to(sn);
     assert_eq!(acks.len(), 2, "{acks:#?}");
     assert!(
-        acks[0].text.contains(&format!("尚缺：{label}3张")),
+        acks[0].text.contains(&format!("尚缺：{site}1张、{online}")),
         "{}",
         acks[0].text
     );
     assert!(
         acks[0].text.contains(&format!(
-            "{label}：符合要求的照片共4张，要求不少于7张，请补充后发送。"
+            "{site}：符合要求的照片共4张，要求不少于5张，请补充后发送。"
         )),
         "{}",
         acks[0].text
@@ -1199,16 +1210,18 @@ async fn qingdao_summary_with_photos_counted_across_zips_and_mails() {
     let ack_ls = n.smtp.ack_to(ls);
     for said in [
         "照片《现场照片3.jpg》大小为 2.5 MB，超出 2 MB 上限，请压缩后重新发送",
-        "照片《现场照片4.jpg》大小为 0.15 MB，小于 0.2 MB 下限，请发送未经压缩的原图",
+        "照片《现场照片4.jpg》大小为 150 KB，小于 0.2 MB 下限，请发送未经压缩的原图",
         "照片《现场照片5.png》为 PNG 格式，要求 JPG 格式，请转换后重新发送",
-        &format!("需修改后重新发送：{label}"),
+        &format!("需修改后重新发送：{site}"),
     ] {
         assert!(ack_ls.text.contains(said), "{said} in\n{}", ack_ls.text);
     }
     assert!(!ack_ls.text.contains("已齐全"));
     let ack_cy = n.smtp.ack_to(cy);
     assert!(
-        ack_cy.text.contains(&format!("尚缺：统计表、{label}")),
+        ack_cy
+            .text
+            .contains(&format!("尚缺：统计表、{site}、{online}")),
         "{}",
         ack_cy.text
     );
@@ -1217,13 +1230,21 @@ async fn qingdao_summary_with_photos_counted_across_zips_and_mails() {
 
     let st = status(&s, "qd-2025", "summary").await;
     assert!(st.contains("齐全 1，部分 3，未报 4，逾期 1"), "{st}");
-    assert!(st.contains(&format!("{stranger}  《活动照片》  未能确认单位")), "{st}");
+    assert!(
+        st.contains(&format!("{stranger}  《活动照片》  未能确认单位")),
+        "{st}"
+    );
     let digest = s.digest_data(n.clock.now()).await.unwrap();
     let d = digest_deadline(&digest, "活动总结报告、统计表和活动照片");
     let mut wb = Workbook::export(&s).await;
     let sheet = "报送情况-活动总结报告、统计表和活动照片";
     let shinan = wb.row(sheet, "青岛市市南区科学技术局");
-    assert_eq!(cell(&shinan, label), "已收 6月12日", "{shinan:?}");
+    assert_eq!(cell(&shinan, site), "已收 6月12日", "{shinan:?}");
+    assert_eq!(cell(&shinan, online), "已收 6月12日", "{shinan:?}");
+    // 崂山's two 线上 photos are good; its 现场 ones are to fix.
+    let laoshan = wb.row(sheet, "青岛市崂山区科学技术局");
+    assert!(cell(&laoshan, online).starts_with("已收"), "{laoshan:?}");
+    assert!(cell(&laoshan, site).starts_with("需修改"), "{laoshan:?}");
     for (org, ack) in [
         ("青岛市市南区科学技术局", acks[1].clone()),
         ("青岛市崂山区科学技术局", ack_ls),
@@ -1307,13 +1328,21 @@ async fn bjtu_recommendation_forms_by_6_may_from_the_schools() {
     );
     assert!(n.smtp.ack_to(tt).text.contains("逾期"));
     let ack_sem = n.smtp.ack_to(sem);
-    assert!(ack_sem.text.contains("尚缺：推荐表电子版"), "{}", ack_sem.text);
-    assert!(!ack_sem.text.contains("公章"), "no seal asked for: {}", ack_sem.text);
+    assert!(
+        ack_sem.text.contains("尚缺：推荐表电子版"),
+        "{}",
+        ack_sem.text
+    );
+    assert!(
+        !ack_sem.text.contains("公章"),
+        "no seal asked for: {}",
+        ack_sem.text
+    );
     assert!(n.smtp.acks_to(student).is_empty());
 
     let st = status(&s, "bjtu-2025", "recommend").await;
     assert!(
-        st.contains("8 个单位，齐全 2，部分 1，未报 5，逾期 1"),
+        st.contains("8 个单位，齐全 2，部分 2，未报 4，逾期 1"),
         "{st}"
     );
     assert!(st.contains(student), "{st}");
@@ -1509,6 +1538,22 @@ async fn shanxi_reports_and_images_by_15_june_videos_at_most_3_minutes() {
     .to(SX_KJT)
     .file("活动视频（剪辑版）.mp4", fixture("media/short_10s.mp4"));
     n.post(&["sx-kjt"], &m);
+    // Six event photos (red banners, red shirts) zipped with GBK names, and
+    // no report yet: photos, not stamped scans, and not 已齐全.
+    let dtkx = "dtkx_kpb@163.com";
+    let m = mail(
+        "大同市科协 赵丽",
+        dtkx,
+        "大同市科协活动图片",
+        "2025-06-12 18:30",
+    )
+    .to(SX_KX)
+    .file(
+        "大同市科协活动图片.zip",
+        fixture("notices/shanxi/大同市科协活动图片.zip"),
+    )
+    .foxmail();
+    n.post(&["sx-kx"], &m);
     let tykx = "tykx_xcb@163.com";
     let m = mail(
         "太原市科协",
@@ -1567,6 +1612,32 @@ async fn shanxi_reports_and_images_by_15_june_videos_at_most_3_minutes() {
     assert!(acks[0].text.contains("需修改后重新发送：影像资料"));
     assert!(acks[1].text.contains("已齐全"), "{}", acks[1].text);
     assert!(n.smtp.ack_to(tykx).text.contains("尚缺：影像资料"));
+    let ack_dtkx = n.smtp.ack_to(dtkx);
+    let photo_lines: Vec<&str> = ack_dtkx
+        .text
+        .lines()
+        .filter(|l| l.contains("活动照片（影像资料）：大同市科协活动图片.zip/"))
+        .collect();
+    assert_eq!(photo_lines.len(), 6, "{}", ack_dtkx.text);
+    assert!(
+        photo_lines
+            .iter()
+            .any(|l| l.ends_with("3.科学家精神进校园.jpg")),
+        "{}",
+        ack_dtkx.text
+    );
+    for never in ["统计表", "公章", "媒体报道", "已齐全"] {
+        assert!(
+            !ack_dtkx.text.contains(never),
+            "{never} in\n{}",
+            ack_dtkx.text
+        );
+    }
+    assert!(
+        ack_dtkx.text.contains("尚缺：总结报告"),
+        "{}",
+        ack_dtkx.text
+    );
     let ack_sxu = n.smtp.ack_to(sxu);
     assert!(
         ack_sxu.text.contains("贵单位（山西大学）"),
@@ -1586,7 +1657,7 @@ async fn shanxi_reports_and_images_by_15_june_videos_at_most_3_minutes() {
 
     let st = status(&s, "sx-2025", "summary").await;
     assert!(
-        st.contains("7 个单位，齐全 4，部分 1，未报 2，逾期 1"),
+        st.contains("7 个单位，齐全 4，部分 2，未报 1，逾期 1"),
         "{st}"
     );
     assert!(status_row(&st, "大同市科学技术局").contains("已收"), "{st}");
@@ -1598,6 +1669,7 @@ async fn shanxi_reports_and_images_by_15_june_videos_at_most_3_minutes() {
         ("太原市科学技术局", ack),
         ("大同市科学技术局", acks[1].clone()),
         ("太原市科学技术协会", n.smtp.ack_to(tykx)),
+        ("大同市科学技术协会", ack_dtkx),
         ("山西大学", ack_sxu),
         ("太原理工大学", n.smtp.ack_to(tyut)),
     ] {

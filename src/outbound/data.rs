@@ -293,6 +293,7 @@ mod tests {
 
     fn rec(form: DocForm) -> SentDoc {
         SentDoc {
+            path: "推荐表.xlsx".into(),
             kind: DocumentKind::RecommendationForm,
             form,
             sha256: Sha256::of(form.as_str().as_bytes()),
