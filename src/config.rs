@@ -1225,6 +1225,24 @@ mod tests {
     }
 
     #[test]
+    fn name_has_takes_words_and_an_empty_one_is_named() {
+        let good = EXAMPLE_TOML.replace(
+            "kind = \"summary_report\"\n[[campaign.deadline.require]]\nkind = \"statistics_form\"",
+            "kind = \"summary_report\"\nname_has = [\"总结\"]\n[[campaign.deadline.require]]\nkind = \"statistics_form\"",
+        );
+        assert_ne!(good, EXAMPLE_TOML);
+        let c = Config::from_toml(&good, Path::new("x.toml"), Path::new(".")).unwrap();
+        assert_eq!(c.campaigns[0].deadlines[1].requires[0].name_has, ["总结"]);
+        let bad = good.replace("name_has = [\"总结\"]", "name_has = [\" \"]");
+        let err = Config::from_toml(&bad, Path::new("x.toml"), Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("campaign[0].deadline[1].require[0].name_has"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_database_password_comes_from_a_secret_and_is_encoded() {
         let file = std::env::temp_dir().join(format!("baosong-pw-{}", std::process::id()));
         std::fs::write(&file, "p@ss:w/rd\n").unwrap();
