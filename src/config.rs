@@ -681,6 +681,11 @@ pub struct Requirement {
     /// What units call it (`影像资料`); the kinds' names otherwise.
     #[serde(default)]
     pub label: Option<String>,
+    /// Only files whose name (or zip folder) has one of these words meet it
+    /// (青岛: `["线上"]` for 线上活动照片). Other requirements of the same
+    /// kind then leave those files to it, so 现场照片 are counted apart.
+    #[serde(default)]
+    pub name_has: Vec<String>,
 }
 
 impl Requirement {
@@ -1149,6 +1154,12 @@ impl Config {
                             "must be at least 1",
                         ));
                     }
+                    if r.name_has.iter().any(|w| w.trim().is_empty()) {
+                        return Err(ConfigError::invalid(
+                            format!("{dkey}.require[{k}].name_has"),
+                            "a word may not be empty, e.g. name_has = [\"线上\"]",
+                        ));
+                    }
                 }
             }
         }
@@ -1218,6 +1229,24 @@ mod tests {
         let text = EXAMPLE_TOML.replace("# retry_base_secs = 30", "retry_base_secs = 0");
         let err = Config::from_toml(&text, Path::new("x.toml"), Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("smtp.retry_base_secs"), "{err}");
+    }
+
+    #[test]
+    fn name_has_takes_words_and_an_empty_one_is_named() {
+        let good = EXAMPLE_TOML.replace(
+            "kind = \"summary_report\"\n[[campaign.deadline.require]]\nkind = \"statistics_form\"",
+            "kind = \"summary_report\"\nname_has = [\"总结\"]\n[[campaign.deadline.require]]\nkind = \"statistics_form\"",
+        );
+        assert_ne!(good, EXAMPLE_TOML);
+        let c = Config::from_toml(&good, Path::new("x.toml"), Path::new(".")).unwrap();
+        assert_eq!(c.campaigns[0].deadlines[1].requires[0].name_has, ["总结"]);
+        let bad = good.replace("name_has = [\"总结\"]", "name_has = [\" \"]");
+        let err = Config::from_toml(&bad, Path::new("x.toml"), Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("campaign[0].deadline[1].require[0].name_has"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use calamine::{Data, Reader, open_workbook_auto};
+use tracing::warn;
 
 use crate::fold::name_key;
 use crate::types::OrgId;
@@ -159,10 +160,27 @@ impl Directory {
         Ok(dir)
     }
 
+    /// Adds a unit. An address another unit already lists stays the first
+    /// one's (mail from it cannot tell the two apart) and is logged, naming both.
     fn push(&mut self, org: Organisation) {
         let idx = self.orgs.len();
         for e in &org.emails {
-            self.by_email.insert(e.clone(), idx);
+            match self.by_email.get(e) {
+                Some(&first) if first != idx => {
+                    let first = &self.orgs[first];
+                    warn!(
+                        address = %e,
+                        first = %first.id,
+                        second = %org.id,
+                        "the organisation directory lists {e} for both {} ({}) and {} ({}); mail from it is matched to {}",
+                        first.name, first.id, org.name, org.id, first.name
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    self.by_email.insert(e.clone(), idx);
+                }
+            }
         }
         self.orgs.push(org);
     }
@@ -426,6 +444,41 @@ mod tests {
             },
         ]);
         assert!(matches!(twice.lookup("某某学会", &[]), Lookup::Ambiguous(v) if v.len() == 2));
+    }
+
+    #[test]
+    fn an_address_listed_for_two_units_is_warned_about_naming_both() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Log(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let text = "id,name,aliases,emails\n\
+                    nj-kjj,南京市科学技术局,,shared@163.com;njkjj@nanjing.gov.cn\n\
+                    nj-kx,南京市科学技术协会,,SHARED@163.com\n";
+        let d = tracing::subscriber::with_default(subscriber, || {
+            Directory::from_rows(Path::new("x.csv"), parse_csv(text).unwrap()).unwrap()
+        });
+        let out = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(out.contains("WARN"), "{out}");
+        assert!(out.contains("shared@163.com"), "{out}");
+        assert!(out.contains("南京市科学技术局 (nj-kjj)"), "{out}");
+        assert!(out.contains("南京市科学技术协会 (nj-kx)"), "{out}");
+        assert_eq!(d.by_email("shared@163.com").unwrap().id.as_str(), "nj-kjj");
+        assert_eq!(out.lines().count(), 1, "one warning: {out}");
     }
 
     #[test]

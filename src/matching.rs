@@ -14,12 +14,110 @@ use crate::types::{DeadlineId, DocumentKind, MailboxName, OrgId};
 pub struct ContentEvidence {
     /// Unit cells of the forms (推荐单位 / 地方/部门).
     pub form_units: Vec<String>,
+    /// What the attached documents say: a report from a personal address
+    /// often names its unit only there (报送单位：…, a 落款 above the date).
+    pub documents: Vec<DocumentText>,
     pub subject: String,
     pub filenames: Vec<String>,
     /// The sender's display name.
     pub from_name: String,
     /// The end of the body, where signatures are.
     pub signature: String,
+}
+
+/// The text read from one attached document (the start of it, as
+/// `Extraction.text` keeps it).
+#[derive(Debug, Clone, Default)]
+pub struct DocumentText {
+    /// Where it was found, e.g. `材料.zip/总结报告.docx`.
+    pub path: String,
+    pub text: String,
+}
+
+impl DocumentText {
+    /// Lines that state who wrote the document: `报送单位：X`, `X（盖章）`,
+    /// and the 落款 (the line above a date that stands alone).
+    fn statements(&self) -> Vec<&str> {
+        let lines: Vec<&str> = self
+            .text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let mut out = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let sign_off = lines.get(i + 1).is_some_and(|next| is_date_line(next))
+                && line.chars().count() <= 30
+                && !line.ends_with('。');
+            if sign_off || unit_statement(line) || names_its_seal(line) {
+                out.push(*line);
+            }
+        }
+        out
+    }
+
+    /// The title: the first two lines, past an `附件1` line.
+    fn heading(&self) -> Vec<&str> {
+        self.text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("附件"))
+            .take(2)
+            .collect()
+    }
+}
+
+/// `报送单位：山西大学`, `填报单位:…`, `地方/部门（盖章）：…`: a short label about
+/// the unit, then a value.
+fn unit_statement(line: &str) -> bool {
+    let Some((label, value)) = line.split_once(['：', ':']) else {
+        return false;
+    };
+    let label = crate::fold::half_width(label);
+    label.chars().count() <= 12
+        && ["单位", "部门", "盖章"].iter().any(|w| label.contains(w))
+        && !value.trim().is_empty()
+}
+
+/// `徐州市科学技术协会（盖章）`: the name the seal was put on.
+fn names_its_seal(line: &str) -> bool {
+    let l = crate::fold::half_width(line);
+    ["(盖章)", "(公章)", "(签章)"]
+        .iter()
+        .any(|w| l.contains(w) && !l.starts_with(w))
+}
+
+/// `2025年6月18日`, `二〇二五年六月十八日`, `2025-06-18`: a date alone on its line.
+fn is_date_line(line: &str) -> bool {
+    let t: String = crate::fold::half_width(line)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let numeral = |c: char| c.is_ascii_digit() || "〇零一二三四五六七八九十".contains(c);
+    let ymd = |t: &str| {
+        let mut parts = t.split(['年', '月']);
+        let (Some(y), Some(m), Some(d), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let Some(d) = d.strip_suffix('日') else {
+            return false;
+        };
+        [y, m, d]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(numeral))
+            && y.chars().count() == 4
+    };
+    let dashed = |t: &str| {
+        let parts: Vec<&str> = t.split(['-', '.', '/']).collect();
+        parts.len() == 3
+            && parts[0].len() == 4
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 4 && p.chars().all(|c| c.is_ascii_digit()))
+    };
+    ymd(&t) || dashed(&t)
 }
 
 /// Finds the organisation: a coordinator's assignment or learned address, the
@@ -67,35 +165,55 @@ pub fn match_organisation(
             }
         }
     }
-    let places: [(&str, Vec<&str>); 5] = [
-        (
-            "form unit cell",
-            content.form_units.iter().map(String::as_str).collect(),
-        ),
-        ("subject", vec![content.subject.as_str()]),
-        (
-            "file name",
-            content.filenames.iter().map(String::as_str).collect(),
-        ),
-        ("sender name", vec![content.from_name.as_str()]),
-        ("signature", vec![content.signature.as_str()]),
-    ];
-    for (place, texts) in places {
-        for text in texts {
-            match find_named(text, dir, syn) {
-                Named::One(org, name) => {
-                    return found(org, MatchedBy::Content, format!("{place} names {name}"));
-                }
-                Named::Several(ids) => {
-                    return OrgMatch {
-                        id: None,
-                        name: None,
-                        matched_by: MatchedBy::None,
-                        evidence: format!("{place} names several units: {}", ids.join(", ")),
-                    };
-                }
-                Named::None => {}
+    // (where, text), strongest first: what a unit fills in or stamps, then
+    // what the sender typed, then titles, then the sender's own name.
+    let quoted = |path: &str, line: &str| {
+        format!(
+            "{} line “{}”",
+            crate::fold::clean_line(path, 60),
+            crate::fold::clean_line(line, 40)
+        )
+    };
+    let mut places: Vec<(String, &str)> = Vec::new();
+    places.extend(
+        content
+            .form_units
+            .iter()
+            .map(|u| ("form unit cell".to_owned(), u.as_str())),
+    );
+    for doc in &content.documents {
+        places.extend(
+            doc.statements()
+                .into_iter()
+                .map(|l| (quoted(&doc.path, l), l)),
+        );
+    }
+    places.push(("subject".to_owned(), content.subject.as_str()));
+    places.extend(
+        content
+            .filenames
+            .iter()
+            .map(|f| ("file name".to_owned(), f.as_str())),
+    );
+    for doc in &content.documents {
+        places.extend(doc.heading().into_iter().map(|l| (quoted(&doc.path, l), l)));
+    }
+    places.push(("sender name".to_owned(), content.from_name.as_str()));
+    places.push(("signature".to_owned(), content.signature.as_str()));
+    for (place, text) in places {
+        match find_named(text, dir, syn) {
+            Named::One(org, name) => {
+                return found(org, MatchedBy::Content, format!("{place} names {name}"));
             }
+            Named::Several(ids) => {
+                return OrgMatch {
+                    id: None,
+                    name: None,
+                    matched_by: MatchedBy::None,
+                    evidence: format!("{place} names several units: {}", ids.join(", ")),
+                };
+            }
+            Named::None => {}
         }
     }
     OrgMatch {
@@ -314,6 +432,111 @@ mod tests {
         };
         let m = match_organisation(Some("someone@163.com"), &ev, &d, &[], &c);
         assert_eq!(m.id.unwrap().as_str(), "nt-kx");
+    }
+
+    fn doc(path: &str, text: &str) -> DocumentText {
+        DocumentText {
+            path: path.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_report_from_a_personal_address_is_matched_by_the_unit_it_states() {
+        let (c, d) = setup();
+        let report = "2025年科技活动周活动总结\n报送单位：江苏省计算机学会\n一、主要做法。";
+        let ev = ContentEvidence {
+            documents: vec![doc("材料.zip/总结报告.docx", report)],
+            subject: "科技活动周总结报告".into(),
+            ..Default::default()
+        };
+        let m = match_organisation(Some("13912345678@139.com"), &ev, &d, &[], &c);
+        assert_eq!(m.id.unwrap().as_str(), "js-jsjxh");
+        assert_eq!(m.matched_by, MatchedBy::Content);
+        assert_eq!(
+            m.evidence,
+            "材料.zip/总结报告.docx line “报送单位：江苏省计算机学会” names 江苏省计算机学会"
+        );
+    }
+
+    #[test]
+    fn the_sign_off_above_the_date_and_the_seal_line_name_the_unit() {
+        let (c, d) = setup();
+        let sign_off = "活动总结\n我们联合南京大学开展了活动。\n徐州市科学技术协会\n2025年6月18日";
+        let seal = "活动总结\n一、做法。\n徐州市科学技术协会（盖章）\n";
+        let chinese_date = "活动总结\n徐州市科学技术协会\n二〇二五年六月十八日";
+        for text in [sign_off, seal, chinese_date] {
+            let ev = ContentEvidence {
+                documents: vec![doc("总结.docx", text)],
+                ..Default::default()
+            };
+            let m = match_organisation(Some("x@qq.com"), &ev, &d, &[], &c);
+            assert_eq!(
+                m.id.map(|i| i.to_string()).as_deref(),
+                Some("xz-kx"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_statement_beats_the_subject_and_the_heading_follows_file_names() {
+        let (c, d) = setup();
+        let ev = ContentEvidence {
+            documents: vec![doc("总结.docx", "报送单位：南京大学科学技术协会")],
+            subject: "东南大学科协材料".into(),
+            ..Default::default()
+        };
+        let m = match_organisation(Some("x@qq.com"), &ev, &d, &[], &c);
+        assert_eq!(m.id.unwrap().as_str(), "nju-kx");
+        let ev = ContentEvidence {
+            documents: vec![doc("总结.docx", "附件1\n南京大学科协2025年科技活动周总结")],
+            filenames: vec!["东南大学科协总结.docx".into()],
+            ..Default::default()
+        };
+        let m = match_organisation(Some("x@qq.com"), &ev, &d, &[], &c);
+        assert_eq!(m.id.unwrap().as_str(), "seu-kx");
+        let ev = ContentEvidence {
+            documents: vec![doc("总结.docx", "附件1\n南京大学科协2025年科技活动周总结")],
+            ..Default::default()
+        };
+        let m = match_organisation(Some("x@qq.com"), &ev, &d, &[], &c);
+        assert_eq!(m.id.unwrap().as_str(), "nju-kx");
+    }
+
+    #[test]
+    fn a_unit_only_mentioned_in_the_body_of_a_document_is_not_its_sender() {
+        let (c, d) = setup();
+        let ev = ContentEvidence {
+            documents: vec![doc(
+                "总结.docx",
+                "科技活动周总结\n一、做法\n我们与南京大学科学技术协会联合开展了科普讲座。",
+            )],
+            ..Default::default()
+        };
+        let m = match_organisation(Some("x@qq.com"), &ev, &d, &[], &c);
+        assert_eq!(m.matched_by, MatchedBy::None, "{}", m.evidence);
+    }
+
+    #[test]
+    fn dates_alone_on_a_line_are_told_from_sentences() {
+        for yes in [
+            "2025年6月18日",
+            "２０２５年６月１８日",
+            "二〇二五年六月十八日",
+            "2025-06-18",
+            " 2025.6.18 ",
+        ] {
+            assert!(is_date_line(yes), "{yes}");
+        }
+        for no in [
+            "2025年6月18日印发",
+            "于2025年6月18日前报送",
+            "6月18日",
+            "2025年度总结",
+        ] {
+            assert!(!is_date_line(no), "{no}");
+        }
     }
 
     #[test]

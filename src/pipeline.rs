@@ -8,10 +8,11 @@ use crate::config::{CampaignConfig, Config, DeadlineConfig, Limits};
 use crate::directory::Directory;
 use crate::extract::{Extraction, Extractor, media};
 use crate::intake::{self, OwnIdentity};
-use crate::matching::{self, ContentEvidence};
+use crate::matching::{self, ContentEvidence, DocumentText};
 use crate::model::{
     AckDecision, Analysis, Document, Header, OrgMatch, Origin, Problem, ProblemCode, RawMessage,
 };
+use crate::status;
 use crate::trust::{self, AuthVerdict};
 use crate::types::{DocForm, DocumentKind, MailAddress, MailboxName, OrgId, Sha256};
 
@@ -53,6 +54,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
 
     let mut documents = Vec::with_capacity(intake.files.len());
     let mut form_units = Vec::new();
+    let mut document_texts = Vec::new();
     let mut extraction_text = String::new();
     for file in &intake.files {
         // A file intake already refused (password, program, empty, too big,
@@ -66,6 +68,12 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         if let Some(u) = &ex.unit {
             form_units.push(u.clone());
         }
+        if !ex.text.trim().is_empty() {
+            document_texts.push(DocumentText {
+                path: file.path.clone(),
+                text: ex.text.clone(),
+            });
+        }
         if extraction_text.len() < 8 * 1024 {
             extraction_text.push_str(&ex.text);
             extraction_text.push('\n');
@@ -73,19 +81,6 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         let mut problems = file.problems.clone();
         problems.extend(ex.problems.iter().map(|p| name_file(p, &file.filename)));
         problems.extend(crate::classify::problems(file, &ex, kind, form));
-        let is_form = matches!(
-            kind,
-            DocumentKind::RecommendationForm | DocumentKind::StatisticsForm
-        );
-        if is_form && form == DocForm::Scan && ex.sealed == Some(false) {
-            problems.push(Problem::new(
-                ProblemCode::SealNotFound,
-                format!(
-                    "《{}》中未检测到红色公章。如已盖章请忽略；如未盖章，请盖章后重新扫描发送。",
-                    file.filename
-                ),
-            ));
-        }
         // Photos are not judged for seals; an electronic file only reports a
         // seal it carries (an electronic seal image).
         let sealed = match form {
@@ -111,6 +106,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
 
     let evidence = ContentEvidence {
         form_units: form_units.clone(),
+        documents: document_texts,
         subject: subject.clone(),
         filenames: intake.files.iter().map(|f| f.path.clone()).collect(),
         from_name: header.from_name.clone().unwrap_or_default(),
@@ -149,6 +145,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
     };
 
     let mut problems = intake.problems.clone();
+    seal_rule(campaign, &mut documents);
     if let (Some(c), Some(d)) = (campaign, &deadline)
         && let Some(dl) = c.deadlines.iter().find(|x| &x.id == d)
     {
@@ -406,6 +403,25 @@ fn name_file(p: &Problem, filename: &str) -> Problem {
 fn tail_chars(s: &str, n: usize) -> String {
     let count = s.chars().count();
     s.chars().skip(count.saturating_sub(n)).collect()
+}
+
+/// A scan without a seal, as a problem of that file, where the notice asks
+/// for the 盖章扫描件 of its kind (青岛 asks for the 电子版 only).
+fn seal_rule(campaign: Option<&CampaignConfig>, documents: &mut [Document]) {
+    for d in documents.iter_mut() {
+        if d.form == DocForm::Scan
+            && d.sealed == Some(false)
+            && status::wants_scan(campaign, d.kind)
+        {
+            d.problems.push(Problem::new(
+                ProblemCode::SealNotFound,
+                format!(
+                    "《{}》中未检测到红色公章。如已盖章请忽略；如未盖章，请盖章后重新扫描发送。",
+                    d.filename
+                ),
+            ));
+        }
+    }
 }
 
 /// A deadline's rules about single files (photo size and format, video

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{DeadlineConfig, Requirement};
+use crate::config::{CampaignConfig, DeadlineConfig, Requirement};
 use crate::model::{Analysis, Problem, ProblemCode};
 use crate::types::{DocForm, DocumentKind, OrgId, Sha256};
 
@@ -24,10 +24,15 @@ pub struct Column {
     pub min_count: u32,
     /// How a unit contact reads it: 推荐表盖章扫描件, 推荐表电子版, 影像资料.
     pub label: String,
+    /// Words one of which a file's path must have (`name_has`); empty: any.
+    pub name_has: Vec<String>,
+    /// Words of other requirements of the same kind: files with them are
+    /// theirs (a 线上 photo is not a 现场 one).
+    pub name_not: Vec<String>,
 }
 
 impl Column {
-    fn of(r: &Requirement, form: Option<DocForm>) -> Self {
+    fn of(r: &Requirement, form: Option<DocForm>, name_not: Vec<String>) -> Self {
         let kinds = r.kinds();
         let name = r.label.clone().unwrap_or_else(|| {
             kinds
@@ -44,11 +49,32 @@ impl Column {
             kinds,
             form,
             min_count: r.min_count.unwrap_or(1),
+            name_has: r.name_has.clone(),
+            name_not,
         }
     }
 
-    pub fn accepts(&self, kind: DocumentKind, form: DocForm) -> bool {
-        self.kinds.contains(&kind) && self.form.is_none_or(|f| f == form)
+    /// `path` is where the file was: its name, inside a zip its folders too.
+    pub fn accepts(&self, kind: DocumentKind, form: DocForm, path: &str) -> bool {
+        self.kinds.contains(&kind)
+            && self.form.is_none_or(|f| f == form)
+            && (self.name_has.is_empty() || self.name_has.iter().any(|w| path.contains(w.as_str())))
+            && !self.name_not.iter().any(|w| path.contains(w.as_str()))
+    }
+
+    fn takes(&self, d: &SentDoc) -> bool {
+        self.accepts(d.kind, d.form, &d.path)
+    }
+
+    /// Files add up (photos, videos, media coverage): each is an item of
+    /// its own. Otherwise a new file is a new version of the one document.
+    pub fn collects(&self) -> bool {
+        self.kinds.iter().all(|k| {
+            matches!(
+                k,
+                DocumentKind::Photo | DocumentKind::Video | DocumentKind::MediaCoverage
+            )
+        })
     }
 }
 
@@ -56,18 +82,52 @@ impl Column {
 pub fn columns(dl: &DeadlineConfig) -> Vec<Column> {
     let mut out = Vec::new();
     for r in &dl.requires {
-        if r.forms.is_empty() {
-            out.push(Column::of(r, None));
+        let name_not: Vec<String> = if r.name_has.is_empty() {
+            dl.requires
+                .iter()
+                .filter(|o| r.kinds().iter().any(|k| o.accepts(*k)))
+                .flat_map(|o| o.name_has.iter().cloned())
+                .collect()
         } else {
-            out.extend(r.forms.iter().map(|f| Column::of(r, Some(*f))));
+            Vec::new()
+        };
+        if r.forms.is_empty() {
+            out.push(Column::of(r, None, name_not));
+        } else {
+            out.extend(
+                r.forms
+                    .iter()
+                    .map(|f| Column::of(r, Some(*f), name_not.clone())),
+            );
         }
     }
     out
 }
 
+/// The notice asks for `kind` as a stamped scan (盖章扫描件) at any of its
+/// deadlines: only then is a scan without a seal something to fix. A 推荐表
+/// scan sent with the summary is still the stamped scan the notice wants.
+/// Without a known campaign, the forms are assumed stamped, as most notices
+/// ask.
+pub fn wants_scan(campaign: Option<&CampaignConfig>, kind: DocumentKind) -> bool {
+    match campaign {
+        Some(c) => c.deadlines.iter().any(|dl| {
+            dl.requires
+                .iter()
+                .any(|r| r.accepts(kind) && r.forms.contains(&DocForm::Scan))
+        }),
+        None => matches!(
+            kind,
+            DocumentKind::RecommendationForm | DocumentKind::StatisticsForm
+        ),
+    }
+}
+
 /// One file a unit sent for a deadline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentDoc {
+    /// Where the file was (name, zip folders): what `name_has` reads.
+    pub path: String,
     pub kind: DocumentKind,
     pub form: DocForm,
     pub sha256: Sha256,
@@ -97,6 +157,7 @@ impl Sent {
                 .documents
                 .iter()
                 .map(|d| SentDoc {
+                    path: d.path.clone(),
                     kind: d.kind,
                     form: d.form,
                     sha256: d.sha256.clone(),
@@ -171,12 +232,15 @@ pub struct UnitStatus {
     pub org: OrgId,
     pub cells: Vec<Cell>,
     pub state: UnitState,
-    /// Labels of columns nothing was received for.
+    /// What is still to send: the labels of columns nothing was received
+    /// for, and of those that need more files, with how many
+    /// (`活动照片3张`).
     pub missing: Vec<String>,
-    /// Labels of columns received but to be redone.
+    /// Labels of columns received but to be sent again, fixed.
     pub redo: Vec<String>,
-    /// What the unit must fix: problems of the files that count, of its
-    /// latest mail, and the deadline's rules (too many items, too few photos).
+    /// What the unit must fix or add: problems of the files that count, of
+    /// its latest mail, and the deadline's rules (too many items, too few
+    /// photos).
     pub problems: Vec<Problem>,
     /// Something counted arrived after the deadline.
     pub late: bool,
@@ -188,29 +252,59 @@ impl UnitStatus {
     }
 }
 
+/// What a column still needs from the unit.
+#[derive(Debug, Clone, PartialEq)]
+enum Need {
+    Nothing,
+    /// Files to send: none yet, or `n` more good ones.
+    Send(Option<(usize, &'static str)>),
+    /// Files sent that are to be sent again, fixed.
+    Fix,
+}
+
+/// One column's cell, what the unit was told about it, and what it needs.
+struct Verdict {
+    cell: Cell,
+    told: Vec<Problem>,
+    need: Need,
+}
+
 /// Where one unit stands for `dl`, from every mail it sent for it (any order).
 pub fn unit_status(dl: &DeadlineConfig, org: &OrgId, sent: &[Sent]) -> UnitStatus {
     let cols = columns(dl);
     let mut sent: Vec<&Sent> = sent.iter().collect();
     sent.sort_by_key(|s| s.arrived_at);
-    let mut cells: Vec<Cell> = cols.iter().map(|c| cell(c, &sent)).collect();
-    let mut problems: Vec<Problem> = Vec::new();
-    for (col, cell) in cols.iter().zip(&cells) {
-        if cell.state == CellState::Problem
-            && let Some(doc) = best(col, &sent).map(|(d, _)| d)
-        {
-            problems.extend(doc.problems.iter().cloned());
-        }
-    }
-    // A mail's own problems matter while it is the unit's latest word.
+    let mut verdicts: Vec<Verdict> = cols
+        .iter()
+        .map(|col| {
+            if col.collects() {
+                collection_cell(col, &sent)
+            } else {
+                document_cell(col, &sent)
+            }
+        })
+        .collect();
+    let mut problems: Vec<Problem> = verdicts.iter().flat_map(|v| v.told.clone()).collect();
+    // A mail's own problems, and those of its files that fill no column
+    // (an archive to resend as .zip, a file that could not be read), matter
+    // while it is the unit's latest word.
     if let Some(last) = sent.last() {
         problems.extend(last.problems.iter().cloned());
+        problems.extend(
+            last.documents
+                .iter()
+                .filter(|d| !cols.iter().any(|c| c.takes(d)))
+                .flat_map(|d| d.problems.iter().cloned()),
+        );
     }
     for rule in rules(dl, &sent) {
-        // The rule marks the columns of the kind it is about as to redo.
-        for (col, cell) in cols.iter().zip(cells.iter_mut()) {
-            if cell.state != CellState::Missing && col.kinds.contains(&rule.kind) {
-                cell.state = CellState::Problem;
+        // The rule holds up the columns of the kind it is about.
+        for (col, v) in cols.iter().zip(verdicts.iter_mut()) {
+            if v.cell.state != CellState::Missing && col.kinds.contains(&rule.kind) {
+                v.cell.state = CellState::Problem;
+                if v.need == Need::Nothing {
+                    v.need = rule.need.clone();
+                }
             }
         }
         problems.push(rule.problem);
@@ -218,9 +312,21 @@ pub fn unit_status(dl: &DeadlineConfig, org: &OrgId, sent: &[Sent]) -> UnitStatu
     let mut seen = BTreeSet::new();
     problems.retain(|p| seen.insert((p.code, p.message.clone())));
 
-    let missing = labels(&cols, &cells, |c| c.state == CellState::Missing);
-    let redo = labels(&cols, &cells, |c| c.state == CellState::Problem);
-    let got = cells.iter().any(|c| c.state != CellState::Missing);
+    let mut missing = Vec::new();
+    let mut redo = Vec::new();
+    for (col, v) in cols.iter().zip(&verdicts) {
+        match v.need {
+            Need::Nothing => {}
+            Need::Send(None) => missing.push(col.label.clone()),
+            Need::Send(Some((n, unit))) => missing.push(format!("{}{n}{unit}", col.label)),
+            Need::Fix => redo.push(col.label.clone()),
+        }
+    }
+    let cells: Vec<Cell> = verdicts.into_iter().map(|v| v.cell).collect();
+    // Any file counts as something received: a unit that sent only the scan,
+    // or only a file no column takes, has begun (部分), not 未报.
+    let got = cells.iter().any(|c| c.state != CellState::Missing)
+        || sent.iter().any(|s| !s.documents.is_empty());
     let state = if !got {
         UnitState::None
     } else if missing.is_empty() && redo.is_empty() && problems.is_empty() {
@@ -241,12 +347,19 @@ pub fn unit_status(dl: &DeadlineConfig, org: &OrgId, sent: &[Sent]) -> UnitStatu
     }
 }
 
-fn labels(cols: &[Column], cells: &[Cell], pick: impl Fn(&Cell) -> bool) -> Vec<String> {
-    cols.iter()
-        .zip(cells)
-        .filter(|(_, c)| pick(c))
-        .map(|(col, _)| col.label.clone())
-        .collect()
+fn missing_cell() -> Verdict {
+    Verdict {
+        cell: Cell {
+            state: CellState::Missing,
+            sealed: None,
+            problems: 0,
+            late: false,
+            arrived_at: None,
+            count: 0,
+        },
+        told: Vec::new(),
+        need: Need::Send(None),
+    }
 }
 
 /// The copy that counts for a column: an in-time clean file beats a late
@@ -254,7 +367,7 @@ fn labels(cols: &[Column], cells: &[Cell], pick: impl Fn(&Cell) -> bool) -> Vec<
 fn best<'a>(col: &Column, sent: &[&'a Sent]) -> Option<(&'a SentDoc, &'a Sent)> {
     let mut best: Option<(u8, &SentDoc, &Sent)> = None;
     for s in sent {
-        for d in s.documents.iter().filter(|d| col.accepts(d.kind, d.form)) {
+        for d in s.documents.iter().filter(|d| col.takes(d)) {
             let rank = match (d.problems.is_empty(), s.late) {
                 (true, false) => 3,
                 (true, true) => 2,
@@ -269,55 +382,144 @@ fn best<'a>(col: &Column, sent: &[&'a Sent]) -> Option<(&'a SentDoc, &'a Sent)> 
     best.map(|(_, d, s)| (d, s))
 }
 
-fn cell(col: &Column, sent: &[&Sent]) -> Cell {
+/// A document column (推荐表电子版): each file is a version of the one
+/// document, and the best copy counts.
+fn document_cell(col: &Column, sent: &[&Sent]) -> Verdict {
     let count = sent
         .iter()
         .flat_map(|s| &s.documents)
-        .filter(|d| col.accepts(d.kind, d.form))
+        .filter(|d| col.takes(d))
         .map(|d| &d.sha256)
         .collect::<BTreeSet<_>>()
         .len();
     let Some((doc, mail)) = best(col, sent) else {
-        return Cell {
-            state: CellState::Missing,
-            sealed: None,
-            problems: 0,
-            late: false,
-            arrived_at: None,
-            count: 0,
-        };
+        return missing_cell();
     };
     let sealed = sent
         .iter()
         .flat_map(|s| &s.documents)
-        .filter(|d| col.accepts(d.kind, d.form))
+        .filter(|d| col.takes(d))
         .filter_map(|d| d.sealed)
         .reduce(|a, b| a || b);
-    let state = if !doc.problems.is_empty() || count < col.min_count as usize {
-        CellState::Problem
-    } else if mail.late {
-        CellState::Late
+    let mut told = doc.problems.clone();
+    let need = if !doc.problems.is_empty() {
+        Need::Fix
+    } else if count < col.min_count as usize {
+        told.push(too_few(col, count));
+        Need::Send(Some((col.min_count as usize - count, "个")))
     } else {
-        CellState::Received
+        Need::Nothing
     };
-    Cell {
-        state,
-        sealed,
-        problems: doc.problems.len(),
-        late: mail.late,
-        arrived_at: Some(mail.arrived_at),
-        count,
+    let state = match (&need, mail.late) {
+        (Need::Nothing, false) => CellState::Received,
+        (Need::Nothing, true) => CellState::Late,
+        _ => CellState::Problem,
+    };
+    Verdict {
+        cell: Cell {
+            state,
+            sealed,
+            problems: doc.problems.len(),
+            late: mail.late,
+            arrived_at: Some(mail.arrived_at),
+            count,
+        },
+        told,
+        need,
     }
+}
+
+/// A collection column (photos, videos, coverage): files add up. Only files
+/// without problems count towards `min_count` (附件3: 符合要求的照片), each
+/// once however often it came. The unit's latest mail with files for the
+/// column is its latest word on them: the problems of its files stay to fix
+/// until a later mail brings files again.
+fn collection_cell(col: &Column, sent: &[&Sent]) -> Verdict {
+    let mine: Vec<(&Sent, &SentDoc)> = sent
+        .iter()
+        .flat_map(|s| {
+            s.documents
+                .iter()
+                .filter(|d| col.takes(d))
+                .map(move |d| (*s, d))
+        })
+        .collect();
+    let Some(&(latest, _)) = mine.last() else {
+        return missing_cell();
+    };
+    let min = col.min_count as usize;
+    let mut good = BTreeSet::new();
+    // The mail that brought the count to `min_count`: when the column was met.
+    let mut met_by: Option<&Sent> = None;
+    for (s, d) in &mine {
+        if d.problems.is_empty() && good.insert(&d.sha256) && good.len() == min {
+            met_by = Some(*s);
+        }
+    }
+    let mut told: Vec<Problem> = mine
+        .iter()
+        .filter(|(s, _)| std::ptr::eq(*s, latest))
+        .flat_map(|(_, d)| d.problems.iter().cloned())
+        .collect();
+    let open = told.len();
+    let need = if open > 0 {
+        Need::Fix
+    } else if good.len() < min {
+        told.push(too_few(col, good.len()));
+        Need::Send(Some((min - good.len(), unit_of(col))))
+    } else {
+        Need::Nothing
+    };
+    let mail = met_by.unwrap_or(latest);
+    let state = match (&need, mail.late) {
+        (Need::Nothing, false) => CellState::Received,
+        (Need::Nothing, true) => CellState::Late,
+        _ => CellState::Problem,
+    };
+    Verdict {
+        cell: Cell {
+            state,
+            sealed: None,
+            problems: open,
+            late: mail.late,
+            arrived_at: Some(mail.arrived_at),
+            count: good.len(),
+        },
+        told,
+        need,
+    }
+}
+
+/// How a column's files are counted: 张 for photos, 个 for anything else.
+fn unit_of(col: &Column) -> &'static str {
+    if col.kinds.iter().all(|k| *k == DocumentKind::Photo) {
+        "张"
+    } else {
+        "个"
+    }
+}
+
+/// Too few good files for a column that asks for several.
+fn too_few(col: &Column, n: usize) -> Problem {
+    let unit = unit_of(col);
+    let what = if unit == "张" { "照片" } else { "文件" };
+    Problem::new(
+        ProblemCode::TooFewPhotos,
+        format!(
+            "{}：符合要求的{what}共{n}{unit}，要求不少于{}{unit}，请补充后发送。",
+            col.label, col.min_count
+        ),
+    )
 }
 
 struct RuleBroken {
     kind: DocumentKind,
+    need: Need,
     problem: Problem,
 }
 
-/// The deadline's rules over everything the unit sent: per-unit item limit
-/// (on its latest recommendation form), photo count, and each column's
-/// `min_count`.
+/// The deadline's rules over everything the unit sent: the per-unit item
+/// limit (on its latest recommendation form) and the photo count.
 fn rules(dl: &DeadlineConfig, sent: &[&Sent]) -> Vec<RuleBroken> {
     let mut out = Vec::new();
     if let Some(max) = dl.max_items_per_unit {
@@ -331,6 +533,7 @@ fn rules(dl: &DeadlineConfig, sent: &[&Sent]) -> Vec<RuleBroken> {
         {
             out.push(RuleBroken {
                 kind: DocumentKind::RecommendationForm,
+                need: Need::Fix,
                 problem: Problem::new(
                     ProblemCode::TooManyItems,
                     format!("推荐表中共{items}项活动，每个单位最多推荐{max}项，请删减后重新发送。"),
@@ -338,42 +541,27 @@ fn rules(dl: &DeadlineConfig, sent: &[&Sent]) -> Vec<RuleBroken> {
             });
         }
     }
-    let distinct = |kinds: &[DocumentKind]| {
-        sent.iter()
-            .flat_map(|s| &s.documents)
-            .filter(|d| kinds.contains(&d.kind))
-            .map(|d| &d.sha256)
-            .collect::<BTreeSet<_>>()
-            .len()
-    };
     if let Some(rule) = &dl.photos
         && rule.min_count > 0
     {
-        let n = distinct(&[DocumentKind::Photo]);
-        if n > 0 && n < rule.min_count as usize {
+        let photos = || {
+            sent.iter()
+                .flat_map(|s| &s.documents)
+                .filter(|d| d.kind == DocumentKind::Photo)
+        };
+        let good = photos()
+            .filter(|d| d.problems.is_empty())
+            .map(|d| &d.sha256)
+            .collect::<BTreeSet<_>>()
+            .len();
+        let min = rule.min_count as usize;
+        if photos().next().is_some() && good < min {
             out.push(RuleBroken {
                 kind: DocumentKind::Photo,
+                need: Need::Send(Some((min - good, "张"))),
                 problem: Problem::new(
                     ProblemCode::TooFewPhotos,
-                    format!(
-                        "共收到活动照片{n}张，要求不少于{}张，请补充后发送。",
-                        rule.min_count
-                    ),
-                ),
-            });
-        }
-    }
-    for col in columns(dl).iter().filter(|c| c.min_count > 1) {
-        let n = distinct(&col.kinds);
-        if n > 0 && n < col.min_count as usize {
-            out.push(RuleBroken {
-                kind: col.kinds[0],
-                problem: Problem::new(
-                    ProblemCode::TooFewPhotos,
-                    format!(
-                        "{}共收到{n}个文件，要求不少于{}个，请补充后发送。",
-                        col.label, col.min_count
-                    ),
+                    format!("符合要求的活动照片共{good}张，要求不少于{min}张，请补充后发送。"),
                 ),
             });
         }
@@ -451,6 +639,7 @@ mod tests {
 
     fn doc(kind: DocumentKind, form: DocForm, tag: &str, problems: usize) -> SentDoc {
         SentDoc {
+            path: format!("{tag}.jpg"),
             kind,
             form,
             sha256: Sha256::of(tag.as_bytes()),
@@ -592,6 +781,119 @@ mod tests {
                 .iter()
                 .all(|p| p.code != ProblemCode::TooFewPhotos)
         );
+    }
+
+    fn photo_deadline(min_count: u32) -> DeadlineConfig {
+        let mut dl = deadline(1);
+        dl.requires = vec![crate::config::Requirement {
+            kind: Some(DocumentKind::Photo),
+            any_of: Vec::new(),
+            forms: Vec::new(),
+            min_count: Some(min_count),
+            label: Some("活动照片".into()),
+            name_has: Vec::new(),
+        }];
+        dl
+    }
+
+    fn photo(tag: &str, problems: usize) -> SentDoc {
+        doc(DocumentKind::Photo, DocForm::Media, tag, problems)
+    }
+
+    #[test]
+    fn photos_named_online_count_for_their_column_and_not_for_the_other() {
+        // 青岛 附件3: 现场照片 at least 2 here, 线上活动照片 at least 1.
+        let mut dl = photo_deadline(2);
+        dl.requires[0].label = Some("现场照片".into());
+        let mut online = dl.requires[0].clone();
+        online.label = Some("线上活动照片".into());
+        online.min_count = Some(1);
+        online.name_has = vec!["线上".into()];
+        dl.requires.push(online);
+        let first = mail(5, false, vec![photo("现场1", 0), photo("线上1", 0)]);
+        let u = unit_status(&dl, &org(), std::slice::from_ref(&first));
+        assert_eq!(u.missing, ["现场照片1张"]);
+        assert_eq!((u.cells[0].count, u.cells[1].count), (1, 1));
+        assert_eq!(u.cells[1].state, CellState::Received);
+        let more = mail(6, false, vec![photo("活动/现场2", 0)]);
+        let u = unit_status(&dl, &org(), &[first, more]);
+        assert!(u.is_complete(), "{u:?}");
+    }
+
+    #[test]
+    fn a_photo_to_fix_holds_the_unit_until_a_later_mail_brings_photos_again() {
+        let dl = photo_deadline(3);
+        let first = mail(5, false, vec![photo("1", 0), photo("2", 0), photo("3", 1)]);
+        let u = unit_status(&dl, &org(), std::slice::from_ref(&first));
+        assert_eq!(u.redo, ["活动照片"]);
+        assert!(u.missing.is_empty(), "{:?}", u.missing);
+        assert_eq!(u.problems.len(), 1, "{:?}", u.problems);
+        assert_eq!(u.cells[0].state, CellState::Problem);
+        let again = mail(6, false, vec![photo("4", 0)]);
+        let u = unit_status(&dl, &org(), &[first, again]);
+        assert_eq!(u.state, UnitState::Complete, "{:?}", u.problems);
+        assert_eq!(u.cells[0].count, 3);
+    }
+
+    #[test]
+    fn only_good_photos_count_and_the_unit_hears_how_many_more_to_send() {
+        let dl = photo_deadline(3);
+        let u = unit_status(
+            &dl,
+            &org(),
+            &[
+                mail(5, false, vec![photo("1", 0), photo("2", 1)]),
+                mail(6, false, vec![photo("1", 0)]),
+            ],
+        );
+        assert_eq!(u.missing, ["活动照片2张"]);
+        assert!(u.redo.is_empty());
+        assert_eq!(
+            u.problems[0].message,
+            "活动照片：符合要求的照片共1张，要求不少于3张，请补充后发送。"
+        );
+        assert_eq!(u.state, UnitState::Partial);
+    }
+
+    #[test]
+    fn a_collection_is_late_when_the_file_that_completes_it_came_late() {
+        let dl = photo_deadline(2);
+        let u = unit_status(
+            &dl,
+            &org(),
+            &[
+                mail(5, false, vec![photo("1", 0)]),
+                mail(8, true, vec![photo("2", 0)]),
+            ],
+        );
+        assert_eq!(u.cells[0].state, CellState::Late);
+        assert_eq!(u.cells[0].arrived_at, Some(at(8)));
+        assert_eq!(u.state, UnitState::Complete);
+    }
+
+    #[test]
+    fn a_file_no_column_takes_is_said_while_its_mail_is_the_latest() {
+        let rar = doc(DocumentKind::Other, DocForm::Other, "rar", 1);
+        let u = unit_status(
+            &deadline(0),
+            &org(),
+            &[mail(
+                5,
+                false,
+                vec![doc(RF, E, "e", 0), doc(RF, S, "s", 0), rar],
+            )],
+        );
+        assert_eq!(u.problems.len(), 1);
+        assert_eq!(u.state, UnitState::Partial);
+    }
+
+    #[test]
+    fn a_unit_whose_only_file_fills_no_column_has_begun() {
+        let mut dl = deadline(0);
+        dl.requires[0].forms = vec![DocForm::Electronic];
+        let u = unit_status(&dl, &org(), &[mail(5, false, vec![doc(RF, S, "s", 0)])]);
+        assert_eq!(u.missing, ["推荐表电子版"]);
+        assert_eq!(u.state, UnitState::Partial);
     }
 
     #[test]

@@ -132,11 +132,29 @@ fn undersized_photo_asks_for_the_original() {
     let p = check_photo("a.jpg", 100_000, &jpeg_info(), &photo_rule());
     assert_eq!(p[0].code.as_str(), "photo_too_small");
     assert!(
-        p[0].message.contains("0.1 MB，小于 0.2 MB"),
+        p[0].message.contains("100 KB，小于 0.2 MB"),
         "{}",
         p[0].message
     );
     assert!(p[0].message.contains("原图"));
+}
+
+#[test]
+fn a_photo_under_a_megabyte_is_said_in_kilobytes() {
+    // 61 KB is what the sender's file manager shows; "0.1 MB" is not.
+    let p = check_photo("a.jpg", 61_000, &jpeg_info(), &photo_rule());
+    assert!(
+        p[0].message.contains("大小为 61 KB，小于 0.2 MB 下限"),
+        "{}",
+        p[0].message
+    );
+    // Just under the limit, as many decimals as tell the two apart.
+    let p = check_photo("a.jpg", 199_800, &jpeg_info(), &photo_rule());
+    assert!(
+        p[0].message.contains("大小为 199.8 KB，小于 0.2 MB"),
+        "{}",
+        p[0].message
+    );
 }
 
 #[test]

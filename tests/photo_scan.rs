@@ -332,6 +332,7 @@ fn exported_pdf_does_not_meet_the_electronic_requirement() {
         arrived_at: chrono::Utc::now(),
         late: false,
         documents: vec![SentDoc {
+            path: "推荐表.pdf".to_owned(),
             kind: seen.kind,
             form: seen.form,
             sha256: Sha256::of(b"export"),

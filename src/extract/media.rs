@@ -258,21 +258,37 @@ fn same_format(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
-/// Megabytes (10^6 bytes) with as many decimals as it takes to tell `bytes`
-/// from `other` apart ("2.0 MB, over 2 MB" would read as a contradiction).
-fn mb(bytes: u64, other: u64) -> String {
+/// `v` in units of `scale` bytes, with at least `min_decimals` and as many
+/// more as it takes to tell `v` from `other` apart ("2.0 MB, over 2 MB"
+/// would read as a contradiction).
+fn amount(v: u64, other: u64, scale: f64, min_decimals: usize) -> String {
     let show = |v: u64, d: usize| {
-        let s = format!("{:.*}", d, v as f64 / 1e6);
+        let s = format!("{:.*}", d, v as f64 / scale);
         if s.contains('.') {
             s.trim_end_matches('0').trim_end_matches('.').to_owned()
         } else {
             s
         }
     };
-    (1..=6)
-        .map(|d| show(bytes, d))
+    (min_decimals..=6)
+        .map(|d| show(v, d))
         .find(|s| *s != show(other, 6))
-        .unwrap_or_else(|| show(bytes, 6))
+        .unwrap_or_else(|| show(v, 6))
+}
+
+/// A limit as the notice writes it: megabytes (10^6 bytes), `0.2 MB`.
+fn limit_text(limit: u64, size: u64) -> String {
+    format!("{} MB", amount(limit, size, 1e6, 1))
+}
+
+/// A file's size as a file manager shows it: under a megabyte in kilobytes
+/// (a 61 KB photo is not "0.1 MB"), else in megabytes.
+fn size_text(size: u64, limit: u64) -> String {
+    if size < 1_000_000 {
+        format!("{} KB", amount(size, limit, 1e3, 0))
+    } else {
+        format!("{} MB", amount(size, limit, 1e6, 1))
+    }
 }
 
 /// Checks a photo against the notice's rule (format, 0.2–2 MB, …). `name` is
@@ -297,9 +313,9 @@ pub fn check_photo(
         problems.push(Problem::new(
             ProblemCode::PhotoTooLarge,
             format!(
-                "照片《{name}》大小为 {} MB，超出 {} MB 上限，请压缩后重新发送",
-                mb(size_bytes, max),
-                mb(max, size_bytes)
+                "照片《{name}》大小为 {}，超出 {} 上限，请压缩后重新发送",
+                size_text(size_bytes, max),
+                limit_text(max, size_bytes)
             ),
         ));
     }
@@ -307,9 +323,9 @@ pub fn check_photo(
         problems.push(Problem::new(
             ProblemCode::PhotoTooSmall,
             format!(
-                "照片《{name}》大小为 {} MB，小于 {} MB 下限，请发送未经压缩的原图",
-                mb(size_bytes, min),
-                mb(min, size_bytes)
+                "照片《{name}》大小为 {}，小于 {} 下限，请发送未经压缩的原图",
+                size_text(size_bytes, min),
+                limit_text(min, size_bytes)
             ),
         ));
     }

@@ -18,7 +18,7 @@ use crate::config::{CampaignConfig, Config, DeadlineConfig, FieldType, Layout};
 use crate::directory::{Directory, Organisation};
 use crate::fold::clean_line;
 use crate::model::{Analysis, FieldValue};
-use crate::status::{CellState, DeadlineStatus, UnitState, UnitStatus};
+use crate::status::{CellState, DeadlineStatus, UnitState, UnitStatus, wants_scan};
 use crate::types::{CampaignId, DeadlineId, FormId, MailAddress, OrgId};
 
 /// Longest quote of a sender's subject or file name.
@@ -55,7 +55,10 @@ pub fn ack(
             path: clean_line(&d.path, QUOTE_CHARS),
             kind_label: d.kind.label_zh().to_owned(),
             form_label: d.form.label_zh().to_owned(),
-            sealed: d.sealed,
+            // “未见公章” only where the notice asks for a stamped scan.
+            sealed: d
+                .sealed
+                .filter(|s| *s || wants_scan(deadline.map(|(c, _)| c), d.kind)),
             read: d.table.as_ref().and_then(|t| match (&t.rows, &t.fields) {
                 (Some(r), _) => Some(format!("读取{}项{}", r.len(), t.form)),
                 (_, Some(f)) => Some(format!("读取{}个数据项", f.len())),
@@ -389,6 +392,7 @@ mod tests {
 
     fn rec(form: DocForm) -> SentDoc {
         SentDoc {
+            path: "推荐表.xlsx".into(),
             kind: DocumentKind::RecommendationForm,
             form,
             sha256: Sha256::of(form.as_str().as_bytes()),

@@ -109,6 +109,7 @@ impl SubmissionInfo {
                 .documents
                 .iter()
                 .map(|d| SentDoc {
+                    path: d.path.clone(),
                     kind: d.kind,
                     form: d.form,
                     sha256: d.sha256.clone(),
