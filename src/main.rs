@@ -196,8 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Command::Log { limit } => commands::log(&services, limit).await?,
                 Command::Export { xlsx } => commands::export_xlsx(&services, &xlsx).await?,
                 Command::Reprocess { message } => {
-                    commands::reprocess(&commands::with_workers(services.clone())?, message)
-                        .await?
+                    commands::reprocess(&commands::with_workers(services.clone())?, message).await?
                 }
                 Command::Remind { pause, resume } => {
                     commands::remind(&services, pause.as_deref(), resume.as_deref()).await?
