@@ -11,11 +11,12 @@ use tracing::info;
 
 use crate::actions::{ActionError, Services};
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, MailboxConfig};
 use crate::daemon::{self, DaemonError, RunOptions};
 use crate::directory::{Directory, DirectoryError};
 use crate::extract::InProcess;
 use crate::fold::printable;
+use crate::leases::{LeaseTimes, Leases, MakeSource};
 use crate::mailcmd::{Command, Item, Verb};
 use crate::outbound::data::local;
 use crate::outbound::transport::{MailSender, Transport, TransportError};
@@ -173,25 +174,71 @@ pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
 /// The configured mailboxes as sources, each resuming where the store says
 /// it stopped.
 pub async fn mailbox_sources(services: &Services) -> Result<Vec<Box<dyn MailboxSource>>, RunError> {
-    let mut out: Vec<Box<dyn MailboxSource>> = Vec::new();
+    let mut out = Vec::new();
     for mb in &services.config.mailboxes {
-        match &mb.imap {
-            Some(imap) => {
-                let password = imap
-                    .password
-                    .resolve(&format!("mailbox {}.imap.password", mb.name))
-                    .map_err(CommandError::from)?;
-                let resume = services
-                    .store
-                    .mailbox_state(&mb.name)
-                    .await?
-                    .map(|(v, uid)| (v, uid.0));
-                out.push(Box::new(ImapSource::new(mb.clone(), password, resume)?));
-            }
-            None => out.push(Box::new(MaildirSource::new(mb.clone())?)),
-        }
+        out.push(mailbox_source(services, mb).await?);
     }
     Ok(out)
+}
+
+/// One configured mailbox's source, resuming from what the store holds.
+pub async fn mailbox_source(
+    services: &Services,
+    mb: &MailboxConfig,
+) -> Result<Box<dyn MailboxSource>, RunError> {
+    Ok(match &mb.imap {
+        Some(imap) => {
+            let password = imap
+                .password
+                .resolve(&format!("mailbox {}.imap.password", mb.name))
+                .map_err(CommandError::from)?;
+            let resume = services
+                .store
+                .mailbox_state(&mb.name)
+                .await?
+                .map(|(v, uid)| (v, uid.0));
+            Box::new(ImapSource::new(mb.clone(), password, resume)?)
+        }
+        None => Box::new(MaildirSource::new(mb.clone())?),
+    })
+}
+
+/// The mailboxes' sources, each read only while this instance holds its
+/// lease ([`crate::leases`]); the first round of leases is taken now, so a
+/// one-shot run reads what is its share.
+pub async fn leased_sources(
+    services: &Services,
+    times: LeaseTimes,
+) -> Result<(Leases, Vec<Box<dyn MailboxSource>>), RunError> {
+    let owner = services.config.store.instance_name();
+    let mut leases = Leases::new(
+        services.store.clone(),
+        services.clock.clone(),
+        owner.clone(),
+        times,
+    );
+    let mut out: Vec<Box<dyn MailboxSource>> = Vec::new();
+    for mb in &services.config.mailboxes {
+        let source = mailbox_source(services, mb).await?;
+        let (this, mb) = (services.clone(), mb.clone());
+        let make: MakeSource = Arc::new(move || {
+            let (this, mb) = (this.clone(), mb.clone());
+            Box::pin(async move {
+                mailbox_source(&this, &mb)
+                    .await
+                    .map_err(|e| SourceError::Lease(e.to_string()))
+            })
+        });
+        out.push(Box::new(leases.wrap(source, make)));
+    }
+    leases.tick().await?;
+    let held = leases.held();
+    for mb in &services.config.mailboxes {
+        if !held.contains(&mb.name) {
+            info!(mailbox = %mb.name, instance = %owner, "mailbox read by another instance for now");
+        }
+    }
+    Ok((leases, out))
 }
 
 /// The configured transport (SMTP or .eml files).
@@ -217,10 +264,15 @@ pub async fn run(
     clock: Arc<dyn Clock>,
 ) -> Result<(), RunError> {
     let services = with_workers(Services::open(config, directory, clock).await?)?;
-    let sources = mailbox_sources(&services).await?;
+    let (leases, sources) = leased_sources(&services, LeaseTimes::default()).await?;
     let sender = mail_sender(&services.config)?;
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone()).map_err(|e| RunError::Usage(e.to_string()))?;
+    let stop_leases = CancellationToken::new();
+    let keeper = {
+        let stop = stop_leases.clone();
+        tokio::spawn(async move { leases.run(stop).await })
+    };
     let result = daemon::run(
         services.clone(),
         sources,
@@ -229,6 +281,9 @@ pub async fn run(
         cancel,
     )
     .await;
+    // The leases are given back only after the sources have stopped.
+    stop_leases.cancel();
+    let _ = keeper.await;
     services.store.close().await;
     Ok(result?)
 }

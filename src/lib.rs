@@ -35,6 +35,7 @@ pub mod export;
 pub mod extract;
 pub mod fold;
 pub mod intake;
+pub mod leases;
 pub mod mailcmd;
 pub mod matching;
 pub mod model;

@@ -76,6 +76,9 @@ pub enum SourceError {
     Consumer(String),
     #[error("the message consumer has stopped")]
     ConsumerGone,
+    /// Opening a mailbox taken over from another instance failed.
+    #[error("opening the leased mailbox: {0}")]
+    Lease(String),
 }
 
 impl SourceError {
@@ -89,7 +92,8 @@ impl SourceError {
             | Self::Imap(_)
             | Self::Timeout { .. }
             | Self::Io { .. }
-            | Self::Consumer(_) => true,
+            | Self::Consumer(_)
+            | Self::Lease(_) => true,
             Self::Config { .. }
             | Self::Tls { .. }
             | Self::Auth { .. }
