@@ -652,3 +652,48 @@ async fn forged_senders_get_no_ack_and_wait_for_a_coordinator() {
     assert_eq!(strangers, 30, "{waiting:?}");
     assert_eq!(w.unflagged("kjt"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_that_cannot_be_written_keeps_the_mail_unflagged_until_it_can() {
+    let mut w = World::new();
+    // The archive's folder is a file: every write fails (ENOTDIR), as a
+    // full or broken disk would, a cause that passes.
+    let archive = w.dir.path().join("archive");
+    std::fs::write(&archive, b"not a folder").unwrap();
+    w.deliver("kjt", &ordinary(1));
+    w.deliver("kjt", &ordinary(2));
+    let services = w.services().await;
+    let sources = commands::mailbox_sources(&services).await.unwrap();
+    let smtp = Arc::new(ScriptedSmtp::default());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(daemon::run(
+        services.clone(),
+        sources,
+        smtp.clone(),
+        RunOptions { once: false },
+        cancel.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.unflagged("kjt"), 2, "nothing flagged while unarchived");
+    assert_eq!(
+        query_i64(&services, "SELECT COUNT(*) FROM messages").await,
+        0
+    );
+    assert!(!task.is_finished(), "the daemon never gives a mailbox up");
+
+    std::fs::remove_file(&archive).unwrap();
+    for _ in 0..300 {
+        if w.unflagged("kjt") == 0 && smtp.acks().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(w.unflagged("kjt"), 0);
+    assert_eq!(
+        query_i64(&services, "SELECT COUNT(*) FROM messages").await,
+        2
+    );
+    assert_eq!(smtp.acks().len(), 2, "one ack each, none twice");
+}
