@@ -1240,6 +1240,49 @@ async fn smtp_down_then_up_delivers_every_ack_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_connection_reset_mid_data_is_retried_and_each_ack_sent_once() {
+    let s = Setup::new(Opts {
+        retry_base_secs: 1,
+        ..Opts::default()
+    })
+    .await;
+    s.sink.drop_mid_data();
+    let names = [
+        "foxmail_gbk_recommend_xlsx",
+        "zip_windows_gbk_names",
+        "netease163_html_only_docx",
+    ];
+    for name in names {
+        s.append(&corpus(name), Some("01-May-2025 10:00:00 +0800"));
+    }
+    let services = s.services().await;
+    let db = s.db().await;
+    let daemon = Running::start(&services).await;
+    wait_for!(30, "3 acks tried and cut mid-DATA", {
+        let out = db.outbox().await;
+        out.len() == 3
+            && out
+                .iter()
+                .all(|o| o.attempts >= 1 && o.last_error.is_some())
+    });
+    assert!(
+        db.outbox()
+            .await
+            .iter()
+            .all(|o| o.status != "sent" && o.status != "failed"),
+        "a cut connection is a passing failure"
+    );
+    s.sink.accept();
+    wait_for!(60, "every ack delivered", sink_count(&s.sink).await >= 3);
+    wait_for!(10, "every row sent", {
+        db.outbox().await.iter().all(|o| o.status == "sent")
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.sink.received().len(), 3, "each ack exactly once");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reminders_go_once_per_offset_and_say_what_to_redo() {
     let s = Setup::new(Opts::default()).await;
     // 扬州市科技局 sends the 推荐表 electronic and scanned (forwarded mail);

@@ -4,7 +4,9 @@ Stores every accepted message as <dir>/<n>.eml with <dir>/<n>.json beside it
 (envelope sender, recipients, whether TLS and AUTH were used). While the file
 <dir>/refuse exists, RCPT TO is answered with its first line (e.g.
 "451 4.3.0 Try again later"), so tests can provoke temporary and permanent
-failures. Prints "READY" once it accepts connections.
+failures. While <dir>/drop exists, the connection is cut after the message
+data, before any reply (a reset mid-DATA). Prints "READY" once it accepts
+connections.
 
 Usage: smtp_sink.py DIR PORT [--tls CERT KEY] [--auth USER:PASSWORD]
 """
@@ -43,6 +45,9 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if os.path.exists(os.path.join(self.outdir, "drop")):
+            server.transport.abort()
+            return "421 4.4.2 Connection dropped"
         with self.lock:
             self.count += 1
             n = self.count

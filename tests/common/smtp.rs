@@ -194,6 +194,13 @@ impl SmtpSink {
 
     pub fn accept(&self) {
         let _ = std::fs::remove_file(self.mbox().join("refuse"));
+        let _ = std::fs::remove_file(self.mbox().join("drop"));
+    }
+
+    /// Cut the connection after the message data, before the reply, until
+    /// [`Self::accept`].
+    pub fn drop_mid_data(&self) {
+        std::fs::write(self.mbox().join("drop"), b"").unwrap();
     }
 
     fn mbox(&self) -> PathBuf {
