@@ -1,6 +1,8 @@
 //! Outbound mail against a real SMTP server (aiosmtpd), a real browser
 //! (chromium) and a real spreadsheet program (LibreOffice, when installed).
 
+// Each test binary uses part of the shared sink.
+#[allow(dead_code)]
 #[path = "common/smtp.rs"]
 mod smtp;
 
