@@ -194,17 +194,30 @@ fn dilate(mask: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
             out[x] = count > 0;
         }
     }
+    // Columns with a running count per column, walked row by row: the
+    // same result as one column at a time, without a cache miss per pixel.
     let mut out = vec![false; w * h];
-    for x in 0..w {
-        let mut count = (0..r.min(h)).filter(|&y| tmp[y * w + x]).count();
-        for y in 0..h {
-            if y + r < h && tmp[(y + r) * w + x] {
-                count += 1;
+    let mut count = vec![0u32; w];
+    for y in 0..r.min(h) {
+        for (c, &b) in count.iter_mut().zip(&tmp[y * w..(y + 1) * w]) {
+            *c += u32::from(b);
+        }
+    }
+    for y in 0..h {
+        if y + r < h {
+            let add = &tmp[(y + r) * w..(y + r + 1) * w];
+            for (c, &b) in count.iter_mut().zip(add) {
+                *c += u32::from(b);
             }
-            if y > r && tmp[(y - r - 1) * w + x] {
-                count -= 1;
+        }
+        if y > r {
+            let sub = &tmp[(y - r - 1) * w..(y - r) * w];
+            for (c, &b) in count.iter_mut().zip(sub) {
+                *c -= u32::from(b);
             }
-            out[y * w + x] = count > 0;
+        }
+        for (o, &c) in out[y * w..(y + 1) * w].iter_mut().zip(&count) {
+            *o = c > 0;
         }
     }
     out
