@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use baosong::directory::Directory;
 use baosong::extract::InProcess;
 use baosong::pipeline::{self, Context};
-use baosong::source::{Origin, RawMessage};
+use baosong::model::{Origin, RawMessage};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
