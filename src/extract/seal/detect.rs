@@ -80,12 +80,19 @@ pub(crate) fn analyse(img: &Raster, whole_image_may_be_seal: bool) -> PageVerdic
     };
     let base = (w.max(h) / 400).max(1);
     let mut best = 0.0f32;
+    // Fewer red pixels than a ring needs (`score_component`'s minimum): no
+    // candidate, so none of the dilations below is worth its passes.
+    let Some(red_box) = RedBox::of(&mask, w).filter(|b| b.count >= MIN_RING_PIXELS) else {
+        return PageVerdict {
+            score: 0.0,
+            blank,
+            look: page,
+        };
+    };
     // Wider dilations rejoin a ring that faded ink or black lines printed
     // across it broke apart; the ring test keeps what they wrongly join.
     for radius in [base, base * 3, base * 6] {
-        let grown = dilate(&mask, w, h, radius);
-        let comps = components(&mask, &grown, w, h);
-        for c in &comps {
+        for c in &red_box.components(&mask, w, h, radius) {
             let s = score_component(c, &mask, w, min_d, max_d);
             if s > best && page.as_ref().is_none_or(|l| on_paper(c, l, w, h)) {
                 best = s;
@@ -99,6 +106,79 @@ pub(crate) fn analyse(img: &Raster, whole_image_may_be_seal: bool) -> PageVerdic
         score: best,
         blank,
         look: page,
+    }
+}
+
+/// A component needs this many red pixels to be scored at all.
+const MIN_RING_PIXELS: usize = 40;
+
+/// The box around every red pixel of a mask. Dilation and labelling run
+/// inside it (grown by the radius) rather than over the whole page: a seal
+/// is a small part of a page, and nothing outside the box can join it.
+struct RedBox {
+    x0: usize,
+    y0: usize,
+    x1: usize,
+    y1: usize,
+    count: usize,
+}
+
+impl RedBox {
+    fn of(mask: &[bool], w: usize) -> Option<Self> {
+        let mut b: Option<Self> = None;
+        for (y, row) in mask.chunks_exact(w).enumerate() {
+            let Some(first) = row.iter().position(|&r| r) else {
+                continue;
+            };
+            let last = row.iter().rposition(|&r| r).unwrap_or(first);
+            let count = row[first..=last].iter().filter(|&&r| r).count();
+            match &mut b {
+                None => {
+                    b = Some(Self {
+                        x0: first,
+                        y0: y,
+                        x1: last,
+                        y1: y,
+                        count,
+                    })
+                }
+                Some(b) => {
+                    b.x0 = b.x0.min(first);
+                    b.x1 = b.x1.max(last);
+                    b.y1 = y;
+                    b.count += count;
+                }
+            }
+        }
+        b
+    }
+
+    /// The components of the mask dilated by `radius`, in page coordinates:
+    /// the same components, in the same order, as labelling the whole page.
+    fn components(&self, mask: &[bool], w: usize, h: usize, radius: usize) -> Vec<Component> {
+        let (cx0, cy0) = (
+            self.x0.saturating_sub(radius),
+            self.y0.saturating_sub(radius),
+        );
+        let (cx1, cy1) = ((self.x1 + radius).min(w - 1), (self.y1 + radius).min(h - 1));
+        let (cw, ch) = (cx1 - cx0 + 1, cy1 - cy0 + 1);
+        let mut crop = Vec::with_capacity(cw * ch);
+        for y in cy0..=cy1 {
+            crop.extend_from_slice(&mask[y * w + cx0..=y * w + cx1]);
+        }
+        let grown = dilate(&crop, cw, ch, radius);
+        let mut comps = components(&crop, &grown, cw, ch);
+        for c in &mut comps {
+            for p in &mut c.pixels {
+                // Page coordinates fit: the page's side is at most u16::MAX.
+                *p = (p.0 + cx0 as u16, p.1 + cy0 as u16);
+            }
+            c.x0 += cx0;
+            c.x1 += cx0;
+            c.y0 += cy0;
+            c.y1 += cy0;
+        }
+        comps
     }
 }
 
@@ -323,7 +403,7 @@ fn components(raw: &[bool], grown: &[bool], w: usize, h: usize) -> Vec<Component
 /// 0..1: how much this component looks like a seal ring.
 fn score_component(c: &Component, mask: &[bool], w: usize, min_d: f32, max_d: f32) -> f32 {
     let (bw, bh) = ((c.x1 - c.x0 + 1) as f32, (c.y1 - c.y0 + 1) as f32);
-    if bw.max(bh) < min_d || bw.max(bh) > max_d * 1.2 || c.pixels.len() < 40 {
+    if bw.max(bh) < min_d || bw.max(bh) > max_d * 1.2 || c.pixels.len() < MIN_RING_PIXELS {
         return 0.0;
     }
     let n = c.pixels.len() as f32;

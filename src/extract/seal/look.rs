@@ -327,40 +327,68 @@ fn text_lines(p: &Planes<'_>, sheet: &[bool], gw: usize, block: usize, white: &[
 /// width (15 % of the height for columns). Neighbouring rows are one line.
 fn ruled_lines(p: &Planes<'_>, horizontal: bool) -> usize {
     let (w, h) = (p.width, p.height);
-    let (len, across) = if horizontal { (w, h) } else { (h, w) };
-    let need = if horizontal {
-        len * 3 / 10
+    let luma = |x: usize, y: usize| i32::from(p.luma[y * w + x]);
+    let (is_line, need) = if horizontal {
+        let need = (w * 3 / 10).max(8);
+        let lines = (3..h.saturating_sub(3))
+            .map(|y| {
+                let mut run = Run::default();
+                for x in 0..w {
+                    run.step(luma(x, y) + 20 < luma(x, y - 3).min(luma(x, y + 3)));
+                }
+                run.best
+            })
+            .collect::<Vec<_>>();
+        (lines, need)
     } else {
-        len * 15 / 100
-    };
-    let at = |along: usize, a: usize| -> i32 {
-        let (x, y) = if horizontal { (along, a) } else { (a, along) };
-        i32::from(p.luma[y * w + x])
+        // Columns are walked row by row, one running state per column, so
+        // the image is read in memory order (a column at a time misses the
+        // cache on every pixel); each column sees its pixels in the same
+        // order either way.
+        let need = (h * 15 / 100).max(8);
+        let mut runs = vec![Run::default(); w.saturating_sub(6)];
+        for y in 0..h {
+            for (i, run) in runs.iter_mut().enumerate() {
+                let x = i + 3;
+                run.step(luma(x, y) + 20 < luma(x - 3, y).min(luma(x + 3, y)));
+            }
+        }
+        (runs.iter().map(|r| r.best).collect(), need)
     };
     let mut lines = 0;
     let mut previous = false;
-    for a in 3..across.saturating_sub(3) {
-        let (mut run, mut best, mut gap) = (0usize, 0usize, 0usize);
-        for along in 0..len {
-            let v = at(along, a);
-            if v + 20 < at(along, a - 3).min(at(along, a + 3)) {
-                run += gap + 1;
-                gap = 0;
-                best = best.max(run);
-            } else if run > 0 && gap < 3 {
-                gap += 1;
-            } else {
-                run = 0;
-                gap = 0;
-            }
-        }
-        let is_line = best >= need.max(8);
-        if is_line && !previous {
+    for best in is_line {
+        let line = best >= need;
+        if line && !previous {
             lines += 1;
         }
-        previous = is_line;
+        previous = line;
     }
     lines
+}
+
+/// The longest run of dark pixels along a row or column, bridging gaps of
+/// up to three pixels.
+#[derive(Debug, Default, Clone, Copy)]
+struct Run {
+    run: usize,
+    gap: usize,
+    best: usize,
+}
+
+impl Run {
+    fn step(&mut self, dark: bool) {
+        if dark {
+            self.run += self.gap + 1;
+            self.gap = 0;
+            self.best = self.best.max(self.run);
+        } else if self.run > 0 && self.gap < 3 {
+            self.gap += 1;
+        } else {
+            self.run = 0;
+            self.gap = 0;
+        }
+    }
 }
 
 #[cfg(test)]
