@@ -450,13 +450,12 @@ async fn insert_contents(
         let document_id = insert_document(tx, submission_id, seq, doc).await?;
         if let Some(table) = &doc.table {
             let rows = table.rows.iter().flatten().enumerate();
-            for (i, row) in rows {
-                for (key, value) in row {
-                    insert_record(tx, document_id, Some(i as i64), key, value).await?;
-                }
-            }
-            for (key, value) in table.fields.iter().flatten() {
-                insert_record(tx, document_id, None, key, value).await?;
+            let cells = rows
+                .flat_map(|(i, row)| row.iter().map(move |(k, v)| (Some(i as i64), k, v)))
+                .chain(table.fields.iter().flatten().map(|(k, v)| (None, k, v)))
+                .collect::<Vec<_>>();
+            for chunk in cells.chunks(RECORDS_PER_INSERT) {
+                insert_records(tx, document_id, chunk).await?;
             }
         }
         for p in &doc.problems {
@@ -500,32 +499,55 @@ async fn insert_document(
     .await?)
 }
 
-async fn insert_record(
+/// Rows of one multi-row INSERT: a table's cells go in a few statements,
+/// not one round trip each (7 parameters a row, far below either
+/// database's limit).
+const RECORDS_PER_INSERT: usize = 64;
+
+/// One document's cells: (row index or None for a form field, key, value).
+async fn insert_records(
     tx: &mut Transaction<'static, Any>,
     document_id: i64,
-    row_index: Option<i64>,
-    key: &str,
-    value: &FieldValue,
+    cells: &[(Option<i64>, &String, &FieldValue)],
 ) -> Result<()> {
-    let (num, text) = match &value.value {
-        serde_json::Value::Null => (None, None),
-        serde_json::Value::Number(n) => (n.as_f64(), None),
-        serde_json::Value::String(s) => (None, Some(no_nul(s).into_owned())),
-        other => (None, Some(other.to_string())),
-    };
-    sqlx::query(
-        "INSERT INTO records (document_id, row_index, key, value_num, value_text, original) \
-         VALUES ($1, $2, $3, CASE WHEN $7 = 1 THEN $4 END, $5, $6)",
-    )
-    .bind(document_id)
-    .bind(row_index)
-    .bind(key)
-    .bind(float_or_zero(num))
-    .bind(text)
-    .bind(no_nul(&value.text).into_owned())
-    .bind(i16::from(num.is_some()))
-    .execute(&mut **tx)
-    .await?;
+    let mut sql = String::from(
+        "INSERT INTO records (document_id, row_index, key, value_num, value_text, original) VALUES ",
+    );
+    for i in 0..cells.len() {
+        let p = i * 7;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, CASE WHEN ${} = 1 THEN ${} END, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 7,
+            p + 4,
+            p + 5,
+            p + 6
+        ));
+    }
+    // Only placeholders are formatted in; every value is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for &(row_index, key, value) in cells {
+        let (num, text) = match &value.value {
+            serde_json::Value::Null => (None, None),
+            serde_json::Value::Number(n) => (n.as_f64(), None),
+            serde_json::Value::String(s) => (None, Some(no_nul(s).into_owned())),
+            other => (None, Some(other.to_string())),
+        };
+        query = query
+            .bind(document_id)
+            .bind(row_index)
+            .bind(key.as_str())
+            .bind(float_or_zero(num))
+            .bind(text)
+            .bind(no_nul(&value.text).into_owned())
+            .bind(i16::from(num.is_some()));
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
