@@ -40,53 +40,15 @@ BAOSONG="$REPO/target/release/baosong"
 
 TMP=$(mktemp -d /tmp/baosong-bench.XXXXXX)
 CONF="$TMP/dovecot.conf"
+. "$REPO/bench/dovecot.sh"
 cleanup() {
-  if [ -f "$CONF" ]; then
-    doveadm -c "$CONF" stop >/dev/null 2>&1 || true
-    for _ in $(seq 100); do [ -e "$TMP/run/master.pid" ] || break; sleep 0.05; done
-  fi
+  dovecot_stop
   if [ -n "${KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT INT TERM
 
 # ---------------------------------------------------------------- Dovecot
-chmod 755 "$TMP"
-for sub in run state mail; do mkdir -m 755 "$TMP/$sub"; done
-printf '%s:{PLAIN}%s\n' "$USER_NAME" "$PASSWORD" >"$TMP/passwd"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$CONF" <<EOF
-base_dir = $TMP/run
-state_dir = $TMP/state
-log_path = $TMP/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-default_internal_user = dovecot
-default_login_user = dovenull
-first_valid_uid = 1
-auth_mechanisms = plain login
-disable_plaintext_auth = no
-mail_location = maildir:$TMP/mail/%u
-imap_id_log = *
-ssl = no
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $PORT
-  }
-  inet_listener imaps {
-    address = 127.0.0.1
-    port = 0
-  }
-}
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u $TMP/passwd
-}
-userdb {
-  driver = static
-  args = uid=mail gid=mail home=$TMP/mail/%u
-}
-EOF
+dovecot_config
 
 # ---------------------------------------------------------------- the mail
 # N messages written straight into the maildir's new/ before Dovecot starts:
@@ -103,13 +65,7 @@ python3 "$REPO/bench/distinct.py" "$REPO/tests/fixtures/mail" "$N" "$MD/new" \
 chown -R mail:mail "$TMP/mail"
 MAIL_BYTES=$(cat "$MD"/new/* | wc -c)
 
-dovecot -c "$CONF" </dev/null >/dev/null 2>&1 || { cat "$TMP/dovecot.log" >&2; die "dovecot did not start"; }
-for _ in $(seq 300); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-  sleep 0.05
-done
-# Build the index and uidlist now, so neither tool pays for the first scan.
-doveadm -c "$CONF" mailbox status -u "$USER_NAME" 'messages vsize' INBOX
+dovecot_start || die "dovecot did not start"
 
 # ---------------------------------------------------------------- helpers
 # parse_time FILE -> "wall_s cpu_s maxrss_kb"
