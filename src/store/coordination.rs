@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
 use super::outbox::{self, NewOutbox};
-use super::{MessageId, OutboxId, Result, Store, StoreError, from_ts, get, opt_from_ts, ts};
+use super::{
+    MessageId, OutboxId, Result, Store, StoreError, from_ts, get, message_arrived_at, opt_from_ts,
+    ts,
+};
 use crate::mailcmd::Cited;
 use crate::types::{CampaignId, DeadlineId, DocForm, DocumentKind, OrgId};
 
@@ -306,10 +309,7 @@ impl Store {
                     message: MessageId(get(r, "id")?),
                     from: get(r, "from_addr")?,
                     subject: get(r, "subject")?,
-                    arrived_at: match get::<Option<i64>>(r, "arrived_at")? {
-                        Some(t) => from_ts(t)?,
-                        None => from_ts(get(r, "stored_at")?)?,
-                    },
+                    arrived_at: message_arrived_at(r)?,
                     filename: get(r, "filename")?,
                     problem: get(r, "problem")?,
                 })

@@ -313,6 +313,15 @@ fn from_ts(secs: i64) -> Result<DateTime<Utc>> {
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {secs} out of range")))
 }
 
+/// When a `messages` row's mail arrived, or when it was stored where that
+/// is not known.
+fn message_arrived_at(r: &AnyRow) -> Result<DateTime<Utc>> {
+    match get::<Option<i64>>(r, "arrived_at")? {
+        Some(t) => from_ts(t),
+        None => from_ts(get(r, "stored_at")?),
+    }
+}
+
 fn opt_from_ts(secs: Option<i64>) -> Result<Option<DateTime<Utc>>> {
     secs.map(from_ts).transpose()
 }

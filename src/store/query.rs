@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use super::record::recompute_supersedes;
 use super::{
     DocumentId, MessageId, OutboxRow, Result, Store, StoreError, SubmissionId, bool_col, from_ts,
-    get, opt_from_ts, outbox, to_u32, ts,
+    get, message_arrived_at, opt_from_ts, outbox, to_u32, ts,
 };
 use crate::model::{FieldValue, MatchedBy, Origin, Problem, ProblemCode};
 use crate::status::{Sent, SentDoc};
@@ -469,10 +469,7 @@ impl Store {
                 message: MessageId(get(r, "id")?),
                 from: get(r, "from_addr")?,
                 subject: get(r, "subject")?,
-                arrived_at: match get::<Option<i64>>(r, "arrived_at")? {
-                    Some(t) => from_ts(t)?,
-                    None => from_ts(get(r, "stored_at")?)?,
-                },
+                arrived_at: message_arrived_at(r)?,
                 reason: get(r, "attention")?,
             })
         })
