@@ -430,6 +430,10 @@ pub struct SmtpConfig {
     /// with each attempt up to 2 hours.
     #[serde(default = "default_retry_base")]
     pub retry_base_secs: u64,
+    /// Seconds one SMTP command may wait for the server's answer; past it the
+    /// send counts as a passing failure and is tried again later.
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
 }
 
 fn default_outdir() -> PathBuf {
@@ -450,6 +454,9 @@ fn default_ack_total() -> u32 {
 fn default_retry_base() -> u64 {
     30
 }
+fn default_smtp_timeout() -> u64 {
+    60
+}
 
 impl Default for SmtpConfig {
     fn default() -> Self {
@@ -469,6 +476,7 @@ impl Default for SmtpConfig {
             ack_per_hour: default_ack_total(),
             templates: None,
             retry_base_secs: default_retry_base(),
+            timeout_secs: default_smtp_timeout(),
         }
     }
 }
@@ -1049,6 +1057,12 @@ impl Config {
         if smtp.retry_base_secs == 0 {
             return Err(ConfigError::invalid(
                 "smtp.retry_base_secs",
+                "must be greater than 0",
+            ));
+        }
+        if smtp.timeout_secs == 0 {
+            return Err(ConfigError::invalid(
+                "smtp.timeout_secs",
                 "must be greater than 0",
             ));
         }

@@ -99,6 +99,7 @@ struct Opts {
     /// None: SQLite in the test's folder.
     database: Option<String>,
     retry_base_secs: u64,
+    smtp_timeout_secs: u64,
     password: Password,
     /// `tls` of the IMAP mailbox: none, implicit or starttls (with the test CA).
     imap_tls: &'static str,
@@ -109,6 +110,7 @@ impl Default for Opts {
         Opts {
             database: None,
             retry_base_secs: 30,
+            smtp_timeout_secs: 60,
             password: Password::File,
             imap_tls: "none",
         }
@@ -306,6 +308,7 @@ from = "江苏省科技活动周报送 <{OUR_ADDRESS}>"
 message_id_domain = "{MSGID_DOMAIN}"
 ack_per_recipient_per_hour = 5
 retry_base_secs = {retry}
+timeout_secs = {smtp_timeout}
 
 {tail}"#,
         imap_port = match opts.imap_tls {
@@ -322,6 +325,7 @@ retry_base_secs = {retry}
         kx = maildir("kx"),
         kpy = maildir("kpy"),
         retry = opts.retry_base_secs,
+        smtp_timeout = opts.smtp_timeout_secs,
     )
 }
 
@@ -1279,6 +1283,46 @@ async fn smtp_connection_reset_mid_data_is_retried_and_each_ack_sent_once() {
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(s.sink.received().len(), 3, "each ack exactly once");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_server_gone_silent_times_out_and_each_ack_is_sent_once_it_answers() {
+    let s = Setup::new(Opts {
+        retry_base_secs: 1,
+        smtp_timeout_secs: 2,
+        ..Opts::default()
+    })
+    .await;
+    s.sink.hang();
+    let names = ["foxmail_gbk_recommend_xlsx", "netease163_html_only_docx"];
+    for name in names {
+        s.append(&corpus(name), Some("01-May-2025 10:00:00 +0800"));
+    }
+    let services = s.services().await;
+    let db = s.db().await;
+    let daemon = Running::start(&services).await;
+    wait_for!(40, "2 acks tried and timed out", {
+        let out = db.outbox().await;
+        out.len() == 2
+            && out
+                .iter()
+                .all(|o| o.attempts >= 1 && o.last_error.is_some())
+    });
+    let out = db.outbox().await;
+    assert!(
+        out.iter()
+            .all(|o| o.status != "sent" && o.status != "failed"),
+        "a silent server is a passing failure: {out:?}"
+    );
+    assert!(s.sink.received().is_empty());
+    s.sink.accept();
+    wait_for!(60, "every ack delivered", sink_count(&s.sink).await >= 2);
+    wait_for!(10, "every row sent", {
+        db.outbox().await.iter().all(|o| o.status == "sent")
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.sink.received().len(), 2, "each ack exactly once");
     daemon.stop().await;
 }
 

@@ -5,13 +5,15 @@ Stores every accepted message as <dir>/<n>.eml with <dir>/<n>.json beside it
 <dir>/refuse exists, RCPT TO is answered with its first line (e.g.
 "451 4.3.0 Try again later"), so tests can provoke temporary and permanent
 failures. While <dir>/drop exists, the connection is cut after the message
-data, before any reply (a reset mid-DATA). Prints "READY" once it accepts
-connections.
+data, before any reply (a reset mid-DATA). While <dir>/hang exists, RCPT TO
+gets no answer at all (a server gone silent: the client must time out).
+Prints "READY" once it accepts connections.
 
 Usage: smtp_sink.py DIR PORT [--tls CERT KEY] [--auth USER:PASSWORD]
 """
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -38,6 +40,8 @@ class Sink:
             return None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        while os.path.exists(os.path.join(self.outdir, "hang")):
+            await asyncio.sleep(0.05)
         refusal = self.refusal()
         if refusal:
             return refusal

@@ -7,15 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::address::{Address, Envelope};
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::config::{SmtpConfig, SmtpTransport, TlsMode};
-
-/// How long one SMTP exchange may take before it counts as a (transient) failure.
-const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -133,11 +131,50 @@ pub trait MailSender: Send + Sync {
 }
 
 /// Where outgoing mail goes.
-#[derive(Clone)]
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Box<Smtp>),
     /// Each mail becomes `<message-id>.eml` in this directory.
     File(PathBuf),
+}
+
+/// lettre's pooled SMTP transport, with a limit on each whole send.
+///
+/// lettre's own timeout covers only the connect: a server that accepts and
+/// then goes silent would hold the send (and the outbox) forever. A send
+/// past `timeout` is abandoned, and with it the whole pool: the abandoned
+/// connection is mid-command, and lettre would park it for reuse, where the
+/// next mail would read the late replies as its own.
+pub struct Smtp {
+    builder: AsyncSmtpTransportBuilder,
+    current: std::sync::Mutex<AsyncSmtpTransport<Tokio1Executor>>,
+    timeout: Duration,
+}
+
+impl Smtp {
+    async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
+        let transport = self.lock().clone();
+        match tokio::time::timeout(self.timeout, transport.send_raw(envelope, bytes)).await {
+            Ok(sent) => sent.map(drop).map_err(SendError::from_smtp),
+            Err(_) => {
+                *self.lock() = self.builder.clone().build();
+                // A shut-down pool closes what is returned to it instead of
+                // parking it, the abandoned connection included.
+                transport.shutdown().await;
+                Err(SendError::Connection(format!(
+                    "the mail server did not answer within {} s",
+                    self.timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AsyncSmtpTransport<Tokio1Executor>> {
+        // The guarded value is replaced whole, so a poisoned lock still holds
+        // a usable transport.
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl std::fmt::Debug for Transport {
@@ -178,7 +215,9 @@ impl Transport {
                         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(tls)
                     }
                 };
-                builder = builder.port(port(smtp)).timeout(Some(TIMEOUT));
+                builder = builder
+                    .port(port(smtp))
+                    .timeout(Some(Duration::from_secs(smtp.timeout_secs)));
                 if let Some(user) = &smtp.username {
                     builder = builder
                         .credentials(Credentials::new(
@@ -187,7 +226,11 @@ impl Transport {
                         ))
                         .authentication(vec![Mechanism::Plain, Mechanism::Login]);
                 }
-                Ok(Self::Smtp(builder.build()))
+                Ok(Self::Smtp(Box::new(Smtp {
+                    current: std::sync::Mutex::new(builder.clone().build()),
+                    builder,
+                    timeout: Duration::from_secs(smtp.timeout_secs),
+                })))
             }
         }
     }
@@ -202,13 +245,7 @@ impl MailSender for Transport {
         bytes: &[u8],
     ) -> Result<(), SendError> {
         match self {
-            Self::Smtp(smtp) => {
-                let envelope = envelope(envelope_from, to)?;
-                smtp.send_raw(&envelope, bytes)
-                    .await
-                    .map(drop)
-                    .map_err(SendError::from_smtp)
-            }
+            Self::Smtp(smtp) => smtp.send(&envelope(envelope_from, to)?, bytes).await,
             Self::File(dir) => {
                 let dir = dir.clone();
                 let bytes = bytes.to_vec();
@@ -321,8 +358,9 @@ pub async fn check(smtp: &SmtpConfig, password: Option<&str>) -> Result<String, 
         TlsMode::Implicit => Some(tls_parameters(smtp, host)?),
         _ => None,
     };
+    let timeout = Some(Duration::from_secs(smtp.timeout_secs));
     let mut conn =
-        AsyncSmtpConnection::connect_tokio1((host, port), Some(TIMEOUT), &hello, implicit, None)
+        AsyncSmtpConnection::connect_tokio1((host, port), timeout, &hello, implicit, None)
             .await
             .map_err(|e| fail("connect", e))?;
     if smtp.tls == TlsMode::Starttls {

@@ -195,6 +195,12 @@ impl SmtpSink {
     pub fn accept(&self) {
         let _ = std::fs::remove_file(self.mbox().join("refuse"));
         let _ = std::fs::remove_file(self.mbox().join("drop"));
+        let _ = std::fs::remove_file(self.mbox().join("hang"));
+    }
+
+    /// Give no answer to RCPT TO until [`Self::accept`]: a server gone silent.
+    pub fn hang(&self) {
+        std::fs::write(self.mbox().join("hang"), b"").unwrap();
     }
 
     /// Cut the connection after the message data, before the reply, until
