@@ -414,18 +414,25 @@ impl Store {
         deadline: &DeadlineId,
         form_id: &FormId,
     ) -> Result<Vec<RecordRow>> {
+        // Each unit's latest submission with the form is picked once, by a
+        // window over the deadline's submissions: a "no later one exists"
+        // test per record row was quadratic in a unit's submissions (minutes
+        // for a digest over 20,000 mails).
         sqlx::query(record_sql!(
             "s.campaign = $1 AND s.deadline = $2 AND d.form_id = $3 AND s.org_id IS NOT NULL \
-             AND NOT EXISTS (SELECT 1 FROM submissions s2 \
-               JOIN documents d2 ON d2.submission_id = s2.id \
-               WHERE s2.org_id = s.org_id AND s2.campaign = s.campaign \
-                 AND s2.deadline = s.deadline AND d2.form_id = d.form_id \
-                 AND (s2.arrived_at > s.arrived_at \
-                      OR (s2.arrived_at = s.arrived_at AND s2.id > s.id))) \
+             AND s.id IN (SELECT id FROM (SELECT s2.id, ROW_NUMBER() OVER ( \
+                   PARTITION BY s2.org_id ORDER BY s2.arrived_at DESC, s2.id DESC) AS latest \
+                 FROM submissions s2 JOIN documents d2 ON d2.submission_id = s2.id \
+                 WHERE s2.campaign = $4 AND s2.deadline = $5 AND s2.org_id IS NOT NULL \
+                   AND d2.form_id = $6) ranked \
+               WHERE latest = 1) \
              AND NOT EXISTS (SELECT 1 FROM documents d3 \
                WHERE d3.submission_id = d.submission_id AND d3.sha256 = d.sha256 \
                  AND d3.seq < d.seq)"
         ))
+        .bind(campaign.as_str())
+        .bind(deadline.as_str())
+        .bind(form_id.as_str())
         .bind(campaign.as_str())
         .bind(deadline.as_str())
         .bind(form_id.as_str())
