@@ -414,33 +414,52 @@ impl Store {
         deadline: &DeadlineId,
         form_id: &FormId,
     ) -> Result<Vec<RecordRow>> {
-        // Each unit's latest submission with the form is picked once, by a
-        // window over the deadline's submissions: a "no later one exists"
-        // test per record row was quadratic in a unit's submissions (minutes
-        // for a digest over 20,000 mails).
-        sqlx::query(record_sql!(
-            "s.campaign = $1 AND s.deadline = $2 AND d.form_id = $3 AND s.org_id IS NOT NULL \
-             AND s.id IN (SELECT id FROM (SELECT s2.id, ROW_NUMBER() OVER ( \
-                   PARTITION BY s2.org_id ORDER BY s2.arrived_at DESC, s2.id DESC) AS latest \
-                 FROM submissions s2 JOIN documents d2 ON d2.submission_id = s2.id \
-                 WHERE s2.campaign = $4 AND s2.deadline = $5 AND s2.org_id IS NOT NULL \
-                   AND d2.form_id = $6) ranked \
-               WHERE latest = 1) \
-             AND NOT EXISTS (SELECT 1 FROM documents d3 \
-               WHERE d3.submission_id = d.submission_id AND d3.sha256 = d.sha256 \
-                 AND d3.seq < d.seq)"
-        ))
-        .bind(campaign.as_str())
-        .bind(deadline.as_str())
-        .bind(form_id.as_str())
+        // First each unit's latest submission with the form, by a window over
+        // the deadline's submissions; then the records of those. As one
+        // query with a per-row "no later one exists" test (or an IN over the
+        // window) it was quadratic in a unit's submissions, or planned so on
+        // PostgreSQL before its statistics caught up with a bulk load.
+        let latest: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM (SELECT s.id, ROW_NUMBER() OVER ( \
+                 PARTITION BY s.org_id ORDER BY s.arrived_at DESC, s.id DESC) AS latest \
+               FROM submissions s JOIN documents d ON d.submission_id = s.id \
+               WHERE s.campaign = $1 AND s.deadline = $2 AND s.org_id IS NOT NULL \
+                 AND d.form_id = $3) ranked \
+             WHERE latest = 1 ORDER BY id",
+        )
         .bind(campaign.as_str())
         .bind(deadline.as_str())
         .bind(form_id.as_str())
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(record_from_row)
-        .collect()
+        .await?;
+        if latest.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One placeholder per unit: a few hundred at most, far below either
+        // database's limit.
+        let ids = (2..latest.len() + 2)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            record_sql!(
+                "d.form_id = $1 AND d.submission_id IN ({ids}) \
+                 AND NOT EXISTS (SELECT 1 FROM documents d3 \
+                   WHERE d3.submission_id = d.submission_id AND d3.sha256 = d.sha256 \
+                     AND d3.seq < d.seq)"
+            ),
+            ids = ids
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(form_id.as_str());
+        for id in latest {
+            query = query.bind(id);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(record_from_row)
+            .collect()
     }
 
     /// Every stored message, oldest first, for `reprocess`.
