@@ -158,8 +158,13 @@ impl Smtp {
             Err(_) => {
                 *self.lock() = self.builder.clone().build();
                 // A shut-down pool closes what is returned to it instead of
-                // parking it, the abandoned connection included.
-                transport.shutdown().await;
+                // parking it, the abandoned connection included. Closing says
+                // QUIT and waits for the silent server's answer, so it runs
+                // aside, bounded, and never holds up the next mail.
+                let limit = self.timeout;
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(limit, transport.shutdown()).await;
+                });
                 Err(SendError::Connection(format!(
                     "the mail server did not answer within {} s",
                     self.timeout.as_secs()
