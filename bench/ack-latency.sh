@@ -33,6 +33,7 @@ BAOSONG="$REPO/target/release/baosong"
 TMP=$(mktemp -d /tmp/baosong-latency.XXXXXX)
 CONF="$TMP/dovecot.conf"
 . "$REPO/bench/dovecot.sh"
+. "$REPO/bench/example.sh"
 DAEMON=
 cleanup() {
   [ -n "$DAEMON" ] && kill -9 "$DAEMON" 2>/dev/null
@@ -49,37 +50,33 @@ dovecot_start >/dev/null || die "dovecot did not start"
 
 B="$TMP/baosong"
 mkdir -p "$B"
+imap_mailbox() { # name address folder: one mailbox on the private Dovecot
+  cat <<EOF
+[[mailbox]]
+name = "$1"
+address = "$2"
+folder = "$3"
+after = "keep"
+[mailbox.imap]
+host = "127.0.0.1"
+port = $PORT
+tls = "none"
+username = "$USER_NAME"
+password = { env = "BAOSONG_BENCH_PASSWORD" }
+auth = "login"
+
+EOF
+}
 {
   cat <<EOF
 [store]
 database = "sqlite://$B/baosong.db"
 archive = "$B/archive"
 
-[[mailbox]]
-name = "backlog"
-address = "kjtrcc83236071@163.com"
-after = "keep"
-[mailbox.imap]
-host = "127.0.0.1"
-port = $PORT
-tls = "none"
-username = "$USER_NAME"
-password = { env = "BAOSONG_BENCH_PASSWORD" }
-auth = "login"
-
-[[mailbox]]
-name = "fresh"
-address = "jskxdxb@163.com"
-folder = "Fresh"
-after = "keep"
-[mailbox.imap]
-host = "127.0.0.1"
-port = $PORT
-tls = "none"
-username = "$USER_NAME"
-password = { env = "BAOSONG_BENCH_PASSWORD" }
-auth = "login"
-
+EOF
+  imap_mailbox backlog kjtrcc83236071@163.com INBOX
+  imap_mailbox fresh jskxdxb@163.com Fresh
+  cat <<EOF
 [smtp]
 transport = "file"
 directory = "$B/outbox"
@@ -89,12 +86,7 @@ ack_per_recipient_per_hour = 1000000
 ack_per_hour = 1000000
 
 EOF
-  awk -v orgs="$REPO/examples/organisations.csv" '
-    /^\[/ { skip = ($0 ~ /^\[(store|smtp|\[mailbox\]\]|mailbox\.imap)\]?/) }
-    skip { next }
-    /^file = "examples\/organisations.csv"/ { print "file = \"" orgs "\""; next }
-    /^mailboxes = / { print "mailboxes = [\"backlog\", \"fresh\"]"; next }
-    { print }' "$REPO/config.example.toml"
+  example_sections '"backlog", "fresh"'
 } >"$B/config.toml"
 export BAOSONG_BENCH_PASSWORD=$PASSWORD
 

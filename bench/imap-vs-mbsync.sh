@@ -41,6 +41,7 @@ BAOSONG="$REPO/target/release/baosong"
 TMP=$(mktemp -d /tmp/baosong-bench.XXXXXX)
 CONF="$TMP/dovecot.conf"
 . "$REPO/bench/dovecot.sh"
+. "$REPO/bench/example.sh"
 cleanup() {
   dovecot_stop
   if [ -n "${KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
@@ -168,12 +169,7 @@ EOF
   # Drop [store], every [[mailbox]] (and its [mailbox.imap]) and [smtp];
   # point [organisations] at the repo's CSV; both campaigns read the one
   # mailbox (the corpus has mail for each).
-  awk -v orgs="$REPO/examples/organisations.csv" '
-    /^\[/ { skip = ($0 ~ /^\[(store|smtp|\[mailbox\]\]|mailbox\.imap)\]?/) }
-    skip { next }
-    /^file = "examples\/organisations.csv"/ { print "file = \"" orgs "\""; next }
-    /^mailboxes = / { print "mailboxes = [\"kjt\"]"; next }
-    { print }' "$REPO/config.example.toml"
+  example_sections '"kjt"'
 } >"$B/config.toml"
 export BAOSONG_BENCH_PASSWORD=$PASSWORD
 "$BAOSONG" --config "$B/config.toml" check-config >"$B/check-config.txt" 2>&1 \

@@ -29,6 +29,7 @@ command -v psql >/dev/null || die "needs psql (postgresql-client)"
 echo "== building baosong (release)"
 (cd "$REPO" && cargo build --release --quiet --bin baosong)
 BAOSONG="$REPO/target/release/baosong"
+. "$REPO/bench/example.sh"
 
 TMP=$(mktemp -d /tmp/baosong-instances.XXXXXX)
 PIDS=()
@@ -83,12 +84,7 @@ EOF
     done
     local names
     names=$(seq -f '"m%g"' 1 "$M" | paste -sd, -)
-    awk -v orgs="$REPO/examples/organisations.csv" -v names="$names" '
-      /^\[/ { skip = ($0 ~ /^\[(store|smtp|\[mailbox\]\]|mailbox\.imap)\]?/) }
-      skip { next }
-      /^file = "examples\/organisations.csv"/ { print "file = \"" orgs "\""; next }
-      /^mailboxes = / { print "mailboxes = [" names "]"; next }
-      { print }' "$REPO/config.example.toml"
+    example_sections "$names"
   } >"$c"
   echo "$c"
 }
