@@ -297,15 +297,9 @@ impl Services {
         let deadline = self.deadline_of(analysis.campaign.as_ref(), analysis.deadline.as_ref());
         let unit = match (deadline, &analysis.organisation.id) {
             (Some((c, d)), Some(org)) => {
-                let mut sent: Vec<Sent> = self
-                    .store
-                    .unit_submissions(&c.id, &d.id, org)
-                    .await?
-                    .iter()
-                    .map(|s| s.sent())
-                    .collect();
-                sent.push(Sent::of_analysis(analysis, now));
-                Some(status::unit_status(d, org, &sent))
+                let earlier = self.store.unit_sent(&c.id, &d.id, org).await?;
+                let this = Sent::of_analysis(analysis, now);
+                Some(status::unit_status(d, org, earlier.iter().chain([&this])))
             }
             _ => None,
         };

@@ -269,10 +269,16 @@ struct Verdict {
     need: Need,
 }
 
-/// Where one unit stands for `dl`, from every mail it sent for it (any order).
-pub fn unit_status(dl: &DeadlineConfig, org: &OrgId, sent: &[Sent]) -> UnitStatus {
+/// Where one unit stands for `dl`, from every mail it sent for it (any
+/// order; of two that arrived at the same time, the one given last counts
+/// as the later).
+pub fn unit_status<'a>(
+    dl: &DeadlineConfig,
+    org: &OrgId,
+    sent: impl IntoIterator<Item = &'a Sent>,
+) -> UnitStatus {
     let cols = columns(dl);
-    let mut sent: Vec<&Sent> = sent.iter().collect();
+    let mut sent: Vec<&Sent> = sent.into_iter().collect();
     sent.sort_by_key(|s| s.arrived_at);
     let mut verdicts: Vec<Verdict> = cols
         .iter()

@@ -739,10 +739,12 @@ async fn superseding_submission_points_to_earlier() {
             db.label
         );
 
-        let unit = s
-            .unit_submissions(&campaign, &deadline, &OrgId::from("nj-kjj"))
+        let mut unit = (*s
+            .unit_sent(&campaign, &deadline, &OrgId::from("nj-kjj"))
             .await
-            .unwrap();
+            .unwrap())
+        .clone();
+        unit.sort_by_key(|u| u.arrived_at);
         let forms: Vec<Option<usize>> = unit
             .iter()
             .flat_map(|u| &u.documents)
@@ -764,6 +766,172 @@ async fn superseding_submission_points_to_earlier() {
             (scan.sealed, scan.items),
             (Some(true), None),
             "{}",
+            db.label
+        );
+    }
+}
+
+/// What `s` says of each mail's submission: (supersedes which mail, state).
+async fn chain(s: &Store, mails: &[MessageId]) -> Vec<(Option<usize>, SubmissionState)> {
+    let subs = s
+        .submissions_for(&CampaignId::from("js-2025"), &DeadlineId::from("recommend"))
+        .await
+        .unwrap();
+    let of = |m: MessageId| subs.iter().find(|x| x.message == m).unwrap();
+    mails
+        .iter()
+        .map(|&m| {
+            let sub = of(m);
+            let earlier = sub
+                .supersedes
+                .map(|id| mails.iter().position(|&e| of(e).id == id).unwrap());
+            (earlier, sub.state)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn supersedes_are_the_same_whatever_order_mails_are_recorded_in() {
+    let kinds: [&[DocumentKind]; 6] = [
+        &[DocumentKind::RecommendationForm],
+        &[DocumentKind::StatisticsForm],
+        &[DocumentKind::RecommendationForm, DocumentKind::Photo],
+        &[],
+        &[DocumentKind::Photo],
+        &[
+            DocumentKind::StatisticsForm,
+            DocumentKind::RecommendationForm,
+        ],
+    ];
+    let mail = |i: usize| {
+        let docs = kinds[i]
+            .iter()
+            .map(|&k| doc(&format!("{i}-{k:?}.pdf"), k, DocForm::Scan, None))
+            .collect();
+        let raw = raw(&format!("mail {i}"), file(&format!("{i}.eml")));
+        let a = analysis("unit@example.cn", Some("nj-kjj"), at(3, 9 + i as u32), docs);
+        (raw, a)
+    };
+    let expected = vec![
+        (None, SubmissionState::Superseded),
+        // Mail 5 has a statistics form too, but supersedes only the latest
+        // mail it shares a kind with (2).
+        (None, SubmissionState::Current),
+        (Some(0), SubmissionState::Superseded),
+        (None, SubmissionState::Current),
+        (Some(2), SubmissionState::Current),
+        (Some(2), SubmissionState::Current),
+    ];
+    for order in [[0, 1, 2, 3, 4, 5], [5, 3, 1, 0, 4, 2], [2, 0, 1, 5, 4, 3]] {
+        for db in dbs().await {
+            let s = &db.store;
+            let mut ids = vec![MessageId(0); kinds.len()];
+            for &i in &order {
+                let (raw, a) = mail(i);
+                ids[i] = s.record(&raw, &a, None, now()).await.unwrap().message_id();
+            }
+            assert_eq!(
+                chain(s, &ids).await,
+                expected,
+                "{}: recorded in order {order:?}",
+                db.label
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_units_kept_mails_follow_new_mails_reprocessing_and_assignment() {
+    for db in dbs().await {
+        let s = &db.store;
+        let (c, d) = (CampaignId::from("js-2025"), DeadlineId::from("recommend"));
+        let (nj, sz) = (OrgId::from("nj-kjj"), OrgId::from("sz-kjj"));
+        let kinds = |sent: &[baosong::status::Sent]| {
+            let mut k: Vec<(i64, Vec<DocumentKind>)> = sent
+                .iter()
+                .map(|m| {
+                    (
+                        m.arrived_at.timestamp(),
+                        m.documents.iter().map(|d| d.kind).collect(),
+                    )
+                })
+                .collect();
+            k.sort();
+            k
+        };
+        let scan = |name: &str, kind| vec![doc(name, kind, DocForm::Scan, None)];
+        let photo = DocumentKind::Photo;
+        assert!(s.unit_sent(&c, &d, &nj).await.unwrap().is_empty());
+
+        let one = raw("one", file("1.eml"));
+        let a_one = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(3, 9),
+            scan("1.jpg", photo),
+        );
+        let one_id = s
+            .record(&one, &a_one, None, now())
+            .await
+            .unwrap()
+            .message_id();
+        assert_eq!(
+            s.unit_sent(&c, &d, &nj).await.unwrap().len(),
+            1,
+            "{}",
+            db.label
+        );
+
+        let two = raw("two", file("2.eml"));
+        let a_two = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(4, 9),
+            scan("2.jpg", photo),
+        );
+        s.record(&two, &a_two, None, now()).await.unwrap();
+        assert_eq!(
+            kinds(&s.unit_sent(&c, &d, &nj).await.unwrap()),
+            [
+                (at(3, 9).timestamp(), vec![photo]),
+                (at(4, 9).timestamp(), vec![photo])
+            ],
+            "{}: the newer mail is added",
+            db.label
+        );
+
+        // Read again: the first mail is now a statistics form.
+        let stats = DocumentKind::StatisticsForm;
+        let a_one = analysis(
+            "unit@example.cn",
+            Some("nj-kjj"),
+            at(3, 9),
+            scan("统计表.pdf", stats),
+        );
+        s.update_analysis(one_id, &a_one).await.unwrap();
+        assert_eq!(
+            kinds(&s.unit_sent(&c, &d, &nj).await.unwrap()),
+            [
+                (at(3, 9).timestamp(), vec![stats]),
+                (at(4, 9).timestamp(), vec![photo])
+            ],
+            "{}: a reprocessed mail is read again",
+            db.label
+        );
+
+        // A coordinator says the first mail came from another unit.
+        assert!(s.unit_sent(&c, &d, &sz).await.unwrap().is_empty());
+        s.assign(one_id, &sz, "coordinator", now()).await.unwrap();
+        assert_eq!(
+            kinds(&s.unit_sent(&c, &d, &nj).await.unwrap()),
+            [(at(4, 9).timestamp(), vec![photo])],
+            "{}: an assigned mail leaves its old unit",
+            db.label
+        );
+        assert_eq!(
+            kinds(&s.unit_sent(&c, &d, &sz).await.unwrap()),
+            [(at(3, 9).timestamp(), vec![stats])],
+            "{}: and joins its new one",
             db.label
         );
     }

@@ -14,6 +14,7 @@ mod leases;
 mod outbox;
 mod query;
 mod record;
+mod units;
 
 use std::fmt;
 use std::str::FromStr;
@@ -149,6 +150,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    units: std::sync::Arc<std::sync::Mutex<units::UnitCache>>,
 }
 
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -194,7 +196,11 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            units: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -274,6 +280,15 @@ async fn prepare_sqlite(url: &str) -> Result<()> {
         path: file.to_path_buf(),
         source,
     })?;
+    Ok(())
+}
+
+/// Notes a change to stored submissions other than a new one (a reprocess,
+/// an assignment), so that what was kept of them is read again.
+async fn bump_revision(tx: &mut Transaction<'static, Any>) -> Result<()> {
+    sqlx::query("UPDATE store_revision SET n = n + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

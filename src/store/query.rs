@@ -10,8 +10,8 @@ use sqlx::any::AnyRow;
 
 use super::record::recompute_supersedes;
 use super::{
-    DocumentId, MessageId, OutboxRow, Result, Store, StoreError, SubmissionId, bool_col, from_ts,
-    get, message_arrived_at, opt_from_ts, outbox, to_u32, ts,
+    DocumentId, MessageId, OutboxRow, Result, Store, StoreError, SubmissionId, bool_col,
+    bump_revision, from_ts, get, message_arrived_at, opt_from_ts, outbox, to_u32, ts,
 };
 use crate::model::{FieldValue, MatchedBy, Origin, Problem, ProblemCode};
 use crate::status::{Sent, SentDoc};
@@ -228,11 +228,13 @@ macro_rules! record_sql {
 }
 
 /// Which submissions to load.
-enum Filter<'a> {
+pub(super) enum Filter<'a> {
     Deadline(&'a CampaignId, &'a DeadlineId),
     /// One unit's submissions to a deadline: what an ack needs, without
     /// loading every unit's (which made each ack cost grow with the store).
     Unit(&'a CampaignId, &'a DeadlineId, &'a OrgId),
+    /// The unit's submissions with an id above the one given.
+    UnitAfter(&'a CampaignId, &'a DeadlineId, &'a OrgId, i64),
     Message(MessageId),
 }
 
@@ -244,18 +246,6 @@ impl Store {
         deadline: &DeadlineId,
     ) -> Result<Vec<SubmissionInfo>> {
         self.load_submissions(Filter::Deadline(campaign, deadline))
-            .await
-    }
-
-    /// One unit's submissions to a deadline, oldest first: what its row of
-    /// the status and its ack are computed from.
-    pub async fn unit_submissions(
-        &self,
-        campaign: &CampaignId,
-        deadline: &DeadlineId,
-        org: &OrgId,
-    ) -> Result<Vec<SubmissionInfo>> {
-        self.load_submissions(Filter::Unit(campaign, deadline, org))
             .await
     }
 
@@ -385,6 +375,7 @@ impl Store {
         )
         .await?;
         recompute_supersedes(&mut tx, Some(org), campaign.as_ref(), deadline.as_ref()).await?;
+        bump_revision(&mut tx).await?;
         sqlx::query("UPDATE messages SET attention_cleared_at = $2, ack_held = 0 WHERE id = $1")
             .bind(message_id.0)
             .bind(ts(now))
@@ -554,6 +545,9 @@ impl Store {
         let condition = match filter {
             Filter::Deadline(..) => "s.campaign = $1 AND s.deadline = $2",
             Filter::Unit(..) => "s.campaign = $1 AND s.deadline = $2 AND s.org_id = $3",
+            Filter::UnitAfter(..) => {
+                "s.campaign = $1 AND s.deadline = $2 AND s.org_id = $3 AND s.id > $4"
+            }
             Filter::Message(_) => "s.message_id = $1",
         };
         // The SQL is built from the constants above only; values are bound.
@@ -562,12 +556,17 @@ impl Store {
         let query = match filter {
             Filter::Deadline(c, d) => query.bind(c.as_str()).bind(d.as_str()),
             Filter::Unit(c, d, o) => query.bind(c.as_str()).bind(d.as_str()).bind(o.as_str()),
+            Filter::UnitAfter(c, d, o, id) => query
+                .bind(c.as_str())
+                .bind(d.as_str())
+                .bind(o.as_str())
+                .bind(*id),
             Filter::Message(id) => query.bind(id.0),
         };
         Ok(query.fetch_all(&self.pool).await?)
     }
 
-    async fn load_submissions(&self, filter: Filter<'_>) -> Result<Vec<SubmissionInfo>> {
+    pub(super) async fn load_submissions(&self, filter: Filter<'_>) -> Result<Vec<SubmissionInfo>> {
         let subs = self.fetch_filtered(SUBMISSIONS, &filter).await?;
         let docs = self.fetch_filtered(DOCUMENTS, &filter).await?;
         let problems = self.fetch_filtered(PROBLEMS, &filter).await?;

@@ -9,7 +9,8 @@ use sqlx::{Any, Transaction};
 use super::archive::Archive;
 use super::outbox::{self, NewOutbox};
 use super::{
-    MessageId, Result, Store, StoreError, SubmissionId, advance_mailbox, bool_val, get, ts,
+    MessageId, Result, Store, StoreError, SubmissionId, advance_mailbox, bool_val, bump_revision,
+    get, ts,
 };
 use crate::model::FieldValue;
 use crate::model::Problem;
@@ -188,8 +189,9 @@ impl Store {
         let submission_id = SubmissionId(submission_id);
 
         insert_contents(&mut tx, message_id, submission_id, analysis).await?;
-        recompute_supersedes(
+        supersede_with_new(
             &mut tx,
+            submission_id,
             analysis.organisation.id.as_ref(),
             analysis.campaign.as_ref(),
             analysis.deadline.as_ref(),
@@ -308,6 +310,7 @@ impl Store {
 
         delete_contents(&mut tx, message_id, submission_id).await?;
         insert_contents(&mut tx, message_id, submission_id, analysis).await?;
+        bump_revision(&mut tx).await?;
         recompute_supersedes(
             &mut tx,
             old_org.map(OrgId).as_ref(),
@@ -593,6 +596,70 @@ async fn insert_problem(
 /// of a kind it carries too, and one so pointed to is `superseded`. Redone
 /// for the whole group because messages can be recorded out of order and
 /// assignment moves submissions between groups.
+/// The supersede chain after `new` was added to its unit's submissions for
+/// a deadline. When `new` is the latest (the usual case) only it and the
+/// one it supersedes change, so only that one is looked up: a unit's
+/// hundredth mail costs what its first did. Otherwise the whole chain is
+/// recomputed.
+async fn supersede_with_new(
+    tx: &mut Transaction<'static, Any>,
+    new: SubmissionId,
+    org: Option<&OrgId>,
+    campaign: Option<&CampaignId>,
+    deadline: Option<&DeadlineId>,
+) -> Result<()> {
+    let (Some(org), Some(campaign), Some(deadline)) = (org, campaign, deadline) else {
+        return Ok(());
+    };
+    // Ordered like recompute_supersedes: by arrival, then id.
+    let later: Option<i64> = sqlx::query_scalar(
+        "SELECT s.id FROM submissions s, submissions n \
+         WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
+           AND s.id <> n.id \
+           AND (s.arrived_at > n.arrived_at OR (s.arrived_at = n.arrived_at AND s.id > n.id)) \
+         LIMIT 1",
+    )
+    .bind(new.0)
+    .bind(org.as_str())
+    .bind(campaign.as_str())
+    .bind(deadline.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if later.is_some() {
+        return recompute_supersedes(tx, Some(org), Some(campaign), Some(deadline)).await;
+    }
+    // The latest earlier submission sharing a document kind with `new`.
+    let earlier: Option<i64> = sqlx::query_scalar(
+        "SELECT s.id FROM submissions s, submissions n \
+         WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
+           AND s.id <> n.id \
+           AND EXISTS (SELECT 1 FROM documents d, documents e \
+                       WHERE d.submission_id = s.id AND e.submission_id = n.id \
+                         AND d.kind = e.kind) \
+         ORDER BY s.arrived_at DESC, s.id DESC LIMIT 1",
+    )
+    .bind(new.0)
+    .bind(org.as_str())
+    .bind(campaign.as_str())
+    .bind(deadline.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(earlier) = earlier {
+        sqlx::query("UPDATE submissions SET supersedes = $2 WHERE id = $1")
+            .bind(new.0)
+            .bind(earlier)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "UPDATE submissions SET state = 'superseded' WHERE id = $1 AND state <> 'superseded'",
+        )
+        .bind(earlier)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn recompute_supersedes(
     tx: &mut Transaction<'static, Any>,
     org: Option<&OrgId>,
@@ -645,8 +712,9 @@ pub(super) async fn recompute_supersedes(
             .find(|earlier| !earlier.kinds.is_disjoint(&sub.kinds))
             .map(|earlier| earlier.id);
     }
+    let superseded: BTreeSet<i64> = supersedes.iter().flatten().copied().collect();
     for (i, sub) in subs.iter().enumerate() {
-        let state = if supersedes.contains(&Some(sub.id)) {
+        let state = if superseded.contains(&sub.id) {
             "superseded"
         } else {
             "current"
