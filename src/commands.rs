@@ -28,7 +28,7 @@ use crate::source::imap::ImapSource;
 use crate::source::maildir::MaildirSource;
 use crate::source::{MailboxSource, SourceError, files};
 use crate::status::{self, Sent};
-use crate::store::{MessageId, StoreError};
+use crate::store::{Backend, MessageId, StoreError};
 use crate::types::OrgId;
 use crate::worker::{Pool, PoolOptions, WorkerError};
 
@@ -230,6 +230,10 @@ pub async fn leased_sources(
             })
         });
         out.push(Box::new(leases.wrap(source, make)));
+    }
+    if services.store.backend() == Backend::Postgres {
+        // Only a shared database has other instances to split with.
+        leases.announce().await?;
     }
     leases.tick().await?;
     let held = leases.held();

@@ -30,6 +30,11 @@ use crate::types::MailboxName;
 pub struct LeaseTimes {
     pub lease: Duration,
     pub tick: Duration,
+    /// How long an instance starting on a shared database waits after saying
+    /// it is alive, so that instances started together split the mailboxes
+    /// at once; and how often one short of its share looks again for the
+    /// mailboxes another hands over.
+    pub settle: Duration,
 }
 
 impl Default for LeaseTimes {
@@ -37,6 +42,7 @@ impl Default for LeaseTimes {
         Self {
             lease: Duration::from_secs(20),
             tick: Duration::from_secs(5),
+            settle: Duration::from_secs(1),
         }
     }
 }
@@ -106,9 +112,22 @@ impl Leases {
             .collect()
     }
 
+    /// Says this instance is alive, then waits [`LeaseTimes::settle`] for
+    /// others starting with it to say so too: without that the first to
+    /// tick takes every mailbox and hands half over only a tick later.
+    pub async fn announce(&self) -> Result<(), StoreError> {
+        self.store
+            .instance_alive(&self.owner, self.clock.now())
+            .await?;
+        tokio::time::sleep(self.times.settle).await;
+        Ok(())
+    }
+
     /// One round: say this instance is alive, renew what it holds, give back
     /// what is over its share, take free or expired mailboxes up to it.
-    pub async fn tick(&self) -> Result<(), StoreError> {
+    /// True when it holds less than the fewest an instance should (another
+    /// has yet to hand some over).
+    pub async fn tick(&self) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let lease = chrono::Duration::from_std(self.times.lease).unwrap_or(chrono::Duration::MAX);
         self.store.instance_alive(&self.owner, now).await?;
@@ -160,7 +179,7 @@ impl Leases {
                 self.changed.notify_waiters();
             }
         }
-        Ok(())
+        Ok(held < self.mailboxes.len() / alive)
     }
 
     /// Ticks until `cancel` fires, then gives every lease back so another
@@ -168,12 +187,21 @@ impl Leases {
     /// mailbox is read: the lease may have passed to another instance.
     pub async fn run(&self, cancel: CancellationToken) {
         loop {
-            if let Err(e) = self.tick().await {
-                warn!(owner = %self.owner, error = %e, "cannot renew mailbox leases; reading none until the database answers");
-                self.drop_all();
-            }
+            let short = match self.tick().await {
+                Ok(short) => short,
+                Err(e) => {
+                    warn!(owner = %self.owner, error = %e, "cannot renew mailbox leases; reading none until the database answers");
+                    self.drop_all();
+                    false
+                }
+            };
+            let next = if short {
+                self.times.settle
+            } else {
+                self.times.tick
+            };
             tokio::select! {
-                () = tokio::time::sleep(self.times.tick) => {}
+                () = tokio::time::sleep(next) => {}
                 () = cancel.cancelled() => break,
             }
         }

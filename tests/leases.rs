@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 const TIMES: LeaseTimes = LeaseTimes {
     lease: Duration::from_secs(3),
     tick: Duration::from_millis(500),
+    settle: Duration::from_millis(100),
 };
 
 /// The example config with four Maildir mailboxes, on `database`.
@@ -190,4 +191,35 @@ async fn two_instances_share_four_mailboxes_and_one_takes_over_a_dead_ones() {
     assert_eq!(distinct, 120, "0 duplicates and 0 lost");
     b.keeper.abort();
     b.daemon.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_started_together_split_the_mailboxes_at_once() {
+    sqlx::any::install_default_drivers();
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    deliver(root, &["kjt", "m2", "m3", "m4"], 0, 0);
+    let open = |instance: &'static str| {
+        let config = config(root, &pg.url, instance);
+        async move {
+            let services = Services::open(config, Directory::example(), Arc::new(SystemClock))
+                .await
+                .unwrap();
+            // Long enough for the other to open its store (migrations
+            // are taken in turn) and say it is alive.
+            let times = LeaseTimes {
+                settle: Duration::from_secs(1),
+                ..TIMES
+            };
+            commands::leased_sources(&services, times).await.unwrap().0
+        }
+    };
+    // No keeper runs: what each holds is what its first round took.
+    let (a, b) = tokio::join!(open("a"), open("b"));
+    let (ha, hb) = (a.held(), b.held());
+    assert_eq!((ha.len(), hb.len()), (2, 2), "{ha:?} {hb:?}");
+    assert!(ha.iter().all(|m| !hb.contains(m)), "{ha:?} {hb:?}");
 }
