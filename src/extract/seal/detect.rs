@@ -217,22 +217,36 @@ fn balance(img: &Raster) -> Balanced {
         sat: vec![0; n],
         ink: 0,
     };
+    // Each channel value times its gain, looked up: the same products as
+    // multiplying per pixel, for a third of this loop's time.
+    let scaled: [[f32; 256]; 3] =
+        std::array::from_fn(|c| std::array::from_fn(|v| v as f32 * gain[c]));
     for (i, px) in img.rgb.chunks_exact(3).enumerate() {
-        let r = f32::from(px[0]) * gain[0];
-        let g = f32::from(px[1]) * gain[1];
-        let b = f32::from(px[2]) * gain[2];
-        let gb = g.max(b);
+        let r = scaled[0][usize::from(px[0])];
+        let g = scaled[1][usize::from(px[1])];
+        let b = scaled[2][usize::from(px[2])];
+        let gb = max(g, b);
         let d = r - gb;
         let red = d >= 18.0 && d >= 0.08 * r && r >= 50.0 && (g - b) <= 0.5 * d;
         out.red[i] = red;
-        let (hi, lo) = (r.max(gb).min(255.0), r.min(g).min(b).min(255.0));
-        out.luma[i] = ((r.min(255.0) + g.min(255.0) + b.min(255.0)) / 3.0) as u8;
+        let (hi, lo) = (min(max(r, gb), 255.0), min(min(min(r, g), b), 255.0));
+        out.luma[i] = ((min(r, 255.0) + min(g, 255.0) + min(b, 255.0)) / 3.0) as u8;
         out.sat[i] = (hi - lo) as u8;
-        if red || r.max(gb) < 150.0 {
+        if red || max(r, gb) < 150.0 {
             out.ink += 1;
         }
     }
     out
+}
+
+/// `f32::max` without its NaN case (these values are never NaN), which
+/// costs a compare and a blend per call in the loop above.
+fn max(a: f32, b: f32) -> f32 {
+    if a >= b { a } else { b }
+}
+
+fn min(a: f32, b: f32) -> f32 {
+    if a <= b { a } else { b }
 }
 
 /// 90th percentile of each channel: the paper, whatever the ink.
