@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -231,7 +232,7 @@ pub async fn leased_sources(
         });
         out.push(Box::new(leases.wrap(source, make)));
     }
-    if services.store.backend() == Backend::Postgres {
+    if services.store.backend() == Backend::Postgres && !times.settle.is_zero() {
         // Only a shared database has other instances to split with.
         leases.announce().await?;
     }
@@ -268,7 +269,17 @@ pub async fn run(
     clock: Arc<dyn Clock>,
 ) -> Result<(), RunError> {
     let services = with_workers(Services::open(config, directory, clock).await?)?;
-    let (leases, sources) = leased_sources(&services, LeaseTimes::default()).await?;
+    let times = if once {
+        // A one-shot run reads what its first round takes and stops: there
+        // is no later round to split with instances starting beside it.
+        LeaseTimes {
+            settle: Duration::ZERO,
+            ..LeaseTimes::default()
+        }
+    } else {
+        LeaseTimes::default()
+    };
+    let (leases, sources) = leased_sources(&services, times).await?;
     let sender = mail_sender(&services.config)?;
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone()).map_err(|e| RunError::Usage(e.to_string()))?;
