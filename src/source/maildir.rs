@@ -144,18 +144,25 @@ fn unseen(root: &Path) -> Result<Vec<Entry>, SourceError> {
             if sub == "cur" && flags.contains('S') {
                 continue;
             }
-            let meta = match dirent.metadata() {
-                Ok(m) if m.is_file() => m,
+            // The type comes with the directory listing, and the delivery
+            // time with the name: a file is stat'ed only when its name has
+            // none, not once for every fetch while it waits in a backlog.
+            match dirent.file_type() {
+                Ok(t) if t.is_file() => {}
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(SourceError::io(&dirent.path())(e)),
-            };
+            }
             let received_at = match delivery_time(&key) {
                 Some(t) => t,
-                None => meta
-                    .modified()
-                    .map_err(SourceError::io(&dirent.path()))?
-                    .into(),
+                None => match dirent.metadata() {
+                    Ok(m) => m
+                        .modified()
+                        .map_err(SourceError::io(&dirent.path()))?
+                        .into(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(SourceError::io(&dirent.path())(e)),
+                },
             };
             out.push(Entry {
                 path: dirent.path(),
@@ -222,5 +229,45 @@ fn rename(from: &Path, to: &Path) -> Result<(), SourceError> {
         // Moved by another client after we read it: nothing left to mark.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(SourceError::io(from)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unseen_mail_is_dated_by_its_name_else_by_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir(root.join(sub)).unwrap();
+        }
+        std::fs::write(root.join("new/1746000000.M1P2.host"), "a").unwrap();
+        std::fs::write(root.join("new/no-time-in-name"), "b").unwrap();
+        std::fs::write(root.join("new/.hidden"), "c").unwrap();
+        std::fs::create_dir(root.join("new/1746000001.M1P2.dir")).unwrap();
+        std::fs::write(root.join("cur/1746000002.M1P2.host:2,S"), "seen").unwrap();
+        std::fs::write(root.join("cur/1746000003.M1P2.host:2,F"), "flagged").unwrap();
+
+        let mut found = unseen(root).unwrap();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "1746000000.M1P2.host",
+                "1746000003.M1P2.host",
+                "no-time-in-name"
+            ]
+        );
+        assert_eq!(found[0].received_at.timestamp(), 1_746_000_000);
+        let mtime: DateTime<Utc> = std::fs::metadata(root.join("new/no-time-in-name"))
+            .unwrap()
+            .modified()
+            .unwrap()
+            .into();
+        assert_eq!(found[2].received_at, mtime);
+        assert_eq!(found[1].flags, "F");
     }
 }
