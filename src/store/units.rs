@@ -25,14 +25,23 @@ const MAX_KEPT: usize = 50_000;
 
 type UnitKey = (CampaignId, DeadlineId, OrgId);
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct UnitCache {
     units: HashMap<UnitKey, Kept>,
     kept: usize,
     clock: u64,
 }
 
-#[derive(Debug)]
+// A store's debug output names how much is kept, not every kept mail.
+impl std::fmt::Debug for UnitCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnitCache")
+            .field("units", &self.units.len())
+            .field("submissions", &self.kept)
+            .finish()
+    }
+}
+
 struct Kept {
     revision: i64,
     count: i64,
