@@ -591,11 +591,6 @@ async fn insert_problem(
     Ok(())
 }
 
-/// Recomputes `supersedes` and `state` for one unit's submissions to one
-/// deadline: each points to the latest earlier one that carried a document
-/// of a kind it carries too, and one so pointed to is `superseded`. Redone
-/// for the whole group because messages can be recorded out of order and
-/// assignment moves submissions between groups.
 /// The supersede chain after `new` was added to its unit's submissions for
 /// a deadline. When `new` is the latest (the usual case) only it and the
 /// one it supersedes change, so only that one is looked up: a unit's
@@ -660,6 +655,11 @@ async fn supersede_with_new(
     Ok(())
 }
 
+/// Recomputes `supersedes` and `state` for one unit's submissions to one
+/// deadline: each points to the latest earlier one that carried a document
+/// of a kind it carries too, and one so pointed to is `superseded`. Redone
+/// for the whole group because messages can be recorded out of order and
+/// assignment moves submissions between groups.
 pub(super) async fn recompute_supersedes(
     tx: &mut Transaction<'static, Any>,
     org: Option<&OrgId>,
