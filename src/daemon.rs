@@ -223,7 +223,9 @@ async fn processor(
     wake: Arc<Notify>,
     beat: Heartbeat,
 ) -> (&'static str, Result<(), String>) {
-    let width = services.parallelism();
+    // One more than the workers: while a message commits, every worker still
+    // has a message to read.
+    let width = services.parallelism() + 1;
     let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(width);
     let start = |Delivery { raw, done }: Delivery| {
         let (this, raw) = (services.clone(), Arc::new(raw));

@@ -1129,7 +1129,6 @@ async fn archive_write_is_durable_and_idempotent() {
         dir.path()
             .join("archive")
             .join(&s[0..2])
-            .join(&s[2..4])
             .join(format!("{s}.eml"))
     );
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
@@ -1167,6 +1166,30 @@ async fn archive_write_is_durable_and_idempotent() {
         archive.read(&sha).await,
         Err(StoreError::Corrupt(_))
     ));
+}
+
+#[tokio::test]
+async fn messages_archived_in_the_two_level_layout_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::new(dir.path().join("archive"));
+    let bytes = b"From: a@b.cn\r\nSubject: old\r\n\r\nkept before 2026-11\r\n".to_vec();
+    let sha = Sha256::of(&bytes);
+    let s = sha.as_str();
+    let old = dir.path().join("archive").join(&s[0..2]).join(&s[2..4]);
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join(format!("{s}.eml")), &bytes).unwrap();
+
+    assert_eq!(archive.read(&sha).await.unwrap(), bytes);
+    // A copy in the current layout is the one read once it exists.
+    assert_eq!(archive.put(bytes.clone()).await.unwrap(), sha);
+    std::fs::remove_dir_all(&old).unwrap();
+    assert_eq!(archive.read(&sha).await.unwrap(), bytes);
+    // Neither there: the error names the current place.
+    std::fs::remove_file(archive.path_of(&sha)).unwrap();
+    match archive.read(&sha).await {
+        Err(StoreError::Io { path, .. }) => assert_eq!(path, archive.path_of(&sha)),
+        other => panic!("expected a missing file, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -1,5 +1,11 @@
 //! The raw archive: every message's bytes, content-addressed by SHA-256
-//! (`ab/cd/<sha256>.eml`), durable before any database row refers to them.
+//! (`ab/<sha256>.eml`), durable before any database row refers to them.
+//!
+//! One level of 256 folders, as git keeps its objects: a second level
+//! (`ab/cd/`, the layout before 2026-11) made a new folder for nearly every
+//! message of a store under 65,536 messages, and each new folder cost an
+//! inode, a block and two more fsyncs. Messages stored in that layout are
+//! still read from it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -34,8 +40,16 @@ impl Archive {
     /// what the `messages.archive_path` column holds.
     pub fn relative_path(sha: &Sha256) -> PathBuf {
         let s = sha.as_str();
+        [s.get(0..2).unwrap_or("__"), &format!("{s}.eml")]
+            .iter()
+            .collect()
+    }
+
+    /// Where the two-level layout kept it.
+    fn legacy_path(&self, sha: &Sha256) -> PathBuf {
+        let s = sha.as_str();
         let (a, b) = (s.get(0..2).unwrap_or("__"), s.get(2..4).unwrap_or("__"));
-        [a, b, &format!("{s}.eml")].iter().collect()
+        self.root.join(a).join(b).join(format!("{s}.eml"))
     }
 
     pub fn path_of(&self, sha: &Sha256) -> PathBuf {
@@ -115,10 +129,15 @@ impl Archive {
 
     /// The bytes of an archived message, checked against their hash.
     pub async fn read(&self, sha: &Sha256) -> Result<Vec<u8>, StoreError> {
-        let path = self.path_of(sha);
+        let (path, legacy) = (self.path_of(sha), self.legacy_path(sha));
         let sha = sha.clone();
         tokio::task::spawn_blocking(move || {
             let mut bytes = Vec::new();
+            let path = if path.exists() || !legacy.exists() {
+                path
+            } else {
+                legacy
+            };
             File::open(&path)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(|source| StoreError::Io {

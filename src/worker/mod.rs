@@ -355,16 +355,31 @@ struct Worker {
     buf: Vec<u8>,
 }
 
+/// glibc hands a large freed buffer back to the kernel (mmap above a
+/// threshold, the heap trimmed above twice it), so every decoded page had
+/// its memory faulted in afresh: 430,000 page faults per 1000 mails, 11 % of
+/// the CPU. A worker keeps up to 128 MiB of freed heap instead; its address
+/// space is capped by `--memory-bytes` all the same. Other C libraries
+/// ignore the variable.
+const MALLOC_TUNABLES: &str =
+    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728";
+
 impl Worker {
     fn spawn(options: &PoolOptions) -> Result<Self, WorkerError> {
         let spawn_error = |source| WorkerError::Spawn {
             program: options.program.clone(),
             source,
         };
+        let tunables = match std::env::var("GLIBC_TUNABLES") {
+            // The operator's own settings come last, so theirs win.
+            Ok(theirs) if !theirs.is_empty() => format!("{MALLOC_TUNABLES}:{theirs}"),
+            _ => MALLOC_TUNABLES.to_owned(),
+        };
         let mut child = Command::new(&options.program)
             .arg(SUBCOMMAND)
             .arg("--memory-bytes")
             .arg(options.memory_bytes.to_string())
+            .env("GLIBC_TUNABLES", tunables)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
