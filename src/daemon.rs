@@ -30,7 +30,7 @@ use crate::model::RawMessage;
 use crate::outbound::transport::MailSender;
 use crate::schedule;
 use crate::source::{self, Delivery, Disposition, MailboxSource, SourceError};
-use crate::store::Recorded;
+use crate::store::{OutboxRow, Recorded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -55,6 +55,8 @@ const STALE: Duration = Duration::from_secs(90);
 /// send goes on: another instance takes a dead one's rows within this time.
 const LEASE: Duration = Duration::from_secs(30);
 const RENEW: Duration = Duration::from_secs(10);
+/// Outbox rows claimed at a time.
+const BATCH: u32 = 10;
 
 /// Runs until `cancel` fires (or, with `once`, until the mailboxes are read,
 /// what is due is enqueued and the outbox is empty).
@@ -357,23 +359,36 @@ async fn outbox_worker(
             warn!(error = %e, "cannot take back unfinished outbox rows; their leases will run out")
         }
     }
+    // Rows claimed together with the last send's mark, to send next.
+    let mut claimed: Vec<OutboxRow> = Vec::new();
     loop {
         beat.beat();
         if stop.is_cancelled() {
+            if !claimed.is_empty() {
+                // Claimed but not tried: due again at once, for any instance.
+                if let Err(e) = services.store.release_leases(&owner).await {
+                    warn!(error = %e, "cannot give back claimed outbox rows; their leases will run out");
+                }
+            }
             return ("outbox", Ok(()));
         }
-        let rows = match services
-            .store
-            .claim_outbox(&owner, LEASE, services.now(), 10)
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) => {
-                error!(error = %e, "claiming outbox rows failed");
-                Vec::new()
+        let rows = if claimed.is_empty() {
+            match services
+                .store
+                .claim_outbox(&owner, LEASE, services.now(), BATCH)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    error!(error = %e, "claiming outbox rows failed");
+                    Vec::new()
+                }
             }
+        } else {
+            std::mem::take(&mut claimed)
         };
         let idle = rows.is_empty();
+        let last = rows.last().map(|r| r.id);
         for row in rows {
             let result = beat
                 .while_pending(renewing(
@@ -387,7 +402,18 @@ async fn outbox_worker(
             let outcome = match result {
                 Ok(()) => {
                     info!(outbox = %row.id, kind = row.kind.as_str(), to = ?row.to, "sent");
-                    services.store.mark_sent(row.id, &owner, now).await
+                    if Some(row.id) == last {
+                        services
+                            .store
+                            .mark_sent_and_claim(row.id, &owner, LEASE, now, BATCH)
+                            .await
+                            .map(|(marked, next)| {
+                                claimed = next;
+                                marked
+                            })
+                    } else {
+                        services.store.mark_sent(row.id, &owner, now).await
+                    }
                 }
                 Err(e) if e.is_setup() => {
                     let next = now + chrono::Duration::minutes(15);

@@ -15,7 +15,8 @@ use baosong::model::{AckDecision, Analysis, Document, MatchedBy, OrgMatch, Probl
 use baosong::model::{FieldValue, Table};
 use baosong::model::{Origin, RawMessage};
 use baosong::store::{
-    Archive, MessageId, NewOutbox, OutboxKind, Recorded, Store, StoreError, SubmissionState,
+    Archive, MessageId, NewOutbox, OutboxKind, OutboxStatus, Recorded, Store, StoreError,
+    SubmissionState,
 };
 use baosong::types::{
     CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailAddress, MailboxName, OrgId, Sha256,
@@ -543,6 +544,56 @@ async fn expired_lease_is_reclaimed() {
         );
         assert!(
             s.mark_sent(b[0].id, "b", now()).await.unwrap(),
+            "{}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn marking_a_send_can_claim_the_next_rows_in_the_same_commit() {
+    for db in dbs().await {
+        let s = &db.store;
+        let lease = Duration::from_secs(60);
+        let first = s.enqueue(mail("ack:1"), now()).await.unwrap().unwrap();
+        let t = Utc::now() + chrono::Duration::seconds(1);
+        let rows = s.claim_outbox("w", lease, t, 10).await.unwrap();
+        assert_eq!(rows.len(), 1, "{}", db.label);
+        // Two more arrive while the first is being sent.
+        let second = s.enqueue(mail("ack:2"), now()).await.unwrap().unwrap();
+        let third = s.enqueue(mail("ack:3"), now()).await.unwrap().unwrap();
+
+        let (marked, next) = s
+            .mark_sent_and_claim(first, "w", lease, t, 10)
+            .await
+            .unwrap();
+        assert!(marked, "{}", db.label);
+        let ids: Vec<_> = next.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [second, third], "{}", db.label);
+        assert_eq!(
+            s.outbox_row(first).await.unwrap().status,
+            OutboxStatus::Sent,
+            "{}",
+            db.label
+        );
+        // Claimed: no other worker gets them.
+        assert!(
+            s.claim_outbox("other", lease, t, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.label
+        );
+        // A mark by a worker that lost the lease says so, and claims all the same.
+        let (marked, next) = s
+            .mark_sent_and_claim(second, "other", lease, t, 10)
+            .await
+            .unwrap();
+        assert!(!marked && next.is_empty(), "{}", db.label);
+        assert_eq!(
+            s.outbox_row(second).await.unwrap().status,
+            OutboxStatus::Sending,
             "{}",
             db.label
         );

@@ -122,7 +122,7 @@ impl Store {
         .bind(e.target.as_deref())
         .bind(i16::from(e.ok))
         .bind(&e.said)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(id.is_some())
     }
@@ -165,7 +165,7 @@ impl Store {
         )
         .bind(id.0)
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(Marked::Now);

@@ -15,7 +15,7 @@ impl Store {
         )
         .bind(instance)
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -49,7 +49,7 @@ impl Store {
         .bind(owner)
         .bind(ts(until))
         .bind(ts(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(got.as_deref() == Some(owner))
     }
@@ -59,7 +59,7 @@ impl Store {
         sqlx::query("DELETE FROM mailbox_leases WHERE mailbox = $1 AND owner = $2")
             .bind(mailbox.as_str())
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

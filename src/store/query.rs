@@ -514,7 +514,7 @@ impl Store {
         )
         .bind(org.as_str())
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -522,7 +522,7 @@ impl Store {
     pub async fn resume_reminders(&self, org: &OrgId) -> Result<()> {
         sqlx::query("DELETE FROM reminder_pauses WHERE org_id = $1")
             .bind(org.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
