@@ -204,6 +204,34 @@ fn header_block(bytes: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_stop_at_the_hourly_limit_for_everyone() {
+    let mut w = World::new();
+    w.config.smtp.ack_per_recipient_per_hour = 100;
+    w.config.smtp.ack_per_hour = 2;
+    for n in 1..=4 {
+        w.deliver("kjt", &ordinary(n));
+    }
+    let services = w.services().await;
+    let smtp = Arc::new(ScriptedSmtp::default());
+    w.run_once(&services, smtp.clone()).await;
+
+    assert_eq!(
+        query_i64(&services, "SELECT COUNT(*) FROM messages").await,
+        4
+    );
+    assert_eq!(w.unflagged("kjt"), 0, "every mail flagged");
+    assert_eq!(smtp.acks().len(), 2);
+    assert_eq!(
+        query_i64(
+            &services,
+            "SELECT COUNT(*) FROM messages WHERE ack_reason LIKE 'rate limit: 2 acks in the last hour%'"
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sender_headers_never_stop_the_mailbox_or_reach_an_ack_header() {
     let mut w = World::new();
     // Every mail here is from one unit: lift the per-recipient limit.
