@@ -313,23 +313,29 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Acks queued since `since`, whatever became of them, as `(to
-    /// address, to anyone)`: the per-recipient and the global hourly rate
-    /// limits count what we tried to send. An ack has one recipient, so the
-    /// address is compared with the whole `to` list. One query for both, as
-    /// it runs for every answered mail.
-    pub async fn count_acks(&self, address: &str, since: DateTime<Utc>) -> Result<(u32, u32)> {
-        let row = sqlx::query(
-            "SELECT COALESCE(SUM(CASE WHEN to_addrs = $1 THEN 1 ELSE 0 END), 0) AS to_them, \
-                    COUNT(*) AS to_all \
-             FROM outbox WHERE kind = 'ack' AND created_at >= $2",
+    /// Acks queued for `address` since `since`, whatever became of them: the
+    /// per-recipient rate limit counts what we tried to send. An ack has one
+    /// recipient, so the address is compared with the whole `to` list.
+    pub async fn count_acks_to(&self, address: &str, since: DateTime<Utc>) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND to_addrs = $1 AND created_at >= $2",
         )
         .bind(address.trim().to_lowercase())
         .bind(ts(since))
         .fetch_one(&self.pool)
         .await?;
-        let (to_them, to_all): (i64, i64) = (get(&row, "to_them")?, get(&row, "to_all")?);
-        Ok((to_u32(to_them)?, to_u32(to_all)?))
+        to_u32(n)
+    }
+
+    /// Acks queued to anyone since `since`: the global hourly cap counts these.
+    pub async fn count_acks_since(&self, since: DateTime<Utc>) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND created_at >= $1",
+        )
+        .bind(ts(since))
+        .fetch_one(&self.pool)
+        .await?;
+        to_u32(n)
     }
 
     /// Rows given up on, oldest first.
