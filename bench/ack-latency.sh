@@ -10,6 +10,7 @@
 #
 #   sudo bench/ack-latency.sh               # N=1000, FRESH=40
 #   sudo N=2000 FRESH=60 bench/ack-latency.sh
+#   sudo BAOSONG=/path/to/baosong bench/ack-latency.sh   # that build, not this tree
 #
 # Needs root (Dovecot's login processes drop to dovecot/dovenull) on Debian
 # with dovecot-imapd and python3.
@@ -27,8 +28,10 @@ die() { echo "ack-latency: $*" >&2; exit 1; }
 command -v dovecot >/dev/null || die "needs dovecot-imapd"
 
 echo "== building baosong (release)"
-(cd "$REPO" && cargo build --release --quiet --bin baosong)
-BAOSONG="$REPO/target/release/baosong"
+if [ -z "${BAOSONG:-}" ]; then
+  (cd "$REPO" && cargo build --release --quiet --bin baosong)
+  BAOSONG="$REPO/target/release/baosong"
+fi
 
 TMP=$(mktemp -d /tmp/baosong-latency.XXXXXX)
 CONF="$TMP/dovecot.conf"

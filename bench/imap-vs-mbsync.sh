@@ -7,6 +7,7 @@
 #   sudo N=2000 bench/imap-vs-mbsync.sh
 #   sudo DB=postgres://u:p@127.0.0.1/empty_db bench/imap-vs-mbsync.sh
 #   KEEP=1 ...                               # leave the temp dir for a look
+#   BAOSONG=/path/to/baosong ...             # time that build instead of building this tree
 #
 # Needs root (Dovecot's login processes drop to dovecot/dovenull) on Debian
 # with dovecot-imapd, isync and time; missing packages are installed.
@@ -35,8 +36,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 echo "== building baosong (release)"
-(cd "$REPO" && cargo build --release --quiet --bin baosong)
-BAOSONG="$REPO/target/release/baosong"
+if [ -z "${BAOSONG:-}" ]; then
+  (cd "$REPO" && cargo build --release --quiet --bin baosong)
+  BAOSONG="$REPO/target/release/baosong"
+fi
 
 TMP=$(mktemp -d /tmp/baosong-bench.XXXXXX)
 CONF="$TMP/dovecot.conf"

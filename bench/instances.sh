@@ -12,10 +12,11 @@
 #
 #   DB=postgres://baosong:baosong@127.0.0.1/baosong_bench bench/instances.sh
 #   N=500 (default) MAILBOXES=4 (default)
+#   BAOSONG=/path/to/baosong  # time that build instead of building this tree
 #
 # DB must be a database this script may wipe: its `public` schema is
 # dropped and made again before each run. Needs psql, python3 and
-# /usr/bin/time; builds baosong in release.
+# /usr/bin/time; builds baosong in release unless BAOSONG is given.
 set -euo pipefail
 
 N=${N:-500}
@@ -27,8 +28,10 @@ command -v psql >/dev/null || die "needs psql (postgresql-client)"
 [ -x /usr/bin/time ] || die "needs /usr/bin/time (time)"
 
 echo "== building baosong (release)"
-(cd "$REPO" && cargo build --release --quiet --bin baosong)
-BAOSONG="$REPO/target/release/baosong"
+if [ -z "${BAOSONG:-}" ]; then
+  (cd "$REPO" && cargo build --release --quiet --bin baosong)
+  BAOSONG="$REPO/target/release/baosong"
+fi
 . "$REPO/bench/example.sh"
 
 TMP=$(mktemp -d /tmp/baosong-instances.XXXXXX)

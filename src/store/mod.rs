@@ -177,22 +177,28 @@ impl Store {
             prepare_sqlite(url).await?;
         }
         let options = || {
-            AnyPoolOptions::new().after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL is a property of the file (set in prepare_sqlite); these are
-                        // per connection. FULL: a commit is on disk before we flag the
-                        // message on the server.
-                        sqlx::raw_sql(
-                            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+            AnyPoolOptions::new()
+                // No ping before each use: it doubled the round trips of every
+                // query outside a transaction. A connection that broke
+                // meanwhile fails its statement instead, a transient error
+                // that is retried like any other.
+                .test_before_acquire(false)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL is a property of the file (set in prepare_sqlite); these are
+                            // per connection. FULL: a commit is on disk before we flag the
+                            // message on the server.
+                            sqlx::raw_sql(
+                                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
                              PRAGMA busy_timeout = 10000;",
-                        )
-                        .execute(conn)
-                        .await?;
-                    }
-                    Ok(())
+                            )
+                            .execute(conn)
+                            .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
         };
         let pool = options()
             .max_connections(match backend {
