@@ -69,7 +69,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     // Short, so a fresh mail in one mailbox waits behind a few messages of
     // another's backlog, not a long queue of them; the processor keeps its
-    // own `parallelism` messages in flight besides.
+    // own `parallelism + 1` messages in flight besides.
     let (tx, rx) = mpsc::channel::<Delivery>(services.parallelism().max(2) * 2);
     let stop_sources = cancel.child_token();
     let stop_worker = CancellationToken::new();

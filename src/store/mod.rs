@@ -191,7 +191,7 @@ impl Store {
                             // message on the server.
                             sqlx::raw_sql(
                                 "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-                             PRAGMA busy_timeout = 10000;",
+                                 PRAGMA busy_timeout = 10000;",
                             )
                             .execute(conn)
                             .await?;
