@@ -694,22 +694,47 @@ async fn ack_rate_counts_acks_to_one_address() {
         s.enqueue(mail("reminder:not-an-ack"), now()).await.unwrap();
         let hour_ago = Utc::now() - chrono::Duration::hours(1);
         assert_eq!(
-            s.count_acks_to("unit@example.cn", hour_ago).await.unwrap(),
+            s.count_acks_to("unit@example.cn", hour_ago, 10)
+                .await
+                .unwrap(),
             3,
             "{}",
             db.label
         );
         assert_eq!(
-            s.count_acks_to("other@example.cn", hour_ago).await.unwrap(),
+            s.count_acks_to("other@example.cn", hour_ago, 10)
+                .await
+                .unwrap(),
             0,
             "{}",
             db.label
         );
         assert_eq!(
-            s.count_acks_to("unit@example.cn", far_future())
+            s.count_acks_to("unit@example.cn", far_future(), 10)
                 .await
                 .unwrap(),
             0,
+            "{}",
+            db.label
+        );
+        // Everyone's acks, and both counts stop at their cap.
+        assert_eq!(
+            s.count_acks_since(hour_ago, 10).await.unwrap(),
+            3,
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            s.count_acks_since(hour_ago, 2).await.unwrap(),
+            2,
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            s.count_acks_to("unit@example.cn", hour_ago, 2)
+                .await
+                .unwrap(),
+            2,
             "{}",
             db.label
         );
