@@ -5,6 +5,8 @@
 //!
 //! Each page of the set's `truth.json` is read once (the time is that one
 //! detection); pages the detector gets wrong are listed with their score.
+//! With `SEAL_STRESS_EVERY=1` every page's verdict and score is printed too,
+//! to diff two builds page by page.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ fn main() {
         }
     };
     let limits = Limits::default();
+    let every = std::env::var_os("SEAL_STRESS_EVERY").is_some();
     let (mut missed, mut false_seals, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
     let mut ms = Vec::new();
     for (name, &sealed) in &truth {
@@ -36,6 +39,12 @@ fn main() {
         let t = Instant::now();
         let found = detect_in_image(&data, &limits);
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        if every && let Ok(f) = &found {
+            println!(
+                "page {name}: sealed {} confidence {:.6} document {:.6}",
+                f.sealed, f.confidence, f.document_score
+            );
+        }
         match found {
             Err(p) => unreadable.push(format!("{name}: {}", p.message)),
             Ok(f) if f.sealed && !sealed => {

@@ -221,20 +221,40 @@ fn balance(img: &Raster) -> Balanced {
     // multiplying per pixel, for a third of this loop's time.
     let scaled: [[f32; 256]; 3] =
         std::array::from_fn(|c| std::array::from_fn(|v| v as f32 * gain[c]));
-    for (i, px) in img.rgb.chunks_exact(3).enumerate() {
-        let r = scaled[0][usize::from(px[0])];
-        let g = scaled[1][usize::from(px[1])];
-        let b = scaled[2][usize::from(px[2])];
-        let gb = max(g, b);
-        let d = r - gb;
-        let red = d >= 18.0 && d >= 0.08 * r && r >= 50.0 && (g - b) <= 0.5 * d;
-        out.red[i] = red;
-        let (hi, lo) = (min(max(r, gb), 255.0), min(min(min(r, g), b), 255.0));
-        out.luma[i] = ((min(r, 255.0) + min(g, 255.0) + min(b, 255.0)) / 3.0) as u8;
-        out.sat[i] = (hi - lo) as u8;
-        if red || max(r, gb) < 150.0 {
-            out.ink += 1;
+    // In runs of `RUN` pixels: the lookups first, then the arithmetic over
+    // whole arrays, which the compiler turns into vector instructions (the
+    // same operations per pixel, so the same values): half this loop's time.
+    const RUN: usize = 64;
+    let pixels = img.rgb.chunks_exact(3 * RUN);
+    let tail = pixels.remainder();
+    let runs = pixels.chain((!tail.is_empty()).then_some(tail));
+    for (k, run) in runs.enumerate() {
+        let (mut r, mut g, mut b) = ([0f32; RUN], [0f32; RUN], [0f32; RUN]);
+        let n = run.len() / 3;
+        for (j, px) in run.chunks_exact(3).enumerate() {
+            r[j] = scaled[0][usize::from(px[0])];
+            g[j] = scaled[1][usize::from(px[1])];
+            b[j] = scaled[2][usize::from(px[2])];
         }
+        let at = k * RUN;
+        let (red, luma, sat) = (
+            &mut out.red[at..at + n],
+            &mut out.luma[at..at + n],
+            &mut out.sat[at..at + n],
+        );
+        let mut ink = 0;
+        for j in 0..n {
+            let (r, g, b) = (r[j], g[j], b[j]);
+            let gb = max(g, b);
+            let d = r - gb;
+            let is_red = d >= 18.0 && d >= 0.08 * r && r >= 50.0 && (g - b) <= 0.5 * d;
+            red[j] = is_red;
+            let (hi, lo) = (min(max(r, gb), 255.0), min(min(min(r, g), b), 255.0));
+            luma[j] = ((min(r, 255.0) + min(g, 255.0) + min(b, 255.0)) / 3.0) as u8;
+            sat[j] = (hi - lo) as u8;
+            ink += usize::from(is_red || max(r, gb) < 150.0);
+        }
+        out.ink += ink;
     }
     out
 }
@@ -251,12 +271,23 @@ fn min(a: f32, b: f32) -> f32 {
 
 /// 90th percentile of each channel: the paper, whatever the ink.
 fn paper_colour(img: &Raster) -> [f32; 3] {
-    let mut hist = [[0u32; 256]; 3];
-    for px in img.rgb.chunks_exact(3) {
+    // Two sets of histograms, for alternate pixels: neighbouring pixels of
+    // paper share a value, and counting both in one bin waits on the store.
+    let mut two = [[[0u32; 256]; 3]; 2];
+    let pairs = img.rgb.chunks_exact(6);
+    for px in pairs.remainder().chunks_exact(3) {
         for c in 0..3 {
-            hist[c][usize::from(px[c])] += 1;
+            two[0][c][usize::from(px[c])] += 1;
         }
     }
+    for px in pairs {
+        for c in 0..3 {
+            two[0][c][usize::from(px[c])] += 1;
+            two[1][c][usize::from(px[3 + c])] += 1;
+        }
+    }
+    let hist: [[u32; 256]; 3] =
+        std::array::from_fn(|c| std::array::from_fn(|v| two[0][c][v] + two[1][c][v]));
     let n = (img.rgb.len() / 3) as u32;
     let target = n - n / 10;
     hist.map(|h| {

@@ -262,9 +262,36 @@ impl Shrink {
         }
     }
 
-    /// Row `y` of packed RGB, from x = 0.
+    /// Row `y` of packed RGB, from x = 0: the same sums as [`Self::put`] per
+    /// pixel, but each box's share of the row is added up in registers.
+    /// Adding into `sums` pixel by pixel waited on the previous pixel's
+    /// store: 4.6 % of all CPU of a 1000-mail run.
     pub(crate) fn row(&mut self, y: usize, rgb: &[u8]) {
-        for (x, px) in rgb.chunks_exact(3).enumerate() {
+        let oy = y / self.factor;
+        if oy >= self.height {
+            return;
+        }
+        let line = oy * self.width * 3;
+        let sums = &mut self.sums[line..line + self.width * 3];
+        let mut whole = 0;
+        for (sum, run) in sums
+            .chunks_exact_mut(3)
+            .zip(rgb.chunks_exact(self.factor * 3))
+        {
+            let mut acc = [0u32; 3];
+            for px in run.chunks_exact(3) {
+                acc[0] += u32::from(px[0]);
+                acc[1] += u32::from(px[1]);
+                acc[2] += u32::from(px[2]);
+            }
+            for (s, a) in sum.iter_mut().zip(acc) {
+                *s += a;
+            }
+            whole += 1;
+        }
+        // A row shorter than the boxes (an image narrower than one box) ends
+        // in a box it only partly fills.
+        for (x, px) in rgb.chunks_exact(3).enumerate().skip(whole * self.factor) {
             self.put(x, y, [px[0], px[1], px[2]]);
         }
     }
@@ -275,11 +302,20 @@ impl Shrink {
     }
 
     pub(crate) fn finish(self) -> Raster {
-        let n = (self.factor * self.factor) as u32;
+        let n = (self.factor * self.factor) as u64;
+        // `s / n` by a multiply with 2^32 / n, which is at most one short,
+        // and a correction: the same quotients without a divide per value
+        // (2.9 % of all CPU of a 1000-mail run).
+        let m = (1u64 << 32) / n;
+        let quotient = |s: u32| {
+            let s = u64::from(s);
+            let q = (s * m) >> 32;
+            (if s - q * n >= n { q + 1 } else { q }) as u8
+        };
         Raster {
             width: self.width,
             height: self.height,
-            rgb: self.sums.iter().map(|&s| (s / n) as u8).collect(),
+            rgb: self.sums.iter().map(|&s| quotient(s)).collect(),
         }
     }
 }
@@ -367,4 +403,50 @@ pub(crate) fn shrink(src: Raster) -> Raster {
         out.row(y, row);
     }
     out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_pixel(w: usize, h: usize, rgb: &[u8]) -> Raster {
+        let mut out = Shrink::new(w, h);
+        for (i, px) in rgb.chunks_exact(3).enumerate() {
+            out.put(i % w, i / w, [px[0], px[1], px[2]]);
+        }
+        out.finish()
+    }
+
+    #[test]
+    fn shrinking_by_rows_sums_what_shrinking_by_pixels_does() {
+        // Wide enough to be shrunk; and narrower than one box, which is kept
+        // as a one-pixel column.
+        for (w, h) in [(1900, 40), (2701, 5), (3, 2000), (1, 1801)] {
+            let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7919 % 251) as u8).collect();
+            let mut rows = Shrink::new(w, h);
+            for (y, row) in rgb.chunks_exact(w * 3).enumerate() {
+                rows.row(y, row);
+            }
+            let (a, b) = (rows.finish(), by_pixel(w, h, &rgb));
+            assert_eq!((a.width, a.height), (b.width, b.height), "{w}×{h}");
+            assert_eq!(a.rgb, b.rgb, "{w}×{h}");
+        }
+    }
+
+    #[test]
+    fn box_averages_are_floored_as_division_would() {
+        for factor in 1..=40usize {
+            let n = (factor * factor) as u32;
+            let sums: Vec<u32> = (0..=255 * n).chain([u32::MAX - 1, u32::MAX]).collect();
+            let shrink = Shrink {
+                factor,
+                width: sums.len(),
+                height: 1,
+                sums: sums.clone(),
+            };
+            for (s, q) in sums.iter().zip(shrink.finish().rgb) {
+                assert_eq!(q, (s / n) as u8, "{s} / {n}");
+            }
+        }
+    }
 }
