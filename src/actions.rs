@@ -277,10 +277,7 @@ impl Services {
             .store
             .count_acks_to(to.as_str(), since, smtp.ack_per_recipient_per_hour)
             .await?;
-        let to_all = self
-            .store
-            .count_acks_since(since, smtp.ack_per_hour)
-            .await?;
+        let to_all = self.store.count_acks_since(since).await?;
         let limit = if to_them >= smtp.ack_per_recipient_per_hour {
             Some(format!(
                 "{to_them} acks to {to} in the last hour (limit {})",
