@@ -30,6 +30,7 @@ use crate::schedule;
 use crate::status::{self, DeadlineStatus, Sent};
 use crate::store::{
     Archive, Marked, MessageId, NewOutbox, OutboxId, OutboxKind, Recorded, Store, StoreError,
+    SubmissionInfo,
 };
 use crate::types::{CampaignId, DeadlineId, DocForm, MailboxName, OrgId};
 
@@ -77,6 +78,15 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     /// Who reads attachments: contained workers in the daemon.
     pub extractor: Arc<dyn Extractor>,
+}
+
+/// One deadline as read for the digest and the workbook.
+struct LoadedDeadline<'a> {
+    campaign: &'a CampaignConfig,
+    deadline: &'a DeadlineConfig,
+    subs: Vec<SubmissionInfo>,
+    status: DeadlineStatus,
+    table: DigestDeadline,
 }
 
 /// A message archived and analysed, not yet recorded.
@@ -366,19 +376,22 @@ impl Services {
         c: &CampaignConfig,
         d: &DeadlineConfig,
     ) -> Result<DeadlineStatus, ActionError> {
-        let sent: Vec<(OrgId, Sent)> = self
-            .store
-            .submissions_for(&c.id, &d.id)
-            .await?
+        let subs = self.store.submissions_for(&c.id, &d.id).await?;
+        Ok(self.status_of(c, d, &subs))
+    }
+
+    fn status_of(
+        &self,
+        c: &CampaignConfig,
+        d: &DeadlineConfig,
+        subs: &[SubmissionInfo],
+    ) -> DeadlineStatus {
+        let sent: Vec<(OrgId, Sent)> = subs
             .iter()
             .filter_map(|s| Some((s.org.clone()?, s.sent())))
             .collect();
         let orgs = self.addressed(c);
-        Ok(status::deadline_status(
-            d,
-            orgs.iter().map(|o| &o.id),
-            &sent,
-        ))
+        status::deadline_status(d, orgs.iter().map(|o| &o.id), &sent)
     }
 
     /// One deadline's table as the digest, `status` and the export show it.
@@ -388,6 +401,15 @@ impl Services {
         d: &DeadlineConfig,
     ) -> Result<DigestDeadline, ActionError> {
         let status = self.deadline_status(c, d).await?;
+        self.table_of(c, d, &status).await
+    }
+
+    async fn table_of(
+        &self,
+        c: &CampaignConfig,
+        d: &DeadlineConfig,
+        status: &DeadlineStatus,
+    ) -> Result<DigestDeadline, ActionError> {
         let mut by_form = BTreeMap::new();
         for form in &self.config.forms {
             let values: Vec<_> = self
@@ -402,7 +424,30 @@ impl Services {
         let totals = data::totals(&self.config, d, |id| {
             by_form.get(id).cloned().unwrap_or_default()
         });
-        Ok(data::deadline_table(c, d, &status, &self.directory, totals))
+        Ok(data::deadline_table(c, d, status, &self.directory, totals))
+    }
+
+    /// Every deadline of every campaign, in config order, each read from
+    /// the store once: the digest and the workbook sent with it are made
+    /// from these, so they say the same thing about each unit even when
+    /// mail is stored meanwhile (and a deadline is not read four times).
+    async fn load_deadlines(&self) -> Result<Vec<LoadedDeadline<'_>>, ActionError> {
+        let mut loaded = Vec::new();
+        for c in &self.config.campaigns {
+            for d in &c.deadlines {
+                let subs = self.store.submissions_for(&c.id, &d.id).await?;
+                let status = self.status_of(c, d, &subs);
+                let table = self.table_of(c, d, &status).await?;
+                loaded.push(LoadedDeadline {
+                    campaign: c,
+                    deadline: d,
+                    subs,
+                    status,
+                    table,
+                });
+            }
+        }
+        Ok(loaded)
     }
 
     /// Enqueues the reminder rounds due at `now`: one mail per unit that
@@ -454,13 +499,15 @@ impl Services {
     /// The digest's content: what needs a person first, then what changed
     /// since the last digest, then the deadlines that matter now.
     pub async fn digest_data(&self, now: DateTime<Utc>) -> Result<DigestData, ActionError> {
-        Ok(self.digest_and_snapshot(now).await?.0)
+        let loaded = self.load_deadlines().await?;
+        Ok(self.digest_and_snapshot(now, &loaded).await?.0)
     }
 
     /// The digest, and what it says about each unit for the next one.
     async fn digest_and_snapshot(
         &self,
         now: DateTime<Utc>,
+        loaded: &[LoadedDeadline<'_>],
     ) -> Result<(DigestData, Snapshot), ActionError> {
         let config = &self.config;
         let before = match self.store.last_digest().await? {
@@ -478,14 +525,13 @@ impl Services {
         for c in &config.campaigns {
             let mut deadlines = Vec::new();
             let mut earlier = Vec::new();
-            for d in &c.deadlines {
-                let status = self.deadline_status(c, d).await?;
-                snapshot.units.extend(data::unit_snapshots(c, d, &status));
-                let table = self.deadline_table(c, d).await?;
+            for l in loaded.iter().filter(|l| std::ptr::eq(l.campaign, c)) {
+                let d = l.deadline;
+                snapshot.units.extend(data::unit_snapshots(c, d, &l.status));
                 if data::is_recent(d, now) {
-                    deadlines.push(table);
+                    deadlines.push(l.table.clone());
                 } else {
-                    earlier.push(data::deadline_line(&table));
+                    earlier.push(data::deadline_line(&l.table));
                 }
             }
             campaigns.push(DigestCampaign {
@@ -641,8 +687,9 @@ impl Services {
             return Ok(false);
         }
         let now = self.now();
-        let (data, snapshot) = self.digest_and_snapshot(now).await?;
-        let xlsx = export::workbook(&self.export_data().await?)?;
+        let loaded = self.load_deadlines().await?;
+        let (data, snapshot) = self.digest_and_snapshot(now, &loaded).await?;
+        let xlsx = export::workbook(&self.export_from(loaded).await?)?;
         let message_id =
             compose::new_message_id(&config.smtp.message_id_domain, MailKind::Digest, now);
         let mailbox = config.campaigns.first().and_then(|c| c.mailboxes.first());
@@ -681,53 +728,59 @@ impl Services {
 
     /// Everything for the consolidated workbook.
     pub async fn export_data(&self) -> Result<ExportData, ActionError> {
+        let loaded = self.load_deadlines().await?;
+        self.export_from(loaded).await
+    }
+
+    async fn export_from(
+        &self,
+        loaded: Vec<LoadedDeadline<'_>>,
+    ) -> Result<ExportData, ActionError> {
         let config = &self.config;
         let mut forms = Vec::new();
         let mut status = Vec::new();
-        for c in &config.campaigns {
+        for l in loaded {
+            let (c, d, subs) = (l.campaign, l.deadline, l.subs);
             let tz = c.tz();
-            for d in &c.deadlines {
-                status.push(self.deadline_table(c, d).await?);
-                let subs = self.store.submissions_for(&c.id, &d.id).await?;
-                for form in config
-                    .forms
-                    .iter()
-                    .filter(|f| d.requires.iter().any(|r| r.accepts(f.kind)))
-                {
-                    let records = self.store.records_for_form(&c.id, &d.id, &form.id).await?;
-                    if records.is_empty() {
-                        continue;
-                    }
-                    let rows = export::rows(records.into_iter().map(|r| {
-                        let sub = subs.iter().find(|s| s.id == r.submission);
-                        ExportRecord {
-                            org_name: r
-                                .org
-                                .as_ref()
-                                .and_then(|o| self.directory.get(o))
-                                .map(|o| o.name.clone())
-                                .unwrap_or_default(),
-                            document: r.document.0,
-                            row: r.row,
-                            source_file: sub
-                                .and_then(|s| s.documents.iter().find(|doc| doc.id == r.document))
-                                .map(|doc| doc.path.clone())
-                                .unwrap_or_default(),
-                            received_at: data::local(
-                                tz,
-                                sub.map_or_else(|| self.now(), |s| s.arrived_at),
-                            ),
-                            key: r.key,
-                            value: r.value,
-                        }
-                    }));
-                    forms.push(ExportForm {
-                        name: format!("{}-{}", form.name, d.display_name()),
-                        layout: form.layout,
-                        columns: ExportColumn::of_form(form),
-                        rows,
-                    });
+            status.push(l.table);
+            for form in config
+                .forms
+                .iter()
+                .filter(|f| d.requires.iter().any(|r| r.accepts(f.kind)))
+            {
+                let records = self.store.records_for_form(&c.id, &d.id, &form.id).await?;
+                if records.is_empty() {
+                    continue;
                 }
+                let rows = export::rows(records.into_iter().map(|r| {
+                    let sub = subs.iter().find(|s| s.id == r.submission);
+                    ExportRecord {
+                        org_name: r
+                            .org
+                            .as_ref()
+                            .and_then(|o| self.directory.get(o))
+                            .map(|o| o.name.clone())
+                            .unwrap_or_default(),
+                        document: r.document.0,
+                        row: r.row,
+                        source_file: sub
+                            .and_then(|s| s.documents.iter().find(|doc| doc.id == r.document))
+                            .map(|doc| doc.path.clone())
+                            .unwrap_or_default(),
+                        received_at: data::local(
+                            tz,
+                            sub.map_or_else(|| self.now(), |s| s.arrived_at),
+                        ),
+                        key: r.key,
+                        value: r.value,
+                    }
+                }));
+                forms.push(ExportForm {
+                    name: format!("{}-{}", form.name, d.display_name()),
+                    layout: form.layout,
+                    columns: ExportColumn::of_form(form),
+                    rows,
+                });
             }
         }
         Ok(ExportData { forms, status })
