@@ -61,6 +61,9 @@ struct Stamp {
 impl UnitCache {
     /// The kept mails if they were read at the same revision; the id above
     /// which newer ones are to be read.
+    /// A unit with newer mail is handed out rather than shared: the caller
+    /// extends it and puts it back, and a shared copy would be cloned whole
+    /// for that, a unit's k-th mail costing O(k) again.
     fn get(&mut self, key: &UnitKey, now: Stamp) -> Option<(Arc<Vec<Sent>>, i64, i64)> {
         self.clock += 1;
         let clock = self.clock;
@@ -68,8 +71,13 @@ impl UnitCache {
         if kept.revision != now.revision || kept.count > now.count || kept.max_id > now.max_id {
             return None;
         }
-        kept.used = clock;
-        Some((kept.sent.clone(), kept.max_id, kept.count))
+        if kept.count == now.count && kept.max_id == now.max_id {
+            kept.used = clock;
+            return Some((kept.sent.clone(), kept.max_id, kept.count));
+        }
+        let kept = self.units.remove(key)?;
+        self.kept -= kept.sent.len();
+        Some((kept.sent, kept.max_id, kept.count))
     }
 
     fn put(&mut self, key: UnitKey, now: Stamp, sent: Arc<Vec<Sent>>) {
@@ -214,10 +222,22 @@ mod tests {
         let mut c = UnitCache::default();
         c.put(key("a"), stamp(0, 2, 7), mails(2));
         assert!(c.get(&key("a"), stamp(0, 2, 7)).is_some());
-        assert!(c.get(&key("a"), stamp(0, 3, 9)).is_some(), "newer ones");
         assert!(c.get(&key("a"), stamp(1, 2, 7)).is_none(), "reprocessed");
         assert!(c.get(&key("a"), stamp(0, 1, 7)).is_none(), "assigned away");
         assert!(c.get(&key("b"), stamp(0, 2, 7)).is_none());
+    }
+
+    #[test]
+    fn a_unit_with_newer_mail_is_handed_out_to_be_extended_without_a_copy() {
+        let mut c = UnitCache::default();
+        c.put(key("a"), stamp(0, 2, 7), mails(2));
+        let (sent, max_id, count) = c.get(&key("a"), stamp(0, 3, 9)).expect("kept");
+        assert_eq!((max_id, count), (7, 2));
+        assert_eq!(Arc::strong_count(&sent), 1, "not shared with the cache");
+        assert_eq!(c.kept, 0);
+        assert!(c.get(&key("a"), stamp(0, 3, 9)).is_none(), "until put back");
+        c.put(key("a"), stamp(0, 3, 9), sent);
+        assert!(c.get(&key("a"), stamp(0, 3, 9)).is_some());
     }
 
     #[test]
