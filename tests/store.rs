@@ -770,6 +770,91 @@ async fn acks_in_the_last_hour_are_counted_to_the_second() {
 }
 
 #[tokio::test]
+async fn the_supersede_chain_is_the_same_whatever_order_mail_is_recorded_in() {
+    use DocumentKind::{RecommendationForm as R, StatisticsForm as S, SummaryReport as Y};
+    // (day, hour, kinds): two pairs arrive at the same time (the id breaks
+    // the tie) and one mail carries no document at all.
+    let mails: [(u32, u32, &[DocumentKind]); 12] = [
+        (1, 9, &[R]),
+        (2, 9, &[S]),
+        (3, 9, &[R, S]),
+        (3, 9, &[R]),
+        (4, 9, &[Y]),
+        (5, 9, &[]),
+        (6, 9, &[S, Y]),
+        (7, 9, &[R]),
+        (7, 9, &[S]),
+        (8, 9, &[Y]),
+        (9, 9, &[R, Y]),
+        (10, 9, &[S]),
+    ];
+    let orders: [[usize; 12]; 4] = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        [11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+        [5, 0, 11, 3, 8, 1, 10, 6, 2, 9, 4, 7],
+        [3, 2, 8, 7, 0, 11, 1, 6, 4, 10, 9, 5],
+    ];
+    for (n, order) in orders.iter().enumerate() {
+        for db in dbs().await {
+            let s = &db.store;
+            let org = format!("org-{n}");
+            for (step, &i) in order.iter().enumerate() {
+                let (day, hour, kinds) = mails[i];
+                let docs = kinds
+                    .iter()
+                    .map(|&k| doc(&format!("{i}-{k:?}.pdf"), k, DocForm::Scan, None))
+                    .collect();
+                let m = raw(&format!("chain{n}-{i}"), file(&format!("{n}-{i}.eml")));
+                let a = analysis("unit@example.cn", Some(&org), at(day, hour), docs);
+                s.record(&m, &a, None, now()).await.unwrap();
+
+                // After every mail: each submission points to the latest
+                // earlier one sharing a kind, and those pointed to are
+                // superseded.
+                let mut subs: Vec<_> = s
+                    .submissions_for(&CampaignId::from("js-2025"), &DeadlineId::from("recommend"))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|x| x.org.as_ref().is_some_and(|o| o.as_str() == org))
+                    .collect();
+                assert_eq!(subs.len(), step + 1);
+                subs.sort_by_key(|x| (x.arrived_at, x.id.0));
+                let kinds_of = |x: &baosong::store::SubmissionInfo| -> HashSet<DocumentKind> {
+                    x.documents.iter().map(|d| d.kind).collect()
+                };
+                let expected: Vec<_> = (0..subs.len())
+                    .map(|j| {
+                        subs[..j]
+                            .iter()
+                            .rev()
+                            .find(|e| !kinds_of(e).is_disjoint(&kinds_of(&subs[j])))
+                            .map(|e| e.id)
+                    })
+                    .collect();
+                for (j, sub) in subs.iter().enumerate() {
+                    let pointed = expected.contains(&Some(sub.id));
+                    assert_eq!(
+                        (sub.supersedes, sub.state),
+                        (
+                            expected[j],
+                            if pointed {
+                                SubmissionState::Superseded
+                            } else {
+                                SubmissionState::Current
+                            }
+                        ),
+                        "{}: order {n}, after {} mails, submission {j}",
+                        db.label,
+                        step + 1
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn superseding_submission_points_to_earlier() {
     for db in dbs().await {
         let s = &db.store;
