@@ -640,17 +640,7 @@ async fn supersede_with_new(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(earlier) = earlier {
-        sqlx::query("UPDATE submissions SET supersedes = $2 WHERE id = $1")
-            .bind(new.0)
-            .bind(earlier)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query(
-            "UPDATE submissions SET state = 'superseded' WHERE id = $1 AND state <> 'superseded'",
-        )
-        .bind(earlier)
-        .execute(&mut **tx)
-        .await?;
+        point(tx, new.0, earlier).await?;
     }
     Ok(())
 }
