@@ -1127,6 +1127,72 @@ async fn a_units_kept_mails_follow_new_mails_reprocessing_and_assignment() {
 }
 
 #[tokio::test]
+async fn a_units_kept_mails_are_what_the_database_reads_back() {
+    for db in dbs().await {
+        let s = &db.store;
+        let (c, d, nj) = (
+            CampaignId::from("js-2025"),
+            DeadlineId::from("recommend"),
+            OrgId::from("nj-kjj"),
+        );
+        let sorted = |sent: &[baosong::status::Sent]| {
+            let mut v: Vec<String> = sent.iter().map(|m| format!("{m:?}")).collect();
+            v.sort();
+            v
+        };
+        let mut table = recommendation(&["活动一", "活动二"]);
+        table.rows.as_mut().unwrap().push(BTreeMap::new());
+        let mut with_table = doc(
+            "推荐表.xlsx",
+            DocumentKind::RecommendationForm,
+            DocForm::Electronic,
+            Some(table),
+        );
+        with_table
+            .problems
+            .push(Problem::new(ProblemCode::FieldMissing, "第2项\0缺少联系人"));
+        let mut empty_rows = recommendation(&[]);
+        empty_rows.rows = Some(Vec::new());
+        let mails = [
+            (
+                at(3, 9) + chrono::Duration::milliseconds(750),
+                vec![with_table],
+            ),
+            (
+                at(4, 9),
+                vec![doc(
+                    "空表.xlsx",
+                    DocumentKind::RecommendationForm,
+                    DocForm::Electronic,
+                    Some(empty_rows),
+                )],
+            ),
+            (at(5, 9), Vec::new()),
+        ];
+        for (i, (arrived, docs)) in mails.into_iter().enumerate() {
+            // As an ack does: the unit is read (and kept) before each mail.
+            s.unit_sent(&c, &d, &nj).await.unwrap();
+            let mut a = analysis("unit@example.cn", Some("nj-kjj"), arrived, docs);
+            a.problems
+                .push(Problem::new(ProblemCode::NoAttachment, "未见\0附件"));
+            s.record(
+                &raw(&format!("m{i}"), file(&format!("{i}.eml"))),
+                &a,
+                None,
+                now(),
+            )
+            .await
+            .unwrap();
+            let kept = s.unit_sent(&c, &d, &nj).await.unwrap();
+            let fresh = Store::open(&db.url).await.unwrap();
+            let read = fresh.unit_sent(&c, &d, &nj).await.unwrap();
+            assert_eq!(kept.len(), i + 1, "{}", db.label);
+            assert_eq!(sorted(&kept), sorted(&read), "{}: after mail {i}", db.label);
+        }
+    }
+}
+
+#[tokio::test]
 async fn assign_learns_the_address() {
     for db in dbs().await {
         let s = &db.store;

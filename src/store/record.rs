@@ -16,6 +16,7 @@ use crate::model::FieldValue;
 use crate::model::Problem;
 use crate::model::{Analysis, Document};
 use crate::model::{Origin, RawMessage};
+use crate::status::{Sent, SentDoc};
 use crate::types::{CampaignId, DeadlineId, OrgId, Sha256};
 
 /// What [`Store::record`] did.
@@ -211,6 +212,17 @@ impl Store {
         }
 
         tx.commit().await?;
+        if let (Some(org), Some(campaign), Some(deadline)) = (
+            analysis.organisation.id.as_ref(),
+            analysis.campaign.as_ref(),
+            analysis.deadline.as_ref(),
+        ) {
+            self.units_recorded(
+                (campaign.clone(), deadline.clone(), org.clone()),
+                submission_id,
+                as_stored(analysis, order_at),
+            );
+        }
         Ok(Recorded::New {
             message_id,
             submission_id,
@@ -552,6 +564,40 @@ async fn insert_records(
     }
     query.execute(&mut **tx).await?;
     Ok(())
+}
+
+/// A new submission as [`Store::unit_sent`] reads it back from the rows
+/// [`insert_contents`] writes: arrival to the second, a document's items
+/// counted from its rows with cells, text without NUL.
+fn as_stored(analysis: &Analysis, order_at: DateTime<Utc>) -> Sent {
+    let problems = |ps: &[Problem]| {
+        ps.iter()
+            .map(|p| Problem::new(p.code, no_nul(&p.message).into_owned()))
+            .collect()
+    };
+    Sent {
+        arrived_at: DateTime::from_timestamp(ts(order_at), 0).unwrap_or(order_at),
+        late: analysis.late == Some(true),
+        documents: analysis
+            .documents
+            .iter()
+            .map(|d| SentDoc {
+                path: d.path.clone(),
+                kind: d.kind,
+                form: d.form,
+                sha256: d.sha256.clone(),
+                sealed: d.sealed,
+                items: d
+                    .table
+                    .as_ref()
+                    .and_then(|t| t.rows.as_ref())
+                    .map(|rows| rows.iter().filter(|r| !r.is_empty()).count())
+                    .filter(|n| *n > 0),
+                problems: problems(&d.problems),
+            })
+            .collect(),
+        problems: problems(&analysis.problems),
+    }
 }
 
 /// Text read out of a file, without NUL: PostgreSQL refuses it in TEXT

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 
 use super::query::Filter;
-use super::{Result, Store, get};
+use super::{Result, Store, SubmissionId, get};
 use crate::status::Sent;
 use crate::types::{CampaignId, DeadlineId, OrgId};
 
@@ -23,7 +23,7 @@ use crate::types::{CampaignId, DeadlineId, OrgId};
 /// recently used units go first. A unit over the limit is not kept.
 const MAX_KEPT: usize = 50_000;
 
-type UnitKey = (CampaignId, DeadlineId, OrgId);
+pub(super) type UnitKey = (CampaignId, DeadlineId, OrgId);
 
 #[derive(Default)]
 pub(super) struct UnitCache {
@@ -78,6 +78,29 @@ impl UnitCache {
         let kept = self.units.remove(key)?;
         self.kept -= kept.sent.len();
         Some((kept.sent, kept.max_id, kept.count))
+    }
+
+    /// A submission this store has just committed, added to its unit's kept
+    /// mails if they were read up to an older id: the unit's next ack then
+    /// reads only its stamp. If anything else was committed in between, the
+    /// stamp's count tells the next use to read again.
+    fn add(&mut self, key: &UnitKey, id: i64, sent: Sent) {
+        let Some(kept) = self.units.get_mut(key) else {
+            return;
+        };
+        // A newer id kept means the unit was read back with this one in it.
+        if id <= kept.max_id {
+            return;
+        }
+        if self.kept >= MAX_KEPT {
+            self.kept -= kept.sent.len();
+            self.units.remove(key);
+            return;
+        }
+        Arc::make_mut(&mut kept.sent).push(sent);
+        kept.count += 1;
+        kept.max_id = id;
+        self.kept += 1;
     }
 
     fn put(&mut self, key: UnitKey, now: Stamp, sent: Arc<Vec<Sent>>) {
@@ -177,6 +200,11 @@ impl Store {
         Ok(Arc::new(subs.iter().map(|s| s.sent()).collect()))
     }
 
+    /// Called by [`Store::record`] after its commit.
+    pub(super) fn units_recorded(&self, key: UnitKey, id: SubmissionId, sent: Sent) {
+        self.lock_units().add(&key, id.0, sent);
+    }
+
     fn lock_units(&self) -> std::sync::MutexGuard<'_, UnitCache> {
         // The cache holds no invariant a panic elsewhere could break halfway.
         self.units.lock().unwrap_or_else(PoisonError::into_inner)
@@ -238,6 +266,25 @@ mod tests {
         assert!(c.get(&key("a"), stamp(0, 3, 9)).is_none(), "until put back");
         c.put(key("a"), stamp(0, 3, 9), sent);
         assert!(c.get(&key("a"), stamp(0, 3, 9)).is_some());
+    }
+
+    #[test]
+    fn a_recorded_submission_extends_the_kept_mails_in_place() {
+        let mut c = UnitCache::default();
+        c.put(key("a"), stamp(0, 2, 7), mails(2));
+        let one = mails(1)[0].clone();
+        c.add(&key("a"), 9, one.clone());
+        let (sent, max_id, count) = c.get(&key("a"), stamp(0, 3, 9)).expect("kept");
+        assert_eq!((sent.len(), max_id, count), (3, 9, 3));
+        drop(sent);
+        c.add(&key("a"), 8, one.clone());
+        assert_eq!(c.kept, 3, "an older id was read back already");
+        c.add(&key("b"), 10, one);
+        assert!(c.get(&key("b"), stamp(0, 1, 10)).is_none(), "nothing kept");
+        assert!(
+            c.get(&key("a"), stamp(0, 5, 11)).is_some(),
+            "another commit in between: handed out to read what is newer"
+        );
     }
 
     #[test]
