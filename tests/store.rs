@@ -770,6 +770,34 @@ async fn acks_in_the_last_hour_are_counted_to_the_second() {
 }
 
 #[tokio::test]
+async fn ack_counters_older_than_two_hours_are_dropped() {
+    let base = Utc.with_ymd_and_hms(2026, 5, 6, 10, 0, 0).unwrap();
+    for db in dbs().await {
+        let s = &db.store;
+        for (i, sec) in [0, 60, 3 * 3600].into_iter().enumerate() {
+            let m = raw(&format!("p{i}"), file(&format!("p{i}.eml")));
+            let a = analysis("unit@example.cn", Some("nj-kjj"), base, Vec::new());
+            let when = base + chrono::Duration::seconds(sec);
+            s.record(&m, &a, Some(ack_for(&m, "unit@example.cn")), when)
+                .await
+                .unwrap();
+        }
+        // A window reaching back past the counters kept sees only what is
+        // kept; the hourly cap never asks for one.
+        let count = s
+            .count_acks_since(base - chrono::Duration::seconds(60))
+            .await
+            .unwrap();
+        assert_eq!(count, 1, "{}", db.label);
+        let last_hour = s
+            .count_acks_since(base + chrono::Duration::seconds(2 * 3600))
+            .await
+            .unwrap();
+        assert_eq!(last_hour, 1, "{}", db.label);
+    }
+}
+
+#[tokio::test]
 async fn the_supersede_chain_is_the_same_whatever_order_mail_is_recorded_in() {
     use DocumentKind::{RecommendationForm as R, StatisticsForm as S, SummaryReport as Y};
     // (day, hour, kinds): two pairs arrive at the same time (the id breaks

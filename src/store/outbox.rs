@@ -421,20 +421,33 @@ pub(super) async fn insert(
     })?;
     let Some(id) = id else { return Ok(None) };
     if mail.kind == OutboxKind::Ack {
-        sqlx::query(
+        let minute = ts(now).div_euclid(60);
+        let n: i64 = sqlx::query_scalar(
             "INSERT INTO ack_minutes (minute, shard, n) VALUES ($1, $2, 1) \
-             ON CONFLICT (minute, shard) DO UPDATE SET n = ack_minutes.n + 1",
+             ON CONFLICT (minute, shard) DO UPDATE SET n = ack_minutes.n + 1 RETURNING n",
         )
-        .bind(ts(now).div_euclid(60))
+        .bind(minute)
         .bind(id.rem_euclid(ACK_SHARDS))
-        .execute(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
+        // A minute's first ack (per shard) drops the minutes no hourly
+        // count reads any more: the table holds about two hours.
+        if n == 1 {
+            sqlx::query("DELETE FROM ack_minutes WHERE minute < $1")
+                .bind(minute - ACK_MINUTES_KEPT)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(Some(OutboxId(id)))
 }
 
 /// Rows each minute of `ack_minutes` is spread over.
 const ACK_SHARDS: i64 = 4;
+
+/// Minutes `ack_minutes` keeps: the hourly cap reads 61, the rest is slack
+/// for clocks a little apart.
+const ACK_MINUTES_KEPT: i64 = 120;
 
 /// Loads one row with its attachments.
 pub(super) async fn load(conn: &mut sqlx::AnyConnection, id: OutboxId) -> Result<OutboxRow> {
