@@ -836,49 +836,87 @@ async fn the_supersede_chain_is_the_same_whatever_order_mail_is_recorded_in() {
                 let a = analysis("unit@example.cn", Some(&org), at(day, hour), docs);
                 s.record(&m, &a, None, now()).await.unwrap();
 
-                // After every mail: each submission points to the latest
-                // earlier one sharing a kind, and those pointed to are
-                // superseded.
-                let mut subs: Vec<_> = s
-                    .submissions_for(&CampaignId::from("js-2025"), &DeadlineId::from("recommend"))
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .filter(|x| x.org.as_ref().is_some_and(|o| o.as_str() == org))
-                    .collect();
-                assert_eq!(subs.len(), step + 1);
-                subs.sort_by_key(|x| (x.arrived_at, x.id.0));
-                let kinds_of = |x: &baosong::store::SubmissionInfo| -> HashSet<DocumentKind> {
-                    x.documents.iter().map(|d| d.kind).collect()
-                };
-                let expected: Vec<_> = (0..subs.len())
-                    .map(|j| {
-                        subs[..j]
-                            .iter()
-                            .rev()
-                            .find(|e| !kinds_of(e).is_disjoint(&kinds_of(&subs[j])))
-                            .map(|e| e.id)
-                    })
-                    .collect();
-                for (j, sub) in subs.iter().enumerate() {
-                    let pointed = expected.contains(&Some(sub.id));
-                    assert_eq!(
-                        (sub.supersedes, sub.state),
-                        (
-                            expected[j],
-                            if pointed {
-                                SubmissionState::Superseded
-                            } else {
-                                SubmissionState::Current
-                            }
-                        ),
-                        "{}: order {n}, after {} mails, submission {j}",
-                        db.label,
-                        step + 1
-                    );
-                }
+                let context = format!("{}: order {n}, after {} mails", db.label, step + 1);
+                assert_eq!(assert_chain(s, &org, &context).await, step + 1);
             }
         }
+    }
+}
+
+/// Checks a unit's supersede chain against a brute force: each submission
+/// points to the latest earlier one sharing a kind, and those pointed to
+/// are superseded. Returns how many submissions the unit has.
+async fn assert_chain(s: &Store, org: &str, context: &str) -> usize {
+    let mut subs: Vec<_> = s
+        .submissions_for(&CampaignId::from("js-2025"), &DeadlineId::from("recommend"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.org.as_ref().is_some_and(|o| o.as_str() == org))
+        .collect();
+    subs.sort_by_key(|x| (x.arrived_at, x.id.0));
+    let kinds_of = |x: &baosong::store::SubmissionInfo| -> HashSet<DocumentKind> {
+        x.documents.iter().map(|d| d.kind).collect()
+    };
+    let expected: Vec<_> = (0..subs.len())
+        .map(|j| {
+            subs[..j]
+                .iter()
+                .rev()
+                .find(|e| !kinds_of(e).is_disjoint(&kinds_of(&subs[j])))
+                .map(|e| e.id)
+        })
+        .collect();
+    for (j, sub) in subs.iter().enumerate() {
+        let pointed = expected.contains(&Some(sub.id));
+        assert_eq!(
+            (sub.supersedes, sub.state),
+            (
+                expected[j],
+                if pointed {
+                    SubmissionState::Superseded
+                } else {
+                    SubmissionState::Current
+                }
+            ),
+            "{context}, submission {j}",
+        );
+    }
+    subs.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_recording_one_units_mail_at_once_keep_its_chain() {
+    // Two stores on one database, as two instances are: one reads the
+    // unit's mail to one mailbox, the other its mail to another.
+    for db in dbs().await {
+        let other = Store::open(&db.url).await.unwrap();
+        let record = |s: Store, side: u32| async move {
+            for i in 0..30u32 {
+                let kind = if i % 3 == 0 {
+                    DocumentKind::StatisticsForm
+                } else {
+                    DocumentKind::RecommendationForm
+                };
+                let docs = vec![doc(&format!("{side}-{i}.pdf"), kind, DocForm::Scan, None)];
+                let m = raw(
+                    &format!("race{side}-{i}"),
+                    file(&format!("race{side}-{i}.eml")),
+                );
+                // Interleaved arrival times, so each side's mail falls
+                // between the other's.
+                let arrived = at(1, 0) + chrono::Duration::minutes(i64::from(2 * i + side));
+                let a = analysis("unit@example.cn", Some("nj-kjj"), arrived, docs);
+                s.record(&m, &a, None, now()).await.unwrap();
+            }
+        };
+        let (a, b) = tokio::join!(
+            tokio::spawn(record(db.store.clone(), 0)),
+            tokio::spawn(record(other, 1))
+        );
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(assert_chain(&db.store, "nj-kjj", db.label).await, 60);
     }
 }
 

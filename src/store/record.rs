@@ -652,6 +652,7 @@ async fn supersede_with_new(
     let (Some(org), Some(campaign), Some(deadline)) = (org, campaign, deadline) else {
         return Ok(());
     };
+    lock_unit(tx, org, campaign, deadline).await?;
     // Ordered like recompute_supersedes: by arrival, then id.
     let later: Option<i64> = sqlx::query_scalar(
         "SELECT s.id FROM submissions s, submissions n \
@@ -687,6 +688,33 @@ async fn supersede_with_new(
     .await?;
     if let Some(earlier) = earlier {
         point(tx, new.0, earlier).await?;
+    }
+    Ok(())
+}
+
+/// Makes transactions that rewrite one unit's supersede chain take turns.
+/// On PostgreSQL two instances may record the same unit's mail at once
+/// (sent to two mailboxes they each hold); under READ COMMITTED neither
+/// saw the other's new row and both chains came out wrong (test
+/// `two_instances_recording_one_units_mail_at_once_keep_its_chain`). The
+/// lock is held to commit, and each statement after it sees what the
+/// other committed. SQLite has one writer at a time already.
+async fn lock_unit(
+    tx: &mut Transaction<'static, Any>,
+    org: &OrgId,
+    campaign: &CampaignId,
+    deadline: &DeadlineId,
+) -> Result<()> {
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!(
+                "supersede\u{1f}{}\u{1f}{}\u{1f}{}",
+                campaign.as_str(),
+                deadline.as_str(),
+                org.as_str()
+            ))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -828,6 +856,7 @@ pub(super) async fn recompute_supersedes(
     let (Some(org), Some(campaign), Some(deadline)) = (org, campaign, deadline) else {
         return Ok(());
     };
+    lock_unit(tx, org, campaign, deadline).await?;
     let rows = sqlx::query(
         "SELECT s.id, s.supersedes, s.state, d.kind FROM submissions s \
          LEFT JOIN documents d ON d.submission_id = s.id \
