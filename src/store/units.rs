@@ -6,10 +6,12 @@
 //! folded-over mails are kept in memory and checked against the database on
 //! every use with one indexed query: how many submissions the unit has, the
 //! highest id, and the store's revision, which every change other than a
-//! new submission bumps (reprocess, assign). Only submissions newer than
-//! the kept ones are then read. Anything unexpected (another instance's
-//! commit landing under the highest id, a change by a coordinator) reloads
-//! the unit in full, so the kept copy is never trusted over the database.
+//! new submission bumps (reprocess, assign). A submission this store
+//! records is added to its unit's kept mails at commit; only newer ones
+//! recorded elsewhere (another instance) are then read. Anything
+//! unexpected (another instance's commit landing under the highest id, a
+//! change by a coordinator) reloads the unit in full, so the kept copy is
+//! never trusted over the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
