@@ -16,7 +16,7 @@ use crate::model::FieldValue;
 use crate::model::Problem;
 use crate::model::{Analysis, Document};
 use crate::model::{Origin, RawMessage};
-use crate::status::{Sent, SentDoc};
+use crate::status::Sent;
 use crate::types::{CampaignId, DeadlineId, OrgId, Sha256};
 
 /// What [`Store::record`] did.
@@ -570,34 +570,24 @@ async fn insert_records(
 /// [`insert_contents`] writes: arrival to the second, a document's items
 /// counted from its rows with cells, text without NUL.
 fn as_stored(analysis: &Analysis, order_at: DateTime<Utc>) -> Sent {
-    let problems = |ps: &[Problem]| {
-        ps.iter()
-            .map(|p| Problem::new(p.code, no_nul(&p.message).into_owned()))
-            .collect()
+    let mut sent = Sent::of_analysis(analysis, order_at);
+    sent.arrived_at = DateTime::from_timestamp(ts(order_at), 0).unwrap_or(order_at);
+    let strip = |ps: &mut Vec<Problem>| {
+        for p in ps {
+            p.message = no_nul(&p.message).into_owned();
+        }
     };
-    Sent {
-        arrived_at: DateTime::from_timestamp(ts(order_at), 0).unwrap_or(order_at),
-        late: analysis.late == Some(true),
-        documents: analysis
-            .documents
-            .iter()
-            .map(|d| SentDoc {
-                path: d.path.clone(),
-                kind: d.kind,
-                form: d.form,
-                sha256: d.sha256.clone(),
-                sealed: d.sealed,
-                items: d
-                    .table
-                    .as_ref()
-                    .and_then(|t| t.rows.as_ref())
-                    .map(|rows| rows.iter().filter(|r| !r.is_empty()).count())
-                    .filter(|n| *n > 0),
-                problems: problems(&d.problems),
-            })
-            .collect(),
-        problems: problems(&analysis.problems),
+    for (stored, doc) in sent.documents.iter_mut().zip(&analysis.documents) {
+        stored.items = doc
+            .table
+            .as_ref()
+            .and_then(|t| t.rows.as_ref())
+            .map(|rows| rows.iter().filter(|r| !r.is_empty()).count())
+            .filter(|n| *n > 0);
+        strip(&mut stored.problems);
     }
+    strip(&mut sent.problems);
+    sent
 }
 
 /// Text read out of a file, without NUL: PostgreSQL refuses it in TEXT
