@@ -250,12 +250,13 @@ fn find_named<'a>(text: &str, dir: &'a Directory, syn: &[(String, String)]) -> N
         return Named::None;
     }
     let mut best: Vec<(&Organisation, usize, String)> = Vec::new();
-    for org in dir.all() {
+    for (org, keys) in dir.all().iter().zip(dir.name_keys(syn).iter()) {
         let longest = org
             .names()
-            .filter_map(|n| {
-                let k = name_key(n, syn);
-                (k.chars().count() >= 3 && t.contains(&k)).then(|| (k.chars().count(), n))
+            .zip(keys)
+            .filter_map(|(n, k)| {
+                let len = k.chars().count();
+                (len >= 3 && t.contains(k.as_str())).then_some((len, n))
             })
             .max_by_key(|(len, _)| *len);
         if let Some((len, name)) = longest {
