@@ -283,11 +283,11 @@ impl Services {
         };
         let smtp = &self.config.smtp;
         let since = now - chrono::Duration::hours(1);
-        let to_them = self
+        let counts = self
             .store
-            .count_acks_to(to.as_str(), since, smtp.ack_per_recipient_per_hour)
+            .ack_counts(to.as_str(), since, smtp.ack_per_recipient_per_hour)
             .await?;
-        let to_all = self.store.count_acks_since(since).await?;
+        let (to_them, to_all) = (counts.to_address, counts.to_anyone);
         let limit = if to_them >= smtp.ack_per_recipient_per_hour {
             Some(format!(
                 "{to_them} acks to {to} in the last hour (limit {})",

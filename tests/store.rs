@@ -694,40 +694,47 @@ async fn ack_rate_counts_acks_to_one_address() {
         s.enqueue(mail("reminder:not-an-ack"), now()).await.unwrap();
         let hour_ago = Utc::now() - chrono::Duration::hours(1);
         assert_eq!(
-            s.count_acks_to("unit@example.cn", hour_ago, 10)
+            s.ack_counts("unit@example.cn", hour_ago, 10)
                 .await
-                .unwrap(),
+                .unwrap()
+                .to_address,
             3,
             "{}",
             db.label
         );
         assert_eq!(
-            s.count_acks_to("other@example.cn", hour_ago, 10)
+            s.ack_counts("other@example.cn", hour_ago, 10)
                 .await
-                .unwrap(),
+                .unwrap()
+                .to_address,
             0,
             "{}",
             db.label
         );
         assert_eq!(
-            s.count_acks_to("unit@example.cn", far_future(), 10)
+            s.ack_counts("unit@example.cn", far_future(), 10)
                 .await
-                .unwrap(),
+                .unwrap()
+                .to_address,
             0,
             "{}",
             db.label
         );
         // Everyone's acks; the count to one address stops at its cap.
         assert_eq!(
-            s.count_acks_since(hour_ago).await.unwrap(),
+            s.ack_counts("other@example.cn", hour_ago, 10)
+                .await
+                .unwrap()
+                .to_anyone,
             3,
             "{}",
             db.label
         );
         assert_eq!(
-            s.count_acks_to("unit@example.cn", hour_ago, 2)
+            s.ack_counts("unit@example.cn", hour_ago, 2)
                 .await
-                .unwrap(),
+                .unwrap()
+                .to_address,
             2,
             "{}",
             db.label
@@ -758,9 +765,14 @@ async fn acks_in_the_last_hour_are_counted_to_the_second() {
         for since in [0, 5, 6, 59, 60, 61, 62, 119, 120, 3599, 3600, 3606] {
             let expected = queued.iter().filter(|&&q| q >= since).count() as u32;
             assert_eq!(
-                s.count_acks_since(base + chrono::Duration::seconds(since))
-                    .await
-                    .unwrap(),
+                s.ack_counts(
+                    "unit@example.cn",
+                    base + chrono::Duration::seconds(since),
+                    10
+                )
+                .await
+                .unwrap()
+                .to_anyone,
                 expected,
                 "since 10:00 + {since} s, {}",
                 db.label
@@ -785,14 +797,20 @@ async fn ack_counters_older_than_two_hours_are_dropped() {
         // A window reaching back past the counters kept sees only what is
         // kept; the hourly cap never asks for one.
         let count = s
-            .count_acks_since(base - chrono::Duration::seconds(60))
+            .ack_counts("unit@example.cn", base - chrono::Duration::seconds(60), 10)
             .await
-            .unwrap();
+            .unwrap()
+            .to_anyone;
         assert_eq!(count, 1, "{}", db.label);
         let last_hour = s
-            .count_acks_since(base + chrono::Duration::seconds(2 * 3600))
+            .ack_counts(
+                "unit@example.cn",
+                base + chrono::Duration::seconds(2 * 3600),
+                10,
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .to_anyone;
         assert_eq!(last_hour, 1, "{}", db.label);
     }
 }

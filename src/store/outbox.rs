@@ -98,6 +98,14 @@ pub struct NewOutbox {
     pub not_before: Option<DateTime<Utc>>,
 }
 
+/// Acks queued in a window ([`Store::ack_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckCounts {
+    /// To one address, counted up to a cap.
+    pub to_address: u32,
+    pub to_anyone: u32,
+}
+
 /// An outbox row as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
@@ -313,47 +321,46 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Acks queued for `address` since `since`, whatever became of them: the
-    /// per-recipient rate limit counts what we tried to send. An ack has one
-    /// recipient, so the address is compared with the whole `to` list.
+    /// Acks queued since `since`, whatever became of them, for the rate
+    /// limits: to `address`, and to anyone. One query, as the ack of every
+    /// mail asks both.
     ///
-    /// Counting stops at `cap` (the limit): past it the answer is the same,
-    /// and a busy hour's acks are not all walked for every mail.
-    pub async fn count_acks_to(
+    /// To `address`: an ack has one recipient, so the address is compared
+    /// with the whole `to` list; counting stops at `cap` (the limit), as past
+    /// it the answer is the same and a busy hour's acks are not all walked
+    /// for every mail.
+    ///
+    /// To anyone: the whole minutes from `ack_minutes`, the part of the first
+    /// minute from the outbox, so the count is exact. Counting them all in
+    /// the outbox grew with the hour's acks: 0.54 ms a mail at 14,000.
+    pub async fn ack_counts(
         &self,
         address: &str,
         since: DateTime<Utc>,
         cap: u32,
-    ) -> Result<u32> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox \
-               WHERE kind = 'ack' AND to_addrs = $1 AND created_at >= $2 LIMIT $3) AS recent",
+    ) -> Result<AckCounts> {
+        let minute = ts(since).div_euclid(60);
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM outbox \
+                       WHERE kind = 'ack' AND to_addrs = $1 AND created_at >= $2 LIMIT $3) \
+                     AS recent) AS to_address, \
+                    COALESCE((SELECT CAST(SUM(n) AS BIGINT) FROM ack_minutes \
+                              WHERE minute > $4), 0) \
+                    + (SELECT COUNT(*) FROM outbox \
+                       WHERE kind = 'ack' AND created_at >= $2 AND created_at < $5) \
+                     AS to_anyone",
         )
         .bind(address.trim().to_lowercase())
         .bind(ts(since))
         .bind(i64::from(cap))
-        .fetch_one(&self.pool)
-        .await?;
-        to_u32(n)
-    }
-
-    /// Acks queued to anyone since `since`, for the global hourly cap: the
-    /// whole minutes from `ack_minutes`, the part of the first minute from
-    /// the outbox, so the count is exact. Counting them all in the outbox
-    /// grew with the hour's acks: 0.54 ms a mail at 14,000.
-    pub async fn count_acks_since(&self, since: DateTime<Utc>) -> Result<u32> {
-        let minute = ts(since).div_euclid(60);
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT CAST(SUM(n) AS BIGINT) FROM ack_minutes WHERE minute > $1), 0) \
-               + (SELECT COUNT(*) FROM outbox \
-                  WHERE kind = 'ack' AND created_at >= $2 AND created_at < $3)",
-        )
         .bind(minute)
-        .bind(ts(since))
         .bind((minute + 1) * 60)
         .fetch_one(&self.pool)
         .await?;
-        to_u32(n)
+        Ok(AckCounts {
+            to_address: to_u32(get(&row, "to_address")?)?,
+            to_anyone: to_u32(get(&row, "to_anyone")?)?,
+        })
     }
 
     /// Rows given up on, oldest first.

@@ -643,39 +643,35 @@ async fn supersede_with_new(
         return Ok(());
     };
     lock_unit(tx, org, campaign, deadline).await?;
-    // Ordered like recompute_supersedes: by arrival, then id.
-    let later: Option<i64> = sqlx::query_scalar(
-        "SELECT s.id FROM submissions s, submissions n \
-         WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
-           AND s.id <> n.id \
-           AND (s.arrived_at > n.arrived_at OR (s.arrived_at = n.arrived_at AND s.id > n.id)) \
-         LIMIT 1",
+    // Ordered like recompute_supersedes: by arrival, then id. `later`: any
+    // submission after `new`; `earlier`: the latest before it sharing a
+    // document kind with it. One query, as every mail of a unit asks both.
+    let row = sqlx::query(
+        "SELECT (SELECT s.id FROM submissions s, submissions n \
+                 WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
+                   AND s.id <> n.id \
+                   AND (s.arrived_at > n.arrived_at \
+                        OR (s.arrived_at = n.arrived_at AND s.id > n.id)) \
+                 LIMIT 1) AS later, \
+                (SELECT s.id FROM submissions s, submissions n \
+                 WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
+                   AND s.id <> n.id \
+                   AND EXISTS (SELECT 1 FROM documents d, documents e \
+                               WHERE d.submission_id = s.id AND e.submission_id = n.id \
+                                 AND d.kind = e.kind) \
+                 ORDER BY s.arrived_at DESC, s.id DESC LIMIT 1) AS earlier",
     )
     .bind(new.0)
     .bind(org.as_str())
     .bind(campaign.as_str())
     .bind(deadline.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
+    let later: Option<i64> = get(&row, "later")?;
+    let earlier: Option<i64> = get(&row, "earlier")?;
     if later.is_some() {
         return supersede_before_later(tx, new, org, campaign, deadline).await;
     }
-    // The latest earlier submission sharing a document kind with `new`.
-    let earlier: Option<i64> = sqlx::query_scalar(
-        "SELECT s.id FROM submissions s, submissions n \
-         WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
-           AND s.id <> n.id \
-           AND EXISTS (SELECT 1 FROM documents d, documents e \
-                       WHERE d.submission_id = s.id AND e.submission_id = n.id \
-                         AND d.kind = e.kind) \
-         ORDER BY s.arrived_at DESC, s.id DESC LIMIT 1",
-    )
-    .bind(new.0)
-    .bind(org.as_str())
-    .bind(campaign.as_str())
-    .bind(deadline.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
     if let Some(earlier) = earlier {
         point(tx, new.0, earlier).await?;
     }
