@@ -29,8 +29,8 @@ use crate::replies::{self, Handled};
 use crate::schedule;
 use crate::status::{self, DeadlineStatus, Sent};
 use crate::store::{
-    Archive, Marked, MessageId, NewOutbox, OutboxId, OutboxKind, Recorded, Store, StoreError,
-    SubmissionInfo,
+    Archive, Lease, Marked, MessageId, NewOutbox, OutboxId, OutboxKind, OutboxRow, Recorded, Store,
+    StoreError, SubmissionInfo,
 };
 use crate::types::{CampaignId, DeadlineId, DocForm, MailboxName, OrgId};
 
@@ -136,7 +136,7 @@ impl Services {
     /// mail, unanswered, for a person to see.
     pub async fn process(&self, raw: &RawMessage) -> Result<Recorded, ActionError> {
         let prepared = self.prepare(raw).await?;
-        self.commit(raw, prepared).await
+        Ok(self.commit(raw, prepared, None).await?.0)
     }
 
     /// The first half of [`Self::process`]: the raw bytes made durable and
@@ -152,14 +152,16 @@ impl Services {
 
     /// The second half of [`Self::process`]: a coordinator's commands obeyed,
     /// or the ack (which sees every message committed before this one) and
-    /// the row, in one transaction.
+    /// the row, in one transaction. With `lease`, the ack is stored as being
+    /// sent under it and returned, for the caller to send.
     pub async fn commit(
         &self,
         raw: &RawMessage,
         prepared: Prepared,
-    ) -> Result<Recorded, ActionError> {
+        lease: Option<&Lease>,
+    ) -> Result<(Recorded, Option<OutboxRow>), ActionError> {
         let refused = match self.command_reply(raw).await? {
-            Handled::Obeyed(recorded) => return Ok(recorded),
+            Handled::Obeyed(recorded) => return Ok((recorded, None)),
             Handled::Refused(why) => Some(why),
             Handled::Ordinary => None,
         };
@@ -171,7 +173,10 @@ impl Services {
             }
             None => self.ack_for(&mut analysis, now).await?,
         };
-        Ok(self.store.record(raw, &analysis, ack, now).await?)
+        Ok(self
+            .store
+            .record_leasing_ack(raw, &analysis, ack, lease, now)
+            .await?)
     }
 
     /// How many messages are worth preparing at once: as many as files can

@@ -30,7 +30,7 @@ use crate::model::RawMessage;
 use crate::outbound::transport::MailSender;
 use crate::schedule;
 use crate::source::{self, Delivery, Disposition, MailboxSource, SourceError};
-use crate::store::{OutboxRow, Recorded};
+use crate::store::{Lease, OutboxRow, Recorded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -57,6 +57,9 @@ const LEASE: Duration = Duration::from_secs(30);
 const RENEW: Duration = Duration::from_secs(10);
 /// Outbox rows claimed at a time.
 const BATCH: u32 = 10;
+/// Acks handed from the processor to the outbox worker, at most; past that
+/// they are stored pending and claimed.
+const HANDED: usize = 20;
 
 /// Runs until `cancel` fires (or, with `once`, until the mailboxes are read,
 /// what is due is enqueued and the outbox is empty).
@@ -76,6 +79,8 @@ pub async fn run(
     let stop_background = CancellationToken::new();
     let sources_done = CancellationToken::new();
     let wake = Arc::new(Notify::new());
+    // Acks stored as being sent by this instance, straight to its sender.
+    let (hand, handed) = mpsc::channel::<OutboxRow>(HANDED);
     let mut beats: Vec<(String, Heartbeat)> = Vec::new();
     let mut beat = |name: String| {
         let b = Heartbeat::default();
@@ -97,12 +102,14 @@ pub async fn run(
     tasks.spawn(processor(
         services.clone(),
         rx,
+        hand,
         wake.clone(),
         beat("processor".into()),
     ));
     tasks.spawn(outbox_worker(
         services.clone(),
         sender,
+        handed,
         wake.clone(),
         stop_worker.clone(),
         opts.once.then(|| sources_done.clone()),
@@ -222,9 +229,11 @@ type InFlight = (
 async fn processor(
     services: Services,
     mut rx: mpsc::Receiver<Delivery>,
+    hand: mpsc::Sender<OutboxRow>,
     wake: Arc<Notify>,
     beat: Heartbeat,
 ) -> (&'static str, Result<(), String>) {
+    let owner = services.config.store.instance_name();
     // One more than the workers: while a message commits, every worker still
     // has a message to read.
     let width = services.parallelism() + 1;
@@ -257,9 +266,19 @@ async fn processor(
             continue;
         };
         let prepared = beat.while_pending(job).await;
-        let disposition = beat
-            .while_pending(handle(&services, &raw, prepared, &wake))
+        // A place in the worker's queue first: an ack leased to it must
+        // reach it. Without one the ack is stored pending, and claimed.
+        let place = hand.try_reserve().ok();
+        let lease = place.as_ref().map(|_| Lease {
+            owner: owner.clone(),
+            until: services.now() + chrono::Duration::from_std(LEASE).unwrap_or_default(),
+        });
+        let (disposition, leased) = beat
+            .while_pending(handle(&services, &raw, prepared, lease.as_ref(), &wake))
             .await;
+        if let (Some(place), Some(row)) = (place, leased) {
+            place.send(row);
+        }
         // A source that stopped meanwhile offers the message again next time.
         let _ = done.send(disposition);
     }
@@ -268,16 +287,18 @@ async fn processor(
 
 /// One message. A passing cause (database, disk) is retried by the source;
 /// any other failure, a panic included, is recorded for a person and the
-/// mailbox moves on.
+/// mailbox moves on. With `lease`, a new message's ack comes back leased,
+/// to be sent; one stored pending wakes the outbox worker.
 async fn handle(
     services: &Services,
     raw: &RawMessage,
     prepared: Result<Result<Prepared, ActionError>, tokio::task::JoinError>,
+    lease: Option<&Lease>,
     wake: &Notify,
-) -> Disposition {
+) -> (Disposition, Option<OutboxRow>) {
     let origin = raw.origin.display();
     let committed = match prepared {
-        Ok(Ok(prepared)) => AssertUnwindSafe(services.commit(raw, prepared))
+        Ok(Ok(prepared)) => AssertUnwindSafe(services.commit(raw, prepared, lease))
             .catch_unwind()
             .await
             .map_err(panic_message),
@@ -285,11 +306,13 @@ async fn handle(
         Err(e) => Err(panic_text(e)),
     };
     let failure = match committed {
-        Ok(Ok(recorded)) => {
+        Ok(Ok((recorded, leased))) => {
             match recorded {
                 Recorded::New { message_id, .. } => {
                     info!(origin, message = %message_id, "message stored");
-                    wake.notify_one();
+                    if leased.is_none() {
+                        wake.notify_one();
+                    }
                 }
                 Recorded::Duplicate { message_id } => {
                     info!(origin, message = %message_id, "message was stored before")
@@ -301,20 +324,23 @@ async fn handle(
                     info!(origin, message = %message_id, original = %original, "another copy of a stored message; kept, not answered again")
                 }
             }
-            return Disposition::Committed;
+            return (Disposition::Committed, leased);
         }
         Ok(Err(e)) if e.is_transient() => {
             warn!(origin, error = %e, "storing the message failed for now; it will be offered again");
-            return Disposition::Failed {
-                transient: true,
-                reason: e.to_string(),
-            };
+            return (
+                Disposition::Failed {
+                    transient: true,
+                    reason: e.to_string(),
+                },
+                None,
+            );
         }
         Ok(Err(e)) => e.to_string(),
         Err(panic) => format!("a panic while processing: {panic}"),
     };
     error!(origin, error = %failure, "processing the message failed; recording it for a person");
-    match AssertUnwindSafe(services.record_failure(raw, &failure))
+    let disposition = match AssertUnwindSafe(services.record_failure(raw, &failure))
         .catch_unwind()
         .await
     {
@@ -330,17 +356,22 @@ async fn handle(
             transient: false,
             reason: format!("{failure}; recording it panicked: {}", panic_message(panic)),
         },
-    }
+    };
+    (disposition, None)
 }
 
-/// Sends outbox rows: claims a few under a lease, sends each, records the
-/// outcome. Transient failures come back later with backoff; permanent ones
-/// are kept as failed and shown in the digest; a broken `[smtp]` setup holds
-/// every mail until it is fixed. `once_done`: return when it fires and
-/// nothing is left to send.
+/// Sends outbox rows: the acks the processor hands over, already leased,
+/// and rows it claims under a lease (due reminders, digests, retries, acks
+/// stored while the hand-over queue was full) when woken, every 15 s, and
+/// while a claim comes back full. Sends each and records the outcome.
+/// Transient failures come back later with backoff; permanent ones are kept
+/// as failed and shown in the digest; a broken `[smtp]` setup holds every
+/// mail until it is fixed. `once_done`: return when it fires and nothing is
+/// left to send.
 async fn outbox_worker(
     services: Services,
     sender: Arc<dyn MailSender>,
+    mut handed: mpsc::Receiver<OutboxRow>,
     wake: Arc<Notify>,
     stop: CancellationToken,
     once_done: Option<CancellationToken>,
@@ -361,19 +392,28 @@ async fn outbox_worker(
     }
     // Rows claimed together with the last send's mark, to send next.
     let mut claimed: Vec<OutboxRow> = Vec::new();
+    // Whether rows nobody handed over may be due.
+    let mut due = true;
+    // Whether the last claim came after `once_done` fired, and found nothing.
+    let mut swept = false;
     loop {
         beat.beat();
         if stop.is_cancelled() {
-            if !claimed.is_empty() {
-                // Claimed but not tried: due again at once, for any instance.
+            if !claimed.is_empty() || !handed.is_empty() {
+                // Leased but not tried: due again at once, for any instance.
                 if let Err(e) = services.store.release_leases(&owner).await {
                     warn!(error = %e, "cannot give back claimed outbox rows; their leases will run out");
                 }
             }
             return ("outbox", Ok(()));
         }
-        let rows = if claimed.is_empty() {
-            match services
+        let rows = if !claimed.is_empty() {
+            std::mem::take(&mut claimed)
+        } else if let Ok(row) = handed.try_recv() {
+            vec![row]
+        } else if due {
+            let finishing = once_done.as_ref().is_some_and(|d| d.is_cancelled());
+            let rows = match services
                 .store
                 .claim_outbox(&owner, LEASE, services.now(), BATCH)
                 .await
@@ -383,13 +423,40 @@ async fn outbox_worker(
                     error!(error = %e, "claiming outbox rows failed");
                     Vec::new()
                 }
-            }
+            };
+            due = !rows.is_empty();
+            swept = finishing && rows.is_empty();
+            rows
         } else {
-            std::mem::take(&mut claimed)
+            Vec::new()
         };
-        let idle = rows.is_empty();
+        if rows.is_empty() {
+            if once_done.as_ref().is_some_and(|d| d.is_cancelled()) {
+                if swept {
+                    return ("outbox", Ok(()));
+                }
+                // A wake may have come while rows were handed over.
+                due = true;
+                continue;
+            }
+            let pause = if once_done.is_some() {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(15)
+            };
+            tokio::select! {
+                Some(row) = handed.recv() => claimed.push(row),
+                () = wake.notified() => due = true,
+                () = tokio::time::sleep(pause) => due = true,
+                () = stop.cancelled() => {}
+            }
+            continue;
+        }
         let last = rows.last().map(|r| r.id);
         for row in rows {
+            if !still_leased(&services, &row, &owner).await {
+                continue;
+            }
             let result = beat
                 .while_pending(renewing(
                     &services,
@@ -402,12 +469,13 @@ async fn outbox_worker(
             let outcome = match result {
                 Ok(()) => {
                     info!(outbox = %row.id, kind = row.kind.as_str(), to = ?row.to, "sent");
-                    if Some(row.id) == last {
+                    if Some(row.id) == last && due {
                         services
                             .store
                             .mark_sent_and_claim(row.id, &owner, LEASE, now, BATCH)
                             .await
                             .map(|(marked, next)| {
+                                due = !next.is_empty();
                                 claimed = next;
                                 marked
                             })
@@ -445,20 +513,29 @@ async fn outbox_worker(
                 error!(outbox = %row.id, error = %e, "recording the send outcome failed");
             }
         }
-        if idle {
-            if once_done.as_ref().is_some_and(|d| d.is_cancelled()) {
-                return ("outbox", Ok(()));
-            }
-            let pause = if once_done.is_some() {
-                Duration::from_millis(200)
-            } else {
-                Duration::from_secs(15)
-            };
-            tokio::select! {
-                () = wake.notified() => {}
-                () = tokio::time::sleep(pause) => {}
-                () = stop.cancelled() => return ("outbox", Ok(())),
-            }
+    }
+}
+
+/// Whether `owner` still holds the row it is about to send. A row that
+/// waited in hand longer than [`RENEW`] (behind slow sends) has its lease
+/// renewed first; one whose lease ran out and another instance took is
+/// left to it, so no mail goes twice.
+async fn still_leased(services: &Services, row: &OutboxRow, owner: &str) -> bool {
+    let now = services.now();
+    let fresh = chrono::Duration::from_std(LEASE - RENEW).unwrap_or_default();
+    if row.lease_until.is_some_and(|until| until - now >= fresh) {
+        return true;
+    }
+    let until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+    match services.store.renew_lease(row.id, owner, until).await {
+        Ok(true) => true,
+        Ok(false) => {
+            warn!(outbox = %row.id, "the row's lease ran out before its turn and another instance took it");
+            false
+        }
+        Err(e) => {
+            warn!(outbox = %row.id, error = %e, "renewing the lease failed; not sending the row now");
+            false
         }
     }
 }

@@ -2,7 +2,7 @@
 //! a scripted mail sender, scripted sources and a fixed clock. No server is
 //! needed; the Dovecot/aiosmtpd tests in `daemon.rs` are the end-to-end tier.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +18,7 @@ use baosong::intake::FileEntry;
 use baosong::model::{Origin, RawMessage};
 use baosong::outbound::transport::{MailSender, SendError};
 use baosong::source::{MailboxSource, SourceError};
+use baosong::store::OutboxKind;
 use baosong::types::MailboxName;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -201,6 +202,114 @@ async fn query_i64(services: &Services, sql: &str) -> i64 {
 fn header_block(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+}
+
+/// A mail server whose first send waits until `acks` acks are stored, so
+/// the others queue up behind it. With `rival`, the clock then moves past
+/// their leases and another instance claims every ack meanwhile.
+struct HeldFirst {
+    smtp: ScriptedSmtp,
+    services: Services,
+    clock: Arc<FixedClock>,
+    acks: i64,
+    rival: bool,
+    first: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl MailSender for HeldFirst {
+    async fn send(&self, from: &str, to: &[String], bytes: &[u8]) -> Result<(), SendError> {
+        if !self.first.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let sql = "SELECT COUNT(*) FROM outbox WHERE kind = 'ack'";
+            let give_up = std::time::Instant::now() + Duration::from_secs(30);
+            while query_i64(&self.services, sql).await < self.acks {
+                assert!(std::time::Instant::now() < give_up, "the acks are stored");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if self.rival {
+                self.clock.advance(chrono::Duration::seconds(60));
+                let taken = self
+                    .services
+                    .store
+                    .claim_outbox("rival", Duration::from_secs(3600), self.clock.now(), 100)
+                    .await
+                    .unwrap();
+                let acks = taken.iter().filter(|r| r.kind == OutboxKind::Ack).count();
+                assert_eq!(acks as i64, self.acks, "the rival takes every ack");
+            }
+        }
+        self.smtp.send(from, to, bytes).await
+    }
+}
+
+impl HeldFirst {
+    fn new(w: &World, services: &Services, acks: i64, rival: bool) -> Arc<HeldFirst> {
+        Arc::new(HeldFirst {
+            smtp: ScriptedSmtp::default(),
+            services: services.clone(),
+            clock: w.clock.clone(),
+            acks,
+            rival,
+            first: Default::default(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_acks_behind_a_slow_send_each_go_once_handed_over_or_claimed() {
+    let mut w = World::new();
+    w.config.smtp.ack_per_recipient_per_hour = 100;
+    for n in 1..=30 {
+        w.deliver("kjt", &ordinary(n));
+    }
+    let services = w.services().await;
+    let smtp = HeldFirst::new(&w, &services, 30, false);
+    w.run_once(&services, smtp.clone()).await;
+    // More than the hand-over queue holds: some acks were stored pending.
+    let acks = smtp.smtp.acks();
+    assert_eq!(acks.len(), 30);
+    let ids: HashSet<String> = acks.iter().map(|(_, _, b)| header_block(b)).collect();
+    assert_eq!(ids.len(), 30, "no ack twice");
+    assert_eq!(
+        query_i64(
+            &services,
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND status = 'sent'"
+        )
+        .await,
+        30
+    );
+    assert_eq!(
+        query_i64(
+            &services,
+            "SELECT COUNT(*) FROM outbox WHERE status <> 'sent'"
+        )
+        .await,
+        0,
+        "the reminders and the digest due went too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_ack_whose_lease_ran_out_and_was_taken_is_not_sent_again() {
+    let mut w = World::new();
+    for n in 1..=3 {
+        w.deliver("kjt", &ordinary(n));
+    }
+    let services = w.services().await;
+    let smtp = HeldFirst::new(&w, &services, 3, true);
+    w.run_once(&services, smtp.clone()).await;
+    // The first was on the wire when the rival took it; the two waiting in
+    // hand were left to the rival.
+    assert_eq!(smtp.smtp.acks().len(), 1);
+    assert_eq!(
+        query_i64(
+            &services,
+            "SELECT COUNT(*) FROM outbox \
+             WHERE kind = 'ack' AND status = 'sending' AND lease_owner = 'rival'"
+        )
+        .await,
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

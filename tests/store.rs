@@ -15,7 +15,7 @@ use baosong::model::{AckDecision, Analysis, Document, MatchedBy, OrgMatch, Probl
 use baosong::model::{FieldValue, Table};
 use baosong::model::{Origin, RawMessage};
 use baosong::store::{
-    Archive, MessageId, NewOutbox, OutboxKind, OutboxStatus, Recorded, Store, StoreError,
+    Archive, Lease, MessageId, NewOutbox, OutboxKind, OutboxStatus, Recorded, Store, StoreError,
     SubmissionState,
 };
 use baosong::types::{
@@ -677,6 +677,56 @@ async fn failed_row_is_listed_and_retry_waits() {
         let failed = s.outbox_failed().await.unwrap();
         assert_eq!(failed.len(), 1, "{}", db.label);
         assert_eq!(failed[0].attempts, 2, "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn an_ack_recorded_with_a_lease_comes_back_as_the_outbox_keeps_it() {
+    let t =
+        Utc.with_ymd_and_hms(2026, 5, 6, 10, 0, 0).unwrap() + chrono::Duration::milliseconds(700);
+    for db in dbs().await {
+        let s = &db.store;
+        let m = raw("leased", file("leased.eml"));
+        let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
+        // Recipients as composed: the row keeps them trimmed and in lower case.
+        let ack = ack_for(&m, " Unit@Example.cn ");
+        let lease = Lease {
+            owner: "here".to_owned(),
+            until: t + chrono::Duration::seconds(30),
+        };
+        let (recorded, row) = s
+            .record_leasing_ack(&m, &a, Some(ack), Some(&lease), t)
+            .await
+            .unwrap();
+        let row = row.unwrap_or_else(|| panic!("{}: the ack comes back", db.label));
+        assert!(matches!(recorded, Recorded::New { .. }), "{}", db.label);
+        assert_eq!(row, s.outbox_row(row.id).await.unwrap(), "{}", db.label);
+        assert_eq!(row.status, OutboxStatus::Sending, "{}", db.label);
+        assert_eq!(row.attempts, 1, "{}", db.label);
+        assert_eq!(row.to, ["unit@example.cn"], "{}", db.label);
+        // Nobody else claims it while the lease runs, anyone may after.
+        let other = |at| s.claim_outbox("there", Duration::from_secs(30), at, 10);
+        assert!(
+            other(t + chrono::Duration::seconds(29))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.label
+        );
+        let taken = other(t + chrono::Duration::seconds(31)).await.unwrap();
+        assert_eq!(taken.len(), 1, "{}", db.label);
+        assert_eq!(taken[0].attempts, 2, "{}", db.label);
+        // Without a lease it is stored pending, and nothing comes back.
+        let m2 = raw("pending", file("pending.eml"));
+        let (_, none) = s
+            .record_leasing_ack(&m2, &a, Some(ack_for(&m2, "unit@example.cn")), None, t)
+            .await
+            .unwrap();
+        assert!(none.is_none(), "{}", db.label);
+        let claimed = other(t).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{}", db.label);
+        assert_eq!(claimed[0].attempts, 1, "{}", db.label);
     }
 }
 

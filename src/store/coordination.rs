@@ -326,7 +326,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxId>> {
         let mut tx = self.begin_write().await?;
-        let id = outbox::insert(&mut tx, &mail, now).await?;
+        let id = outbox::insert(&mut tx, &mail, None, now).await?;
         if id.is_some() {
             sqlx::query("INSERT INTO digests (message_id, made_at, snapshot) VALUES ($1, $2, $3)")
                 .bind(&mail.message_id)

@@ -28,7 +28,7 @@ use sqlx::{Any, AnyPool, Connection, Row, Transaction};
 
 pub use archive::Archive;
 pub use coordination::{FailedRow, LogEntry, Marked, ReceivedRow, UnreadableRow, Via};
-pub use outbox::{AckCounts, NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
+pub use outbox::{AckCounts, Lease, NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use query::{
     Assigned, Assignment, AttentionRow, DocumentInfo, MessageDetail, MessageInfo, RecordRow,
     ReprocessItem, SubmissionInfo, SubmissionState,

@@ -98,6 +98,15 @@ pub struct NewOutbox {
     pub not_before: Option<DateTime<Utc>>,
 }
 
+/// A row taken for sending as it is made ([`Store::record_leasing_ack`]):
+/// the daemon hands its acks straight to its own sender, without a claim
+/// (one commit and three statements less per ack).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+}
+
 /// Acks queued in a window ([`Store::ack_counts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckCounts {
@@ -165,7 +174,7 @@ impl Store {
     /// `dedupe_key` exists: that mail is (being) sent already.
     pub async fn enqueue(&self, mail: NewOutbox, now: DateTime<Utc>) -> Result<Option<OutboxId>> {
         let mut tx = self.begin_write().await?;
-        let id = insert(&mut tx, &mail, now).await?;
+        let id = insert(&mut tx, &mail, None, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -389,34 +398,38 @@ impl Store {
     }
 }
 
-/// Inserts a row unless its dedupe key is taken.
+/// Inserts a row unless its dedupe key is taken: pending, or with `lease`
+/// already being sent (its first attempt).
 pub(super) async fn insert(
     tx: &mut Transaction<'static, Any>,
     mail: &NewOutbox,
+    lease: Option<&Lease>,
     now: DateTime<Utc>,
 ) -> Result<Option<OutboxId>> {
-    let to = mail
-        .to
-        .iter()
-        .map(|a| a.trim().to_lowercase())
-        .collect::<Vec<_>>()
-        .join(",");
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO outbox (kind, message_id, to_addrs, subject, envelope_from, raw, \
-           related_message, dedupe_key, status, attempts, next_attempt_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10) \
+           related_message, dedupe_key, status, attempts, next_attempt_at, created_at, \
+           lease_owner, lease_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
     )
     .bind(mail.kind.as_str())
     .bind(&mail.message_id)
-    .bind(to)
+    .bind(stored_to(&mail.to))
     .bind(&mail.subject)
     .bind(&mail.envelope_from)
     .bind(mail.raw.as_slice())
     .bind(mail.related_message.map(|m| m.0))
     .bind(&mail.dedupe_key)
+    .bind(match lease {
+        Some(_) => OutboxStatus::Sending.as_str(),
+        None => OutboxStatus::Pending.as_str(),
+    })
+    .bind(i64::from(lease.is_some()))
     .bind(ts(mail.not_before.unwrap_or(now)))
     .bind(ts(now))
+    .bind(lease.map(|l| l.owner.as_str()))
+    .bind(lease.map(|l| ts(l.until)))
     .fetch_optional(&mut **tx)
     .await
     .map_err(|e| match &e {
@@ -468,16 +481,11 @@ pub(super) async fn load(conn: &mut sqlx::AnyConnection, id: OutboxId) -> Result
 }
 
 fn from_row(r: &AnyRow) -> Result<OutboxRow> {
-    let to: String = get(r, "to_addrs")?;
     Ok(OutboxRow {
         id: OutboxId(get(r, "id")?),
         kind: OutboxKind::parse(&get::<String>(r, "kind")?)?,
         message_id: get(r, "message_id")?,
-        to: to
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        to: read_to(&get::<String>(r, "to_addrs")?),
         subject: get(r, "subject")?,
         envelope_from: get(r, "envelope_from")?,
         raw: get(r, "raw")?,
@@ -491,5 +499,49 @@ fn from_row(r: &AnyRow) -> Result<OutboxRow> {
         last_error: get(r, "last_error")?,
         created_at: from_ts(get(r, "created_at")?)?,
         sent_at: opt_from_ts(get(r, "sent_at")?)?,
+    })
+}
+
+/// The `to_addrs` column: the recipients trimmed, lower case, comma-joined.
+fn stored_to(to: &[String]) -> String {
+    to.iter()
+        .map(|a| a.trim().to_lowercase())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn read_to(column: &str) -> Vec<String> {
+    column
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The row [`insert`] made with a lease, as [`load`] would read it back.
+pub(super) fn leased_row(
+    id: OutboxId,
+    mail: NewOutbox,
+    lease: &Lease,
+    now: DateTime<Utc>,
+) -> Result<OutboxRow> {
+    Ok(OutboxRow {
+        id,
+        kind: mail.kind,
+        message_id: mail.message_id,
+        to: read_to(&stored_to(&mail.to)),
+        subject: mail.subject,
+        envelope_from: mail.envelope_from,
+        raw: mail.raw,
+        related_message: mail.related_message,
+        dedupe_key: mail.dedupe_key,
+        status: OutboxStatus::Sending,
+        attempts: 1,
+        next_attempt_at: from_ts(ts(mail.not_before.unwrap_or(now)))?,
+        lease_owner: Some(lease.owner.clone()),
+        lease_until: Some(from_ts(ts(lease.until))?),
+        last_error: None,
+        created_at: from_ts(ts(now))?,
+        sent_at: None,
     })
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Transaction};
 
 use super::archive::Archive;
-use super::outbox::{self, NewOutbox};
+use super::outbox::{self, Lease, NewOutbox, OutboxRow};
 use super::{
     MessageId, Result, Store, StoreError, SubmissionId, advance_mailbox, bool_val, bump_revision,
     get, ts,
@@ -121,6 +121,22 @@ impl Store {
         ack: Option<NewOutbox>,
         now: DateTime<Utc>,
     ) -> Result<Recorded> {
+        Ok(self
+            .record_leasing_ack(raw, analysis, ack, None, now)
+            .await?
+            .0)
+    }
+
+    /// [`Self::record`], with the ack stored as being sent under `lease`
+    /// (when given) and returned as that row, for the caller to send.
+    pub async fn record_leasing_ack(
+        &self,
+        raw: &RawMessage,
+        analysis: &Analysis,
+        ack: Option<NewOutbox>,
+        lease: Option<&Lease>,
+        now: DateTime<Utc>,
+    ) -> Result<(Recorded, Option<OutboxRow>)> {
         // The archive is keyed by these bytes, so the row must be too.
         let sha = Sha256::of(&raw.bytes);
         let origin = OriginCols::of(&raw.origin);
@@ -158,16 +174,22 @@ impl Store {
                     StoreError::Conflict(format!("message {sha} was neither new nor a duplicate"))
                 })?;
             tx.commit().await?;
-            return Ok(Recorded::Duplicate {
-                message_id: existing,
-            });
+            return Ok((
+                Recorded::Duplicate {
+                    message_id: existing,
+                },
+                None,
+            ));
         };
         if let Some(original) = copy_of {
             tx.commit().await?;
-            return Ok(Recorded::Copy {
-                message_id,
-                original,
-            });
+            return Ok((
+                Recorded::Copy {
+                    message_id,
+                    original,
+                },
+                None,
+            ));
         }
 
         let order_at = analysis.arrived_at.or(raw.received_at).unwrap_or(now);
@@ -199,15 +221,19 @@ impl Store {
         )
         .await?;
 
+        let mut leased = None;
         if let Some(mut ack) = ack {
             ack.related_message = Some(message_id);
             // The message is new, so its ack key cannot be taken: if it is, the
             // store is inconsistent and nothing of this message is kept.
-            if outbox::insert(&mut tx, &ack, now).await?.is_none() {
+            let Some(id) = outbox::insert(&mut tx, &ack, lease, now).await? else {
                 return Err(StoreError::Conflict(format!(
                     "outbox key {} already used",
                     ack.dedupe_key
                 )));
+            };
+            if let Some(lease) = lease {
+                leased = Some(outbox::leased_row(id, ack, lease, now)?);
             }
         }
 
@@ -223,10 +249,13 @@ impl Store {
                 as_stored(analysis, order_at),
             );
         }
-        Ok(Recorded::New {
-            message_id,
-            submission_id,
-        })
+        Ok((
+            Recorded::New {
+                message_id,
+                submission_id,
+            },
+            leased,
+        ))
     }
 
     /// Replaces what was concluded about a stored message (`baosong
