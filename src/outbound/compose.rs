@@ -223,8 +223,24 @@ fn base(stamp: &Stamp<'_>, subject: &str, auto_submitted: &str) -> lettre::messa
 
 fn alternative(r: &Rendered) -> MultiPart {
     MultiPart::alternative()
-        .singlepart(SinglePart::plain(r.text.clone()))
-        .singlepart(SinglePart::html(r.html.clone()))
+        .singlepart(SinglePart::plain(crlf(&r.text)))
+        .singlepart(SinglePart::html(crlf(&r.html)))
+}
+
+/// `s` with every bare LF made CRLF, as lettre makes a body's line endings
+/// itself, but in one pass: lettre inserts each CR into the string, which
+/// is quadratic. The digest of a 21,000-mail store spent 8 % of a run's CPU
+/// there; given CRLF already, lettre inserts nothing.
+fn crlf(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 16);
+    let mut lines = s.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        if lines.peek().is_some() {
+            out.push_str(if line.ends_with('\r') { "\n" } else { "\r\n" });
+        }
+    }
+    out
 }
 
 /// A recipient: the checked address, with the display name made header-safe.
@@ -254,6 +270,27 @@ fn msg_id(id: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::outbound::sample;
+
+    #[test]
+    fn bodies_made_crlf_beforehand_come_out_as_lettre_makes_them() {
+        for text in [
+            "",
+            "\n",
+            "\r\n",
+            "\r",
+            "一\n二\r\n三\r四\n\n",
+            "\n\n开头与结尾\r\n\r\n",
+            "<p>已收到</p>\r\n<p>缺少：推荐表</p>\n",
+        ] {
+            for part in [SinglePart::plain, SinglePart::html] {
+                assert_eq!(
+                    part(crlf(text)).formatted(),
+                    part(text.to_owned()).formatted(),
+                    "{text:?}"
+                );
+            }
+        }
+    }
 
     fn at() -> DateTime<Utc> {
         "2025-05-05T06:03:00Z".parse().unwrap()
