@@ -1,6 +1,8 @@
 //! The outbox: every outgoing mail is a row first. Workers lease rows
-//! (`claim_outbox`), send, and mark them; a lease that runs out (a worker
-//! died) makes the row claimable again; a sent row is never claimed again.
+//! (`claim_outbox`, or an ack stored already leased by
+//! `record_leasing_ack`), send, and mark them; a lease that runs out (a
+//! worker died) makes the row claimable again; a sent row is never claimed
+//! again.
 
 use std::time::Duration;
 
