@@ -271,7 +271,7 @@ async fn processor(
         let place = hand.try_reserve().ok();
         let lease = place.as_ref().map(|_| Lease {
             owner: owner.clone(),
-            until: services.now() + chrono::Duration::from_std(LEASE).unwrap_or_default(),
+            until: lease_end(services.now()),
         });
         let (disposition, leased) = beat
             .while_pending(handle(&services, &raw, prepared, lease.as_ref(), &wake))
@@ -516,6 +516,11 @@ async fn outbox_worker(
     }
 }
 
+/// When a lease taken or renewed at `now` runs out.
+fn lease_end(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    now + chrono::Duration::from_std(LEASE).unwrap_or_default()
+}
+
 /// Whether `owner` still holds the row it is about to send. A row that
 /// waited in hand longer than [`RENEW`] (behind slow sends) has its lease
 /// renewed first; one whose lease ran out and another instance took is
@@ -526,8 +531,11 @@ async fn still_leased(services: &Services, row: &OutboxRow, owner: &str) -> bool
     if row.lease_until.is_some_and(|until| until - now >= fresh) {
         return true;
     }
-    let until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-    match services.store.renew_lease(row.id, owner, until).await {
+    match services
+        .store
+        .renew_lease(row.id, owner, lease_end(now))
+        .await
+    {
         Ok(true) => true,
         Ok(false) => {
             warn!(outbox = %row.id, "the row's lease ran out before its turn and another instance took it");
@@ -554,8 +562,7 @@ async fn renewing<F: std::future::Future>(
         tokio::select! {
             out = &mut send => return out,
             _ = tick.tick() => {
-                let until = services.now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
-                match services.store.renew_lease(id, owner, until).await {
+                match services.store.renew_lease(id, owner, lease_end(services.now())).await {
                     Ok(true) => {}
                     Ok(false) => warn!(outbox = %id, "lost the lease on a row while sending it"),
                     Err(e) => warn!(outbox = %id, error = %e, "renewing the lease failed"),
