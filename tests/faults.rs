@@ -83,7 +83,11 @@ fn deliver(md: &Path, n: usize) {
          Subject: 推荐表 第{n}封\r\nMessage-ID: <fault-{n}@test>\r\n\
          Date: Sun, 4 May 2025 09:00:00 +0800\r\n\r\n附件见后。\r\n"
     );
-    std::fs::write(md.join("new").join(format!("{n}.M{n}P1.fault")), mail).unwrap();
+    // As a delivery agent does: written in tmp/, then renamed into new/, so
+    // the daemon never reads a half-written file.
+    let name = format!("{n}.M{n}P1.fault");
+    std::fs::write(md.join("tmp").join(&name), mail).unwrap();
+    std::fs::rename(md.join("tmp").join(&name), md.join("new").join(&name)).unwrap();
 }
 
 fn unflagged(md: &Path) -> usize {

@@ -63,7 +63,10 @@ fn deliver(root: &Path, mailboxes: &[&str], from: usize, to: usize) {
                  Subject: 推荐表 {name} 第{n}封\r\nMessage-ID: <{name}-{n}@lease.test>\r\n\
                  Date: Sun, 4 May 2025 09:00:00 +0800\r\n\r\n附件见后。\r\n"
             );
-            std::fs::write(md.join("new").join(format!("{n}.M{n}P1.{name}")), mail).unwrap();
+            // Through tmp/, as a delivery agent does.
+            let file = format!("{n}.M{n}P1.{name}");
+            std::fs::write(md.join("tmp").join(&file), mail).unwrap();
+            std::fs::rename(md.join("tmp").join(&file), md.join("new").join(&file)).unwrap();
         }
     }
 }

@@ -121,7 +121,11 @@ impl World {
     fn deliver(&mut self, mailbox: &str, bytes: &[u8]) {
         self.seq += 1;
         let name = format!("{}.M{}P1.test", 1_746_000_000 + self.seq, self.seq);
-        std::fs::write(self.maildir(mailbox).join("new").join(name), bytes).unwrap();
+        // Through tmp/, as a delivery agent does: a running daemon never
+        // sees a half-written file.
+        let md = self.maildir(mailbox);
+        std::fs::write(md.join("tmp").join(&name), bytes).unwrap();
+        std::fs::rename(md.join("tmp").join(&name), md.join("new").join(&name)).unwrap();
     }
 
     async fn services(&self) -> Services {
