@@ -29,8 +29,8 @@ use crate::replies::{self, Handled};
 use crate::schedule;
 use crate::status::{self, DeadlineStatus, Sent};
 use crate::store::{
-    Archive, Lease, Marked, MessageId, NewOutbox, OutboxId, OutboxKind, OutboxRow, Recorded, Store,
-    StoreError, SubmissionInfo,
+    Archive, Durability, Lease, Marked, MessageId, NewOutbox, OutboxId, OutboxKind, OutboxRow,
+    Recorded, Store, StoreError, SubmissionInfo,
 };
 use crate::types::{CampaignId, DeadlineId, DocForm, MailboxName, OrgId};
 
@@ -136,7 +136,10 @@ impl Services {
     /// mail, unanswered, for a person to see.
     pub async fn process(&self, raw: &RawMessage) -> Result<Recorded, ActionError> {
         let prepared = self.prepare(raw).await?;
-        Ok(self.commit(raw, prepared, None).await?.0)
+        Ok(self
+            .commit(raw, prepared, None, Durability::Synced)
+            .await?
+            .0)
     }
 
     /// The first half of [`Self::process`]: the raw bytes made durable and
@@ -153,12 +156,16 @@ impl Services {
     /// The second half of [`Self::process`]: a coordinator's commands obeyed,
     /// or the ack (which sees every message committed before this one) and
     /// the row, in one transaction. With `lease`, the ack is stored as being
-    /// sent under it and returned, for the caller to send.
+    /// sent under it and returned, for the caller to send. With
+    /// [`Durability::Deferred`], the caller must [`Store::sync`] before it
+    /// tells anyone (the mail server, the sender) that the message is kept.
+    /// A coordinator's commands are always synced.
     pub async fn commit(
         &self,
         raw: &RawMessage,
         prepared: Prepared,
         lease: Option<&Lease>,
+        durability: Durability,
     ) -> Result<(Recorded, Option<OutboxRow>), ActionError> {
         let refused = match self.command_reply(raw).await? {
             Handled::Obeyed(recorded) => return Ok((recorded, None)),
@@ -175,7 +182,7 @@ impl Services {
         };
         Ok(self
             .store
-            .record_leasing_ack(raw, &analysis, ack, lease, now)
+            .record_leasing_ack(raw, &analysis, ack, lease, durability, now)
             .await?)
     }
 

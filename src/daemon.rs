@@ -21,6 +21,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -30,7 +31,7 @@ use crate::model::RawMessage;
 use crate::outbound::transport::MailSender;
 use crate::schedule;
 use crate::source::{self, Delivery, Disposition, MailboxSource, SourceError};
-use crate::store::{Lease, OutboxRow, Recorded};
+use crate::store::{Durability, Lease, OutboxRow, Recorded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -60,6 +61,13 @@ const BATCH: u32 = 10;
 /// Acks handed from the processor to the outbox worker, at most; past that
 /// they are stored pending and claimed.
 const HANDED: usize = 20;
+/// The processor commits messages [`Durability::Deferred`] and puts them on
+/// disk a group at a time, with one WAL fsync: a group ends when it holds
+/// [`GROUP`] messages, when its first is [`GROUP_WAIT`] old, or when the
+/// processor would wait for mail. Only then are the messages flagged on
+/// the server and their acks sent.
+const GROUP: usize = 32;
+const GROUP_WAIT: Duration = Duration::from_millis(50);
 
 /// Runs until `cancel` fires (or, with `once`, until the mailboxes are read,
 /// what is due is enqueued and the outbox is empty).
@@ -183,6 +191,9 @@ pub async fn run(
     if drained.is_err() {
         warn!("tasks did not finish within 120 s; stopping anyway");
     }
+    if let Err(e) = services.store.sync().await {
+        warn!(error = %e, "putting the last marks of sent mail on disk failed");
+    }
     info!("baosong stopped");
     match failure {
         Some(e) => Err(e),
@@ -222,10 +233,21 @@ type InFlight = (
     JoinHandle<Result<Prepared, ActionError>>,
 );
 
+/// A committed message of the group not yet on disk: what it is to be told.
+struct Held<'a> {
+    done: oneshot::Sender<Disposition>,
+    disposition: Disposition,
+    /// Its ack, leased to this instance, and its place in the worker's queue.
+    leased: Option<(mpsc::Permit<'a, OutboxRow>, OutboxRow)>,
+    /// Its ack is stored pending: the worker is to claim it.
+    wake: bool,
+}
+
 /// Takes the deliveries through [`Services::prepare`] several at a time (as
 /// many as files can be read at once) and through [`Services::commit`] one
 /// by one in arrival order, so acks see every earlier message and each
-/// source gets its verdicts in order. Ends when every source has gone.
+/// source gets its verdicts in order; the verdicts and acks of a group go
+/// out once the group is on disk. Ends when every source has gone.
 async fn processor(
     services: Services,
     mut rx: mpsc::Receiver<Delivery>,
@@ -246,6 +268,8 @@ async fn processor(
         let job = tokio::spawn(async move { this.prepare(&mine).await });
         (raw, done, job)
     };
+    let mut held: Vec<Held<'_>> = Vec::with_capacity(GROUP);
+    let mut group_ends = Instant::now();
     let mut open = true;
     loop {
         while open && inflight.len() < width {
@@ -255,7 +279,9 @@ async fn processor(
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
-        let Some((raw, done, job)) = inflight.pop_front() else {
+        let Some((raw, done, mut job)) = inflight.pop_front() else {
+            // The sources wait for these verdicts before they send more.
+            release(&services, &mut held, &wake).await;
             if !open {
                 break;
             }
@@ -265,7 +291,17 @@ async fn processor(
             }
             continue;
         };
-        let prepared = beat.while_pending(job).await;
+        let prepared = if held.is_empty() {
+            beat.while_pending(job).await
+        } else {
+            match tokio::time::timeout_at(group_ends, beat.while_pending(&mut job)).await {
+                Ok(prepared) => prepared,
+                Err(_) => {
+                    release(&services, &mut held, &wake).await;
+                    beat.while_pending(job).await
+                }
+            }
+        };
         // A place in the worker's queue first: an ack leased to it must
         // reach it. Without one the ack is stored pending, and claimed.
         let place = hand.try_reserve().ok();
@@ -273,46 +309,86 @@ async fn processor(
             owner: owner.clone(),
             until: lease_end(services.now()),
         });
-        let (disposition, leased) = beat
-            .while_pending(handle(&services, &raw, prepared, lease.as_ref(), &wake))
+        let (disposition, leased, pending) = beat
+            .while_pending(handle(&services, &raw, prepared, lease.as_ref()))
             .await;
-        if let (Some(place), Some(row)) = (place, leased) {
-            place.send(row);
+        if held.is_empty() {
+            group_ends = Instant::now() + GROUP_WAIT;
         }
-        // A source that stopped meanwhile offers the message again next time.
-        let _ = done.send(disposition);
+        held.push(Held {
+            done,
+            disposition,
+            leased: place.zip(leased),
+            wake: pending,
+        });
+        if held.len() >= GROUP || Instant::now() >= group_ends {
+            release(&services, &mut held, &wake).await;
+        }
     }
     ("processor", Ok(()))
 }
 
-/// One message. A passing cause (database, disk) is retried by the source;
-/// any other failure, a panic included, is recorded for a person and the
-/// mailbox moves on. With `lease`, a new message's ack comes back leased,
-/// to be sent; one stored pending wakes the outbox worker.
+/// Puts the held group on disk, then tells each source its verdicts and
+/// the outbox worker its acks. A group that cannot be synced is offered
+/// again: its messages are in the store already and come back as
+/// duplicates, which are then flagged; their acks, leased, are sent when
+/// the lease runs out.
+async fn release(services: &Services, held: &mut Vec<Held<'_>>, wake: &Notify) {
+    if held.is_empty() {
+        return;
+    }
+    let synced = services.store.sync().await;
+    if let Err(e) = &synced {
+        warn!(messages = held.len(), error = %e, "putting the messages on disk failed; they will be offered again");
+    }
+    for h in held.drain(..) {
+        let disposition = match (&synced, h.disposition) {
+            (Err(e), Disposition::Committed) => Disposition::Failed {
+                transient: true,
+                reason: format!("the store could not put the message on disk: {e}"),
+            },
+            (_, d) => d,
+        };
+        if let (Ok(()), Some((place, row))) = (&synced, h.leased) {
+            place.send(row);
+        }
+        if h.wake {
+            wake.notify_one();
+        }
+        // A source that stopped meanwhile offers the message again next time.
+        let _ = h.done.send(disposition);
+    }
+}
+
+/// One message, committed [`Durability::Deferred`]. A passing cause
+/// (database, disk) is retried by the source; any other failure, a panic
+/// included, is recorded for a person and the mailbox moves on. With
+/// `lease`, a new message's ack comes back leased, to be sent; the last
+/// value says one was stored pending, for the outbox worker to claim.
 async fn handle(
     services: &Services,
     raw: &RawMessage,
     prepared: Result<Result<Prepared, ActionError>, tokio::task::JoinError>,
     lease: Option<&Lease>,
-    wake: &Notify,
-) -> (Disposition, Option<OutboxRow>) {
+) -> (Disposition, Option<OutboxRow>, bool) {
     let origin = raw.origin.display();
     let committed = match prepared {
-        Ok(Ok(prepared)) => AssertUnwindSafe(services.commit(raw, prepared, lease))
-            .catch_unwind()
-            .await
-            .map_err(panic_message),
+        Ok(Ok(prepared)) => {
+            AssertUnwindSafe(services.commit(raw, prepared, lease, Durability::Deferred))
+                .catch_unwind()
+                .await
+                .map_err(panic_message)
+        }
         Ok(Err(e)) => Ok(Err(e)),
         Err(e) => Err(panic_text(e)),
     };
     let failure = match committed {
         Ok(Ok((recorded, leased))) => {
+            let mut pending = false;
             match recorded {
                 Recorded::New { message_id, .. } => {
                     info!(origin, message = %message_id, "message stored");
-                    if leased.is_none() {
-                        wake.notify_one();
-                    }
+                    pending = leased.is_none();
                 }
                 Recorded::Duplicate { message_id } => {
                     info!(origin, message = %message_id, "message was stored before")
@@ -324,7 +400,7 @@ async fn handle(
                     info!(origin, message = %message_id, original = %original, "another copy of a stored message; kept, not answered again")
                 }
             }
-            return (Disposition::Committed, leased);
+            return (Disposition::Committed, leased, pending);
         }
         Ok(Err(e)) if e.is_transient() => {
             warn!(origin, error = %e, "storing the message failed for now; it will be offered again");
@@ -334,6 +410,7 @@ async fn handle(
                     reason: e.to_string(),
                 },
                 None,
+                false,
             );
         }
         Ok(Err(e)) => e.to_string(),
@@ -357,7 +434,7 @@ async fn handle(
             reason: format!("{failure}; recording it panicked: {}", panic_message(panic)),
         },
     };
-    (disposition, None)
+    (disposition, None, false)
 }
 
 /// Sends outbox rows: the acks the processor hands over, already leased,
@@ -447,7 +524,14 @@ async fn outbox_worker(
             tokio::select! {
                 Some(row) = handed.recv() => claimed.push(row),
                 () = wake.notified() => due = true,
-                () = tokio::time::sleep(pause) => due = true,
+                () = tokio::time::sleep(pause) => {
+                    due = true;
+                    // Idle: sends marked since the last synced commit go on
+                    // disk now, not whenever the next message comes.
+                    if let Err(e) = services.store.sync().await {
+                        warn!(error = %e, "putting the marks of sent mail on disk failed; will try again");
+                    }
+                }
                 () = stop.cancelled() => {}
             }
             continue;

@@ -15,8 +15,8 @@ use baosong::model::{AckDecision, Analysis, Document, MatchedBy, OrgMatch, Probl
 use baosong::model::{FieldValue, Table};
 use baosong::model::{Origin, RawMessage};
 use baosong::store::{
-    Archive, Lease, MessageId, NewOutbox, OutboxKind, OutboxStatus, Recorded, Store, StoreError,
-    SubmissionState,
+    Archive, Durability, Lease, MessageId, NewOutbox, OutboxKind, OutboxStatus, Recorded, Store,
+    StoreError, SubmissionState,
 };
 use baosong::types::{
     CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailAddress, MailboxName, OrgId, Sha256,
@@ -695,7 +695,7 @@ async fn an_ack_recorded_with_a_lease_comes_back_as_the_outbox_keeps_it() {
             until: t + chrono::Duration::seconds(30),
         };
         let (recorded, row) = s
-            .record_leasing_ack(&m, &a, Some(ack), Some(&lease), t)
+            .record_leasing_ack(&m, &a, Some(ack), Some(&lease), Durability::Synced, t)
             .await
             .unwrap();
         let row = row.unwrap_or_else(|| panic!("{}: the ack comes back", db.label));
@@ -720,7 +720,14 @@ async fn an_ack_recorded_with_a_lease_comes_back_as_the_outbox_keeps_it() {
         // Without a lease it is stored pending, and nothing comes back.
         let m2 = raw("pending", file("pending.eml"));
         let (_, none) = s
-            .record_leasing_ack(&m2, &a, Some(ack_for(&m2, "unit@example.cn")), None, t)
+            .record_leasing_ack(
+                &m2,
+                &a,
+                Some(ack_for(&m2, "unit@example.cn")),
+                None,
+                Durability::Deferred,
+                t,
+            )
             .await
             .unwrap();
         assert!(none.is_none(), "{}", db.label);

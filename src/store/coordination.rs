@@ -8,8 +8,8 @@ use sqlx::any::AnyRow;
 
 use super::outbox::{self, NewOutbox};
 use super::{
-    MessageId, OutboxId, Result, Store, StoreError, from_ts, get, message_arrived_at, opt_from_ts,
-    ts,
+    Durability, MessageId, OutboxId, Result, Store, StoreError, from_ts, get, message_arrived_at,
+    opt_from_ts, ts,
 };
 use crate::mailcmd::Cited;
 use crate::types::{CampaignId, DeadlineId, DocForm, DocumentKind, OrgId};
@@ -122,7 +122,7 @@ impl Store {
         .bind(e.target.as_deref())
         .bind(i16::from(e.ok))
         .bind(&e.said)
-        .fetch_optional(&self.writer)
+        .fetch_optional(self.write_conn(Durability::Synced).await?.conn())
         .await?;
         Ok(id.is_some())
     }
@@ -165,7 +165,7 @@ impl Store {
         )
         .bind(id.0)
         .bind(ts(now))
-        .execute(&self.writer)
+        .execute(self.write_conn(Durability::Synced).await?.conn())
         .await?;
         if done.rows_affected() == 1 {
             return Ok(Marked::Now);
@@ -183,7 +183,8 @@ impl Store {
 
     /// A coordinator no longer wants a failed send listed.
     pub async fn dismiss_send(&self, id: OutboxId, by: &str, now: DateTime<Utc>) -> Result<Marked> {
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.write_conn(Durability::Synced).await?;
+        let mut tx = writer.begin().await?;
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&mut *tx)
@@ -325,7 +326,8 @@ impl Store {
         snapshot: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxId>> {
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.write_conn(Durability::Synced).await?;
+        let mut tx = writer.begin().await?;
         let id = outbox::insert(&mut tx, &mail, None, now).await?;
         if id.is_some() {
             sqlx::query("INSERT INTO digests (message_id, made_at, snapshot) VALUES ($1, $2, $3)")

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Result, Store, to_u32, ts};
+use super::{Durability, Result, Store, to_u32, ts};
 use crate::types::MailboxName;
 
 impl Store {
@@ -15,7 +15,7 @@ impl Store {
         )
         .bind(instance)
         .bind(ts(now))
-        .execute(&self.writer)
+        .execute(self.write_conn(Durability::Synced).await?.conn())
         .await?;
         Ok(())
     }
@@ -49,7 +49,7 @@ impl Store {
         .bind(owner)
         .bind(ts(until))
         .bind(ts(now))
-        .fetch_optional(&self.writer)
+        .fetch_optional(self.write_conn(Durability::Synced).await?.conn())
         .await?;
         Ok(got.as_deref() == Some(owner))
     }
@@ -59,7 +59,7 @@ impl Store {
         sqlx::query("DELETE FROM mailbox_leases WHERE mailbox = $1 AND owner = $2")
             .bind(mailbox.as_str())
             .bind(owner)
-            .execute(&self.writer)
+            .execute(self.write_conn(Durability::Synced).await?.conn())
             .await?;
         Ok(())
     }

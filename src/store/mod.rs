@@ -18,13 +18,16 @@ mod units;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Any, AnyPool, Connection, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 
 pub use archive::Archive;
 pub use coordination::{FailedRow, LogEntry, Marked, ReceivedRow, UnreadableRow, Via};
@@ -158,6 +161,36 @@ pub struct Store {
     writer: AnyPool,
     backend: Backend,
     units: std::sync::Arc<std::sync::Mutex<units::UnitCache>>,
+    /// SQLite: the writer connection is (or may be) at `synchronous =
+    /// NORMAL`, because a [`Durability::Deferred`] write ran on it last. It
+    /// is one connection, changed only by whoever holds it, so this is its
+    /// state; set before the change to NORMAL and cleared after the one to
+    /// FULL, it errs towards "maybe relaxed", and a synced write then sets
+    /// FULL once more. A new connection starts at FULL.
+    relaxed: Arc<AtomicBool>,
+    /// SQLite: a deferred commit may not be on disk yet; [`Store::sync`]
+    /// has work to do.
+    unsynced: Arc<AtomicBool>,
+    /// One [`Store::sync`] at a time: a second caller that finds nothing
+    /// unsynced must not return while the first one's commit is still on
+    /// its way to disk.
+    syncing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Whether a write is on disk when its commit returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk at commit (SQLite `synchronous = FULL`): what every write
+    /// that someone is told about, or that a mail server is flagged after,
+    /// needs.
+    Synced,
+    /// Visible at commit, on disk at the next synced commit or
+    /// [`Store::sync`] (SQLite `synchronous = NORMAL` in WAL mode: lost on
+    /// power loss, never on a crash of the process, never corrupt). Lets
+    /// the daemon write a group of messages with one WAL fsync instead of
+    /// one each; it flags them and sends their acks only after
+    /// [`Store::sync`]. PostgreSQL ignores it: every commit there is synced.
+    Deferred,
 }
 
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -230,6 +263,9 @@ impl Store {
             writer,
             backend,
             units: Default::default(),
+            relaxed: Default::default(),
+            unsynced: Default::default(),
+            syncing: Default::default(),
         })
     }
 
@@ -243,15 +279,62 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// A write transaction. On SQLite it takes the write lock up front, so a
-    /// writer of another process waits on `busy_timeout` instead of one
-    /// failing on lock upgrade. Nothing inside may write outside it: on
-    /// SQLite that would wait for the connection the transaction holds.
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
+    /// The writer connection, set for writes committed as `durability`
+    /// says. Every write goes through here: the connection stays at the
+    /// level the last writer needed, and [`Store::relaxed`] says which.
+    async fn write_conn(&self, durability: Durability) -> Result<WriteConn> {
+        let mut conn = self.writer.acquire().await?;
+        if self.backend == Backend::Sqlite {
+            // Not inside a transaction: SQLite refuses that.
+            match durability {
+                Durability::Deferred => {
+                    self.unsynced.store(true, Ordering::SeqCst);
+                    if !self.relaxed.swap(true, Ordering::SeqCst) {
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+                Durability::Synced if self.relaxed.load(Ordering::SeqCst) => {
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
+                    self.relaxed.store(false, Ordering::SeqCst);
+                }
+                Durability::Synced => {}
+            }
+        }
+        Ok(WriteConn {
+            conn,
+            backend: self.backend,
         })
+    }
+
+    /// Puts every [`Durability::Deferred`] commit on disk: one synced
+    /// commit, whose WAL fsync covers every frame written before it.
+    pub async fn sync(&self) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let _one = self.syncing.lock().await;
+        if !self.unsynced.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let synced = async {
+            let mut writer = self.write_conn(Durability::Synced).await?;
+            let mut tx = writer.begin().await?;
+            // A commit that changes nothing writes no WAL frame and syncs nothing.
+            sqlx::query("UPDATE sync_point SET n = n + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        if synced.is_err() {
+            self.unsynced.store(true, Ordering::SeqCst);
+        }
+        synced
     }
 
     /// Where the IMAP poller stands: `(uidvalidity, last_uid)`.
@@ -278,10 +361,34 @@ impl Store {
         uid: Uid,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.write_conn(Durability::Synced).await?;
+        let mut tx = writer.begin().await?;
         advance_mailbox(&mut tx, mailbox, uidvalidity, uid, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The writer connection while one caller writes on it.
+struct WriteConn {
+    conn: PoolConnection<Any>,
+    backend: Backend,
+}
+
+impl WriteConn {
+    fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front, so
+    /// a writer of another process waits on `busy_timeout` instead of one
+    /// failing on lock upgrade. Nothing inside may write outside it: on
+    /// SQLite that would wait for the connection the transaction holds.
+    async fn begin(&mut self) -> Result<Transaction<'_, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.conn.begin().await?,
+        })
     }
 }
 
@@ -318,7 +425,7 @@ async fn prepare_sqlite(url: &str) -> Result<()> {
 
 /// Notes a change to stored submissions other than a new one (a reprocess,
 /// an assignment), so that what was kept of them is read again.
-async fn bump_revision(tx: &mut Transaction<'static, Any>) -> Result<()> {
+async fn bump_revision(tx: &mut Transaction<'_, Any>) -> Result<()> {
     sqlx::query("UPDATE store_revision SET n = n + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await?;
@@ -327,7 +434,7 @@ async fn bump_revision(tx: &mut Transaction<'static, Any>) -> Result<()> {
 
 /// Same UIDVALIDITY: keep the highest UID. A new UIDVALIDITY restarts the count.
 async fn advance_mailbox(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     mailbox: &MailboxName,
     uidvalidity: u32,
     uid: Uid,
@@ -392,4 +499,58 @@ where
     T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {
     row.try_get(column).map_err(StoreError::Database)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn level(store: &Store, durability: Durability) -> i64 {
+        let mut writer = store.write_conn(durability).await.unwrap();
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(writer.conn())
+            .await
+            .unwrap()
+    }
+
+    async fn sync_points(store: &Store) -> i64 {
+        sqlx::query_scalar("SELECT n FROM sync_point")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_synced_write_finds_the_writer_at_full_after_a_deferred_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let (full, normal) = (2, 1);
+        assert_eq!(level(&store, Durability::Synced).await, full);
+        assert_eq!(level(&store, Durability::Deferred).await, normal);
+        // Deferred writes in a row leave it relaxed: no pragma between them.
+        assert_eq!(level(&store, Durability::Deferred).await, normal);
+        assert_eq!(level(&store, Durability::Synced).await, full);
+
+        // A deferred write is visible at once to every connection, and one
+        // synced commit puts it on disk; with nothing deferred, sync is free.
+        let mut writer = store.write_conn(Durability::Deferred).await.unwrap();
+        let mut tx = writer.begin().await.unwrap();
+        advance_mailbox(&mut tx, &MailboxName::from("kjt"), 7, Uid(42), Utc::now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        drop(writer);
+        let seen = store
+            .mailbox_state(&MailboxName::from("kjt"))
+            .await
+            .unwrap();
+        assert_eq!(seen, Some((7, Uid(42))));
+        let before = sync_points(&store).await;
+        store.sync().await.unwrap();
+        assert_eq!(sync_points(&store).await, before + 1);
+        store.sync().await.unwrap();
+        assert_eq!(sync_points(&store).await, before + 1);
+        assert_eq!(level(&store, Durability::Synced).await, full);
+    }
 }

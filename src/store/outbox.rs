@@ -12,7 +12,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use super::{
-    Backend, MessageId, OutboxId, Result, Store, StoreError, from_ts, get, opt_from_ts, to_u32, ts,
+    Backend, Durability, MessageId, OutboxId, Result, Store, StoreError, from_ts, get, opt_from_ts,
+    to_u32, ts,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -175,7 +176,8 @@ impl Store {
     /// Adds a mail to the outbox. `None` when a row with the same
     /// `dedupe_key` exists: that mail is (being) sent already.
     pub async fn enqueue(&self, mail: NewOutbox, now: DateTime<Utc>) -> Result<Option<OutboxId>> {
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.write_conn(Durability::Synced).await?;
+        let mut tx = writer.begin().await?;
         let id = insert(&mut tx, &mail, None, now).await?;
         tx.commit().await?;
         Ok(id)
@@ -190,7 +192,8 @@ impl Store {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxRow>> {
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.write_conn(Durability::Synced).await?;
+        let mut tx = writer.begin().await?;
         let rows = self.claim_in(&mut tx, owner, lease, now, limit).await?;
         tx.commit().await?;
         Ok(rows)
@@ -208,7 +211,8 @@ impl Store {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<(bool, Vec<OutboxRow>)> {
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.write_conn(Durability::Synced).await?;
+        let mut tx = writer.begin().await?;
         let done = sqlx::query(MARK_SENT)
             .bind(id.0)
             .bind(owner)
@@ -222,7 +226,7 @@ impl Store {
 
     async fn claim_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         owner: &str,
         lease: Duration,
         now: DateTime<Utc>,
@@ -263,7 +267,7 @@ impl Store {
         .bind(id.0)
         .bind(owner)
         .bind(ts(until))
-        .execute(&self.writer)
+        .execute(self.write_conn(Durability::Synced).await?.conn())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -278,18 +282,23 @@ impl Store {
              WHERE lease_owner = $1 AND status = 'sending'",
         )
         .bind(owner)
-        .execute(&self.writer)
+        .execute(self.write_conn(Durability::Synced).await?.conn())
         .await?;
         Ok(done.rows_affected())
     }
 
     /// Records a successful send. False when `owner` no longer holds the lease.
+    ///
+    /// Deferred: on disk with the next synced commit. Power lost before
+    /// that sends the mail once more, as a crash between the send and this
+    /// mark always could; it saves a WAL fsync per mail sent.
     pub async fn mark_sent(&self, id: OutboxId, owner: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mut writer = self.write_conn(Durability::Deferred).await?;
         let done = sqlx::query(MARK_SENT)
             .bind(id.0)
             .bind(owner)
             .bind(ts(now))
-            .execute(&self.writer)
+            .execute(writer.conn())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -312,7 +321,7 @@ impl Store {
         .bind(owner)
         .bind(ts(next_at))
         .bind(error)
-        .execute(&self.writer)
+        .execute(self.write_conn(Durability::Synced).await?.conn())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -327,7 +336,7 @@ impl Store {
         .bind(id.0)
         .bind(owner)
         .bind(error)
-        .execute(&self.writer)
+        .execute(self.write_conn(Durability::Synced).await?.conn())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -403,7 +412,7 @@ impl Store {
 /// Inserts a row unless its dedupe key is taken: pending, or with `lease`
 /// already being sent (its first attempt).
 pub(super) async fn insert(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     mail: &NewOutbox,
     lease: Option<&Lease>,
     now: DateTime<Utc>,

@@ -10,8 +10,8 @@ use sqlx::any::AnyRow;
 
 use super::record::recompute_supersedes;
 use super::{
-    DocumentId, MessageId, OutboxRow, Result, Store, StoreError, SubmissionId, bool_col,
-    bump_revision, from_ts, get, message_arrived_at, opt_from_ts, outbox, to_u32, ts,
+    DocumentId, Durability, MessageId, OutboxRow, Result, Store, StoreError, SubmissionId,
+    bool_col, bump_revision, from_ts, get, message_arrived_at, opt_from_ts, outbox, to_u32, ts,
 };
 use crate::model::{FieldValue, MatchedBy, Origin, Problem, ProblemCode};
 use crate::status::{Sent, SentDoc};
@@ -312,7 +312,8 @@ impl Store {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Assigned> {
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.write_conn(Durability::Synced).await?;
+        let mut tx = writer.begin().await?;
         let row = sqlx::query(
             "SELECT s.id, s.org_id, s.campaign, s.deadline, m.from_addr, m.ack_held \
              FROM submissions s JOIN messages m ON m.id = s.message_id WHERE s.message_id = $1",
@@ -514,7 +515,7 @@ impl Store {
         )
         .bind(org.as_str())
         .bind(ts(now))
-        .execute(&self.writer)
+        .execute(self.write_conn(Durability::Synced).await?.conn())
         .await?;
         Ok(())
     }
@@ -522,7 +523,7 @@ impl Store {
     pub async fn resume_reminders(&self, org: &OrgId) -> Result<()> {
         sqlx::query("DELETE FROM reminder_pauses WHERE org_id = $1")
             .bind(org.as_str())
-            .execute(&self.writer)
+            .execute(self.write_conn(Durability::Synced).await?.conn())
             .await?;
         Ok(())
     }

@@ -9,8 +9,8 @@ use sqlx::{Any, Transaction};
 use super::archive::Archive;
 use super::outbox::{self, Lease, NewOutbox, OutboxRow};
 use super::{
-    MessageId, Result, Store, StoreError, SubmissionId, advance_mailbox, bool_val, bump_revision,
-    get, ts,
+    Durability, MessageId, Result, Store, StoreError, SubmissionId, advance_mailbox, bool_val,
+    bump_revision, get, ts,
 };
 use crate::model::FieldValue;
 use crate::model::Problem;
@@ -122,15 +122,33 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Recorded> {
         Ok(self
-            .record_leasing_ack(raw, analysis, ack, None, now)
+            .record_leasing_ack(raw, analysis, ack, None, Durability::Synced, now)
             .await?
             .0)
     }
 
     /// [`Self::record`], with the ack stored as being sent under `lease`
-    /// (when given) and returned as that row, for the caller to send.
+    /// (when given) and returned as that row, for the caller to send, and
+    /// committed as `durability` says.
     pub async fn record_leasing_ack(
         &self,
+        raw: &RawMessage,
+        analysis: &Analysis,
+        ack: Option<NewOutbox>,
+        lease: Option<&Lease>,
+        durability: Durability,
+        now: DateTime<Utc>,
+    ) -> Result<(Recorded, Option<OutboxRow>)> {
+        let mut writer = self.write_conn(durability).await?;
+        let recorded = self
+            .record_on(writer.begin().await?, raw, analysis, ack, lease, now)
+            .await?;
+        Ok(recorded)
+    }
+
+    async fn record_on(
+        &self,
+        mut tx: Transaction<'_, Any>,
         raw: &RawMessage,
         analysis: &Analysis,
         ack: Option<NewOutbox>,
@@ -140,7 +158,6 @@ impl Store {
         // The archive is keyed by these bytes, so the row must be too.
         let sha = Sha256::of(&raw.bytes);
         let origin = OriginCols::of(&raw.origin);
-        let mut tx = self.begin_write().await?;
 
         if let Origin::Imap {
             mailbox,
@@ -267,7 +284,8 @@ impl Store {
         message_id: MessageId,
         analysis: &Analysis,
     ) -> Result<SubmissionId> {
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.write_conn(Durability::Synced).await?;
+        let mut tx = writer.begin().await?;
         let old = sqlx::query(
             "SELECT s.id, s.org_id, s.campaign, s.deadline, m.received_at, m.stored_at \
              FROM submissions s JOIN messages m ON m.id = s.message_id WHERE s.message_id = $1",
@@ -372,7 +390,7 @@ impl Store {
 }
 
 /// The original (first recorded copy) of a mail with this content key.
-async fn original_of(tx: &mut Transaction<'static, Any>, key: &str) -> Result<Option<MessageId>> {
+async fn original_of(tx: &mut Transaction<'_, Any>, key: &str) -> Result<Option<MessageId>> {
     let id: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM messages WHERE content_key = $1 AND copy_of IS NULL ORDER BY id LIMIT 1",
     )
@@ -384,7 +402,7 @@ async fn original_of(tx: &mut Transaction<'static, Any>, key: &str) -> Result<Op
 
 /// The message recorded before with these bytes or from this origin.
 async fn duplicate_of(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     sha: &Sha256,
     origin_key: &str,
 ) -> Result<Option<MessageId>> {
@@ -401,7 +419,7 @@ async fn duplicate_of(
 /// The message row; None when a uniqueness rule (bytes, origin, one
 /// original per content key) says it is not new.
 async fn insert_message(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     raw: &RawMessage,
     sha: &Sha256,
     origin: &OriginCols,
@@ -461,7 +479,7 @@ fn parse_status(analysis: &Analysis) -> &'static str {
 }
 
 async fn delete_contents(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     message_id: MessageId,
     submission_id: SubmissionId,
 ) -> Result<()> {
@@ -485,7 +503,7 @@ async fn delete_contents(
 
 /// Documents, their records and problems, and the message's own problems.
 async fn insert_contents(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     message_id: MessageId,
     submission_id: SubmissionId,
     analysis: &Analysis,
@@ -513,7 +531,7 @@ async fn insert_contents(
 }
 
 async fn insert_document(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     submission_id: SubmissionId,
     seq: usize,
     doc: &Document,
@@ -550,7 +568,7 @@ const RECORDS_PER_INSERT: usize = 64;
 
 /// One document's cells: (row index or None for a form field, key, value).
 async fn insert_records(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     document_id: i64,
     cells: &[(Option<i64>, &String, &FieldValue)],
 ) -> Result<()> {
@@ -639,7 +657,7 @@ fn float_or_zero(v: Option<f64>) -> f64 {
 }
 
 async fn insert_problem(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     message_id: MessageId,
     document_id: Option<i64>,
     p: &Problem,
@@ -662,7 +680,7 @@ async fn insert_problem(
 /// hundredth mail costs what its first did. Mail older than some already
 /// stored goes through [`supersede_before_later`], which touches as few rows.
 async fn supersede_with_new(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     new: SubmissionId,
     org: Option<&OrgId>,
     campaign: Option<&CampaignId>,
@@ -715,7 +733,7 @@ async fn supersede_with_new(
 /// lock is held to commit, and each statement after it sees what the
 /// other committed. SQLite has one writer at a time already.
 async fn lock_unit(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     org: &OrgId,
     campaign: &CampaignId,
     deadline: &DeadlineId,
@@ -747,7 +765,7 @@ async fn lock_unit(
 /// The result equals [`recompute_supersedes`]'s (test
 /// `the_supersede_chain_is_the_same_whatever_order_mail_is_recorded_in`).
 async fn supersede_before_later(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     new: SubmissionId,
     org: &OrgId,
     campaign: &CampaignId,
@@ -842,7 +860,7 @@ async fn supersede_before_later(
 }
 
 /// `from` now supersedes `to`.
-async fn point(tx: &mut Transaction<'static, Any>, from: i64, to: i64) -> Result<()> {
+async fn point(tx: &mut Transaction<'_, Any>, from: i64, to: i64) -> Result<()> {
     sqlx::query("UPDATE submissions SET supersedes = $2 WHERE id = $1")
         .bind(from)
         .bind(to)
@@ -863,7 +881,7 @@ async fn point(tx: &mut Transaction<'static, Any>, from: i64, to: i64) -> Result
 /// for the whole group because messages can be recorded out of order and
 /// assignment moves submissions between groups.
 pub(super) async fn recompute_supersedes(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     org: Option<&OrgId>,
     campaign: Option<&CampaignId>,
     deadline: Option<&DeadlineId>,
