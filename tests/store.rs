@@ -1715,3 +1715,38 @@ async fn nul_in_cell_text_and_problems_is_stored_without_it() {
         assert_eq!(names, ["活动甲"], "{}", db.label);
     }
 }
+
+#[tokio::test]
+async fn a_deferred_record_is_seen_at_once_and_one_sync_puts_the_group_on_disk() {
+    for db in dbs().await {
+        let s = &db.store;
+        let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
+        let points = || async {
+            let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT n FROM sync_point")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        };
+        let before = points().await;
+        for tag in ["d1", "d2", "d3"] {
+            let m = raw(tag, file(&format!("{tag}.eml")));
+            let (recorded, _) = s
+                .record_leasing_ack(&m, &a, None, None, Durability::Deferred, at(5, 10))
+                .await
+                .unwrap();
+            assert!(matches!(recorded, Recorded::New { .. }), "{}", db.label);
+        }
+        let seen = s
+            .submissions_for(&CampaignId::from("js-2025"), &DeadlineId::from("recommend"))
+            .await
+            .unwrap();
+        assert_eq!(seen.len(), 3, "{}: visible before the sync", db.label);
+        s.sync().await.unwrap();
+        assert_eq!(points().await, before + 1, "{}: one commit", db.label);
+        s.sync().await.unwrap();
+        assert_eq!(points().await, before + 1, "{}: nothing left", db.label);
+    }
+}

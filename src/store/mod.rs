@@ -168,8 +168,8 @@ pub struct Store {
     /// FULL, it errs towards "maybe relaxed", and a synced write then sets
     /// FULL once more. A new connection starts at FULL.
     relaxed: Arc<AtomicBool>,
-    /// SQLite: a deferred commit may not be on disk yet; [`Store::sync`]
-    /// has work to do.
+    /// A deferred commit may not be on disk yet; [`Store::sync`] has work
+    /// to do.
     unsynced: Arc<AtomicBool>,
     /// One [`Store::sync`] at a time: a second caller that finds nothing
     /// unsynced must not return while the first one's commit is still on
@@ -189,7 +189,10 @@ pub enum Durability {
     /// power loss, never on a crash of the process, never corrupt). Lets
     /// the daemon write a group of messages with one WAL fsync instead of
     /// one each; it flags them and sends their acks only after
-    /// [`Store::sync`]. PostgreSQL ignores it: every commit there is synced.
+    /// [`Store::sync`]. On PostgreSQL a transaction commits with
+    /// `synchronous_commit = off`, and a later synced commit flushes the
+    /// WAL up through it; a single statement outside a transaction is
+    /// synced there.
     Deferred,
 }
 
@@ -284,11 +287,13 @@ impl Store {
     /// level the last writer needed, and [`Store::relaxed`] says which.
     async fn write_conn(&self, durability: Durability) -> Result<WriteConn> {
         let mut conn = self.writer.acquire().await?;
+        if durability == Durability::Deferred {
+            self.unsynced.store(true, Ordering::SeqCst);
+        }
         if self.backend == Backend::Sqlite {
             // Not inside a transaction: SQLite refuses that.
             match durability {
                 Durability::Deferred => {
-                    self.unsynced.store(true, Ordering::SeqCst);
                     if !self.relaxed.swap(true, Ordering::SeqCst) {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
@@ -307,15 +312,13 @@ impl Store {
         Ok(WriteConn {
             conn,
             backend: self.backend,
+            durability,
         })
     }
 
     /// Puts every [`Durability::Deferred`] commit on disk: one synced
-    /// commit, whose WAL fsync covers every frame written before it.
+    /// commit, whose WAL flush covers everything written before it.
     pub async fn sync(&self) -> Result<()> {
-        if self.backend != Backend::Sqlite {
-            return Ok(());
-        }
         let _one = self.syncing.lock().await;
         if !self.unsynced.swap(false, Ordering::SeqCst) {
             return Ok(());
@@ -373,6 +376,7 @@ impl Store {
 struct WriteConn {
     conn: PoolConnection<Any>,
     backend: Backend,
+    durability: Durability,
 }
 
 impl WriteConn {
@@ -387,7 +391,17 @@ impl WriteConn {
     async fn begin(&mut self) -> Result<Transaction<'_, Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.conn.begin().await?,
+            Backend::Postgres => {
+                let mut tx = self.conn.begin().await?;
+                if self.durability == Durability::Deferred {
+                    // For this transaction only: the connection goes back
+                    // to the pool synced.
+                    sqlx::query("SET LOCAL synchronous_commit = off")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx
+            }
         })
     }
 }
