@@ -11,13 +11,13 @@ use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::{CampaignConfig, Config, ConfigError, DeadlineConfig};
+use crate::config::{AfterProcessing, CampaignConfig, Config, ConfigError, DeadlineConfig};
 use crate::directory::{Directory, Lookup, Organisation};
 use crate::export::{self, ExportColumn, ExportData, ExportError, ExportForm, ExportRecord};
 use crate::extract::{Extractor, InProcess};
 use crate::fold::clean_line;
 use crate::mailcmd::Item;
-use crate::model::{Analysis, Problem, ProblemCode, RawMessage};
+use crate::model::{Analysis, Origin, Problem, ProblemCode, RawMessage};
 use crate::outbound::compose::{self, ComposeError, Stamp};
 use crate::outbound::data::Snapshot;
 use crate::outbound::{
@@ -135,18 +135,24 @@ impl Services {
     /// ([`crate::replies`]); one that fails the checks is stored as ordinary
     /// mail, unanswered, for a person to see.
     pub async fn process(&self, raw: &RawMessage) -> Result<Recorded, ActionError> {
-        let prepared = self.prepare(raw).await?;
+        let prepared = self.prepare(raw, Durability::Synced).await?;
         Ok(self
             .commit(raw, prepared, None, Durability::Synced)
             .await?
             .0)
     }
 
-    /// The first half of [`Self::process`]: the raw bytes made durable and
-    /// the message analysed. Several messages may be prepared at once; they
-    /// are committed one by one, in order.
-    pub async fn prepare(&self, raw: &RawMessage) -> Result<Prepared, ActionError> {
-        self.archive.put(raw.bytes.clone()).await?;
+    /// The first half of [`Self::process`]: the raw bytes archived and the
+    /// message analysed. Several messages may be prepared at once; they are
+    /// committed one by one, in order. With [`Durability::Deferred`] the
+    /// bytes are on disk after [`Self::sync`], and the caller must call it
+    /// before it flags the message.
+    pub async fn prepare(
+        &self,
+        raw: &RawMessage,
+        archived: Durability,
+    ) -> Result<Prepared, ActionError> {
+        self.archive.put(raw.bytes.clone(), archived).await?;
         let now = self.now();
         let learned = self.store.learned_addresses().await?;
         let analysis = self.analyse_bounded(raw, learned, now).await;
@@ -184,6 +190,33 @@ impl Services {
             .store
             .record_leasing_ack(raw, &analysis, ack, lease, durability, now)
             .await?)
+    }
+
+    /// Puts everything prepared and committed [`Durability::Deferred`]
+    /// before this call on disk: the archive's files, then the database.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.archive.sync().await?;
+        self.store.sync().await
+    }
+
+    /// Whether a message deferred into the archive is offered again if a
+    /// power cut loses its file: every source but an IMAP folder read with
+    /// `after = "keep"` offers what it has not flagged or moved, and there
+    /// the stored cursor, which may reach the disk first, moves past it.
+    pub fn archive_durability(&self, origin: &Origin) -> Durability {
+        let Origin::Imap { mailbox, .. } = origin else {
+            return Durability::Deferred;
+        };
+        let keeps = self
+            .config
+            .mailboxes
+            .iter()
+            .any(|m| &m.name == mailbox && m.after == AfterProcessing::Keep);
+        if keeps {
+            Durability::Synced
+        } else {
+            Durability::Deferred
+        }
     }
 
     /// How many messages are worth preparing at once: as many as files can

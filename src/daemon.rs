@@ -62,7 +62,8 @@ const BATCH: u32 = 10;
 /// they are stored pending and claimed.
 const HANDED: usize = 20;
 /// The processor commits messages [`Durability::Deferred`] and puts them on
-/// disk a group at a time, with one WAL fsync: a group ends when it holds
+/// disk a group at a time, with one `syncfs` of the archive and one WAL
+/// fsync: a group ends when it holds
 /// [`GROUP`] messages, when its first is [`GROUP_WAIT`] old, or when the
 /// processor would wait for mail. Only then are the messages flagged on
 /// the server and their acks sent.
@@ -191,7 +192,7 @@ pub async fn run(
     if drained.is_err() {
         warn!("tasks did not finish within 120 s; stopping anyway");
     }
-    if let Err(e) = services.store.sync().await {
+    if let Err(e) = services.sync().await {
         warn!(error = %e, "putting the last marks of sent mail on disk failed");
     }
     info!("baosong stopped");
@@ -265,7 +266,8 @@ async fn processor(
         let mine = raw.clone();
         // A task of its own, so a message's archive write and analysis go on
         // while an earlier one is being committed.
-        let job = tokio::spawn(async move { this.prepare(&mine).await });
+        let archived = this.archive_durability(&mine.origin);
+        let job = tokio::spawn(async move { this.prepare(&mine, archived).await });
         (raw, done, job)
     };
     let mut held: Vec<Held<'_>> = Vec::with_capacity(GROUP);
@@ -337,7 +339,7 @@ async fn release(services: &Services, held: &mut Vec<Held<'_>>, wake: &Notify) {
     if held.is_empty() {
         return;
     }
-    let synced = services.store.sync().await;
+    let synced = services.sync().await;
     if let Err(e) = &synced {
         warn!(messages = held.len(), error = %e, "putting the messages on disk failed; they will be offered again");
     }

@@ -11,11 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use baosong::actions::Services;
-use baosong::clock::FixedClock;
+use baosong::clock::{FixedClock, SystemClock};
 use baosong::commands;
-use baosong::config::Config;
+use baosong::config::{AfterProcessing, Config};
 use baosong::daemon::{self, RunOptions};
 use baosong::directory::Directory;
+use baosong::model::Origin;
+use baosong::store::Durability;
+use baosong::types::{MailboxName, Uid};
 use chrono::{DateTime, Utc};
 use pg::PgSchema;
 use tokio::net::{TcpListener, TcpStream};
@@ -191,4 +194,43 @@ async fn postgresql_out_of_reach_for_a_while_loses_and_doubles_nothing() {
     );
     let acks = std::fs::read_dir(&outbox).unwrap().count();
     assert_eq!(acks, 4, "one ack each, none twice");
+}
+
+/// Deferring a message's archive file to the group's `syncfs` is safe only
+/// where a power cut that loses the file also brings the message back:
+/// every source but an IMAP folder read with `after = "keep"`, whose stored
+/// cursor may reach the disk before the file.
+#[tokio::test]
+async fn only_a_kept_imap_folder_archives_each_message_before_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::example(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    config.store.database = format!("sqlite://{}/baosong.db", dir.path().display());
+    config.store.archive = dir.path().join("archive");
+    config.mailboxes[0].after = AfterProcessing::Keep;
+    config.mailboxes[1].after = AfterProcessing::Seen;
+    let (kept, seen) = (
+        config.mailboxes[0].name.clone(),
+        config.mailboxes[1].name.clone(),
+    );
+    let services = Services::open(config, Directory::example(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let imap = |mailbox: &MailboxName| Origin::Imap {
+        mailbox: mailbox.clone(),
+        uidvalidity: 1,
+        uid: Uid(7),
+    };
+    assert_eq!(
+        services.archive_durability(&imap(&kept)),
+        Durability::Synced
+    );
+    assert_eq!(
+        services.archive_durability(&imap(&seen)),
+        Durability::Deferred
+    );
+    let maildir = Origin::Maildir {
+        mailbox: kept,
+        key: "1746000001.M1P1.host".into(),
+    };
+    assert_eq!(services.archive_durability(&maildir), Durability::Deferred);
 }

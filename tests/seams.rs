@@ -857,6 +857,44 @@ async fn an_archive_that_cannot_be_written_keeps_the_mail_unflagged_until_it_can
     assert_eq!(smtp.acks().len(), 2, "one ack each, none twice");
 }
 
+/// A power cut after a group's rows reached the disk but before its
+/// archive files did leaves a row whose file is empty, and the mail not
+/// flagged: when it is offered again it is a duplicate, and its file is
+/// written again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_file_a_power_cut_emptied_is_written_again_when_the_mail_comes_back() {
+    let mut w = World::new();
+    let bytes = ordinary(1);
+    w.deliver("kjt", &bytes);
+    let services = w.services().await;
+    let smtp = Arc::new(ScriptedSmtp::default());
+    w.run_once(&services, smtp.clone()).await;
+    assert_eq!(w.unflagged("kjt"), 0);
+    let sha = baosong::types::Sha256::of(&bytes);
+    let file = services.archive.path_of(&sha);
+
+    // What the power cut leaves: the file empty, the mail unflagged.
+    std::fs::write(&file, b"").unwrap();
+    let md = w.maildir("kjt");
+    for e in std::fs::read_dir(md.join("cur")).unwrap() {
+        let e = e.unwrap().path();
+        let name = e.file_name().unwrap().to_str().unwrap();
+        let key = name.split_once(":2,").map_or(name, |(k, _)| k);
+        std::fs::rename(&e, md.join("new").join(key)).unwrap();
+    }
+    assert_eq!(w.unflagged("kjt"), 1);
+
+    w.run_once(&services, smtp.clone()).await;
+    assert_eq!(w.unflagged("kjt"), 0);
+    assert_eq!(services.archive.read(&sha).await.unwrap(), bytes);
+    assert_eq!(
+        query_i64(&services, "SELECT COUNT(*) FROM messages").await,
+        1,
+        "a duplicate, stored once"
+    );
+    assert_eq!(smtp.acks().len(), 1, "answered once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_stored_but_not_yet_on_disk_is_neither_flagged_nor_answered() {
     let mut w = World::new();

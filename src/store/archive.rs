@@ -1,19 +1,31 @@
 //! The raw archive: every message's bytes, content-addressed by SHA-256
-//! (`ab/<sha256>.eml`), durable before any database row refers to them.
+//! (`ab/<sha256>.eml`), durable before any mail server or sender is told
+//! the message is kept.
 //!
 //! One level of 256 folders, as git keeps its objects: a second level
 //! (`ab/cd/`, the layout before 2026-11) made a new folder for nearly every
 //! message of a store under 65,536 messages, and each new folder cost an
 //! inode, a block and two more fsyncs. Messages stored in that layout are
 //! still read from it.
+//!
+//! A [`Durability::Deferred`] put writes and renames without an fsync; the
+//! daemon puts a group of them on disk with one `syncfs` ([`Archive::sync`])
+//! before it flags them. The row may reach the disk before the file does
+//! (a checkpoint, the kernel's writeback), so a power cut can leave a row
+//! whose file is empty or short. Such a message was not flagged, so its
+//! source offers it again, and a put of bytes whose file does not hold them
+//! writes the file again.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::StoreError;
+use tracing::warn;
+
+use super::{Durability, StoreError};
 use crate::types::Sha256;
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -24,12 +36,17 @@ use crate::types::{DIR_MODE, FILE_MODE};
 #[derive(Debug, Clone)]
 pub struct Archive {
     root: PathBuf,
+    /// A deferred put happened since the last [`Archive::sync`].
+    unsynced: Arc<AtomicBool>,
 }
 
 impl Archive {
     /// The directory need not exist yet: [`Archive::put`] creates what it needs.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            unsynced: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -56,11 +73,12 @@ impl Archive {
         self.root.join(Self::relative_path(sha))
     }
 
-    /// Stores `bytes` durably and returns their hash. Idempotent: when the file
-    /// already exists with the right size it is left alone.
-    pub async fn put(&self, bytes: Vec<u8>) -> Result<Sha256, StoreError> {
+    /// Stores `bytes` and returns their hash: on disk when it returns
+    /// ([`Durability::Synced`]) or after the next [`Archive::sync`].
+    /// Idempotent: a file that already holds these bytes is left alone.
+    pub async fn put(&self, bytes: Vec<u8>, durability: Durability) -> Result<Sha256, StoreError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.put_blocking(&bytes))
+        tokio::task::spawn_blocking(move || this.put_blocking(&bytes, durability))
             .await
             .map_err(|e| StoreError::Io {
                 path: self.root.clone(),
@@ -68,8 +86,7 @@ impl Archive {
             })?
     }
 
-    /// The blocking body of [`Archive::put`], for callers outside a runtime.
-    pub fn put_blocking(&self, bytes: &[u8]) -> Result<Sha256, StoreError> {
+    fn put_blocking(&self, bytes: &[u8], durability: Durability) -> Result<Sha256, StoreError> {
         let sha = Sha256::of(bytes);
         let path = self.path_of(&sha);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
@@ -77,26 +94,30 @@ impl Archive {
             let p = p.to_path_buf();
             move |source| StoreError::Io { path: p, source }
         };
+        let synced = durability == Durability::Synced;
 
-        match fs::metadata(&path) {
-            // An earlier put may have failed after its rename but before its
-            // syncs: sync again, so "exists" always means "durable".
-            Ok(meta) if meta.len() == bytes.len() as u64 => {
-                File::open(&path)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io(&path))?;
-                sync_dir(&dir)?;
+        match holds(&path, bytes) {
+            // An earlier put may have stopped after its rename but before its
+            // syncs, or been deferred: sync again, so "exists" always means
+            // "durable" once this put is.
+            Ok(true) => {
+                if synced {
+                    File::open(&path)
+                        .and_then(|f| f.sync_all())
+                        .map_err(io(&path))?;
+                    sync_dir(&dir)?;
+                } else {
+                    self.unsynced.store(true, Ordering::SeqCst);
+                }
                 return Ok(sha);
             }
-            // A torn file from a crash before our rename cannot exist (we rename
-            // only complete files), so a wrong size means someone else wrote it.
-            Ok(meta) => {
-                return Err(StoreError::ArchiveMismatch {
-                    path,
-                    expected: bytes.len() as u64,
-                    found: meta.len(),
-                });
-            }
+            // Only complete files are renamed into place, so this is a
+            // deferred write a power cut cut short (or someone else's
+            // file): the name says what it must hold.
+            Ok(false) => warn!(
+                path = %path.display(),
+                "archive file does not hold the bytes its name says; writing it again"
+            ),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(io(&path)(e)),
         }
@@ -117,14 +138,47 @@ impl Archive {
                 .open(&tmp)
                 .map_err(io(&tmp))?;
             file.write_all(bytes).map_err(io(&tmp))?;
-            file.sync_all().map_err(io(&tmp))?;
+            if synced {
+                file.sync_all().map_err(io(&tmp))?;
+            }
             fs::rename(&tmp, &path).map_err(io(&path))?;
-            sync_dir(&dir)
+            if synced {
+                sync_dir(&dir)
+            } else {
+                self.unsynced.store(true, Ordering::SeqCst);
+                Ok(())
+            }
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result.map(|()| sha)
+    }
+
+    /// Puts every deferred put made before this call on disk: one `syncfs`
+    /// of the archive's filesystem instead of two fsyncs per message (the
+    /// file, its folder). It also writes back whatever else is pending on
+    /// that filesystem, which the database's sync would mostly do anyway.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        if !self.unsynced.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let root = self.root.clone();
+        let synced = tokio::task::spawn_blocking(move || {
+            File::open(&root)
+                .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from))
+                .map_err(|source| StoreError::Io { path: root, source })
+        })
+        .await
+        .map_err(|e| StoreError::Io {
+            path: self.root.clone(),
+            source: std::io::Error::other(e),
+        })
+        .and_then(|r| r);
+        if synced.is_err() {
+            self.unsynced.store(true, Ordering::SeqCst);
+        }
+        synced
     }
 
     /// The bytes of an archived message, checked against their hash.
@@ -158,6 +212,15 @@ impl Archive {
             source: std::io::Error::other(e),
         })?
     }
+}
+
+/// Whether the file at `path` holds exactly `bytes`: its size first, so a
+/// file cut short is not read.
+fn holds(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    if fs::metadata(path)?.len() != bytes.len() as u64 {
+        return Ok(false);
+    }
+    Ok(fs::read(path)? == bytes)
 }
 
 /// Creates `dir` and its missing parents, syncing each parent after an entry

@@ -92,12 +92,6 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("archive file {path} has {found} bytes, expected {expected}")]
-    ArchiveMismatch {
-        path: std::path::PathBuf,
-        expected: u64,
-        found: u64,
-    },
     /// A write that would break a uniqueness rule the caller relies on.
     #[error("conflict: {0}")]
     Conflict(String),
@@ -118,7 +112,6 @@ impl StoreError {
             Self::Io { .. } => true,
             Self::Migrate(_)
             | Self::UnsupportedUrl(_)
-            | Self::ArchiveMismatch { .. }
             | Self::Conflict(_)
             | Self::NotFound(_)
             | Self::Corrupt(_) => false,
