@@ -274,20 +274,33 @@ impl Shrink {
         let line = oy * self.width * 3;
         let sums = &mut self.sums[line..line + self.width * 3];
         let mut whole = 0;
-        for (sum, run) in sums
-            .chunks_exact_mut(3)
-            .zip(rgb.chunks_exact(self.factor * 3))
-        {
-            let mut acc = [0u32; 3];
-            for px in run.chunks_exact(3) {
-                acc[0] += u32::from(px[0]);
-                acc[1] += u32::from(px[1]);
-                acc[2] += u32::from(px[2]);
+        if self.factor == 2 {
+            // The usual factor (a 200-dpi scan, a JPEG at half scale), with
+            // the pair's sums spelt out: the general loop below cannot be
+            // unrolled for a box width it does not know. This function fell
+            // from 3.8 % to 2.6 % of all CPU of a 1000-mail run.
+            for (sum, pair) in sums.chunks_exact_mut(3).zip(rgb.chunks_exact(6)) {
+                sum[0] += u32::from(pair[0]) + u32::from(pair[3]);
+                sum[1] += u32::from(pair[1]) + u32::from(pair[4]);
+                sum[2] += u32::from(pair[2]) + u32::from(pair[5]);
+                whole += 1;
             }
-            for (s, a) in sum.iter_mut().zip(acc) {
-                *s += a;
+        } else {
+            for (sum, run) in sums
+                .chunks_exact_mut(3)
+                .zip(rgb.chunks_exact(self.factor * 3))
+            {
+                let mut acc = [0u32; 3];
+                for px in run.chunks_exact(3) {
+                    acc[0] += u32::from(px[0]);
+                    acc[1] += u32::from(px[1]);
+                    acc[2] += u32::from(px[2]);
+                }
+                for (s, a) in sum.iter_mut().zip(acc) {
+                    *s += a;
+                }
+                whole += 1;
             }
-            whole += 1;
         }
         // A row shorter than the boxes (an image narrower than one box) ends
         // in a box it only partly fills.
@@ -303,6 +316,16 @@ impl Shrink {
 
     pub(crate) fn finish(self) -> Raster {
         let n = (self.factor * self.factor) as u64;
+        if n.is_power_of_two() {
+            // Factors 1, 2, 4…: a shift, which the compiler vectorises
+            // (2.3 % → 0.9 % of all CPU of a 1000-mail run).
+            let k = n.trailing_zeros();
+            return Raster {
+                width: self.width,
+                height: self.height,
+                rgb: self.sums.iter().map(|&s| (s >> k) as u8).collect(),
+            };
+        }
         // `s / n` by a multiply with 2^32 / n, which is at most one short,
         // and a correction: the same quotients without a divide per value
         // (2.9 % of all CPU of a 1000-mail run).
@@ -419,9 +442,17 @@ mod tests {
 
     #[test]
     fn shrinking_by_rows_sums_what_shrinking_by_pixels_does() {
-        // Wide enough to be shrunk; and narrower than one box, which is kept
+        // Wide enough to be shrunk (by 2, the unrolled case, with a width even
+        // and odd; by 3 and 4); and narrower than one box, which is kept
         // as a one-pixel column.
-        for (w, h) in [(1900, 40), (2701, 5), (3, 2000), (1, 1801)] {
+        for (w, h) in [
+            (1700, 30),
+            (1799, 9),
+            (1900, 40),
+            (2701, 5),
+            (3, 2000),
+            (1, 1801),
+        ] {
             let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7919 % 251) as u8).collect();
             let mut rows = Shrink::new(w, h);
             for (y, row) in rgb.chunks_exact(w * 3).enumerate() {
