@@ -6,6 +6,9 @@
 #   sudo bench/imap-vs-mbsync.sh            # N=500 mails
 #   sudo N=2000 bench/imap-vs-mbsync.sh
 #   sudo DB=postgres://u:p@127.0.0.1/empty_db bench/imap-vs-mbsync.sh
+#   AFTER=keep ...                           # leave the mail unflagged (default: seen,
+#                                            # as the example config; figures before
+#                                            # 2026-12-01's archive syncfs used keep)
 #   KEEP=1 ...                               # leave the temp dir for a look
 #   BAOSONG=/path/to/baosong ...             # time that build instead of building this tree
 #
@@ -16,6 +19,7 @@
 set -euo pipefail
 
 N=${N:-500}
+AFTER=${AFTER:-seen}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 USER_NAME=alice
 PASSWORD=s3cret-Pa55
@@ -23,6 +27,7 @@ PASSWORD=s3cret-Pa55
 die() { echo "imap-vs-mbsync: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (Dovecot needs it)"
 [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -gt 0 ] || die "N must be a positive number, got '$N'"
+[[ "$AFTER" =~ ^(keep|seen)$ ]] || die "AFTER must be keep or seen, got '$AFTER'"
 
 need=()
 command -v dovecot >/dev/null || need+=(dovecot-imapd)
@@ -148,7 +153,7 @@ archive = "$B/archive"
 [[mailbox]]
 name = "kjt"
 address = "kjtrcc83236071@163.com"
-after = "keep"
+after = "$AFTER"
 
 [mailbox.imap]
 host = "127.0.0.1"
