@@ -1563,6 +1563,18 @@ async fn archive_write_is_durable_and_idempotent() {
         assert_eq!(put(Durability::Deferred).await.unwrap(), sha);
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
+    // A big one whose last byte differs, past the first chunk compared.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut bad = big.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    let big_path = archive.path_of(&Sha256::of(&big));
+    std::fs::create_dir_all(big_path.parent().unwrap()).unwrap();
+    std::fs::write(&big_path, &bad).unwrap();
+    archive
+        .put(big.clone(), Durability::Deferred)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&big_path).unwrap(), big);
     archive.sync().await.unwrap();
     // Reading one whose content no longer matches its name fails.
     let mut flipped = bytes.clone();

@@ -215,12 +215,28 @@ impl Archive {
 }
 
 /// Whether the file at `path` holds exactly `bytes`: its size first, so a
-/// file cut short is not read.
+/// file cut short is not read, then chunk by chunk, so a big mail's file is
+/// not held a second time.
 fn holds(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
-    if fs::metadata(path)?.len() != bytes.len() as u64 {
+    let mut file = File::open(path)?;
+    if file.metadata()?.len() != bytes.len() as u64 {
         return Ok(false);
     }
-    Ok(fs::read(path)? == bytes)
+    let mut chunk = vec![0; 64 << 10];
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = rest.len().min(chunk.len());
+        match file.read_exact(&mut chunk[..n]) {
+            // Cut short since its size was read.
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(false),
+            r => r?,
+        }
+        if chunk[..n] != rest[..n] {
+            return Ok(false);
+        }
+        rest = &rest[n..];
+    }
+    Ok(true)
 }
 
 /// Creates `dir` and its missing parents, syncing each parent after an entry
