@@ -78,7 +78,16 @@ impl Archive {
     /// Idempotent: a file that already holds these bytes is left alone.
     pub async fn put(&self, bytes: Vec<u8>, durability: Durability) -> Result<Sha256, StoreError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.put_blocking(&bytes, durability))
+        self.blocking(move || this.put_blocking(&bytes, durability))
+            .await
+    }
+
+    /// Runs file work off the runtime; a panic in it is an I/O error.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| StoreError::Io {
                 path: self.root.clone(),
@@ -164,17 +173,13 @@ impl Archive {
             return Ok(());
         }
         let root = self.root.clone();
-        let synced = tokio::task::spawn_blocking(move || {
-            File::open(&root)
-                .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from))
-                .map_err(|source| StoreError::Io { path: root, source })
-        })
-        .await
-        .map_err(|e| StoreError::Io {
-            path: self.root.clone(),
-            source: std::io::Error::other(e),
-        })
-        .and_then(|r| r);
+        let synced = self
+            .blocking(move || {
+                File::open(&root)
+                    .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from))
+                    .map_err(|source| StoreError::Io { path: root, source })
+            })
+            .await;
         if synced.is_err() {
             self.unsynced.store(true, Ordering::SeqCst);
         }
@@ -185,7 +190,7 @@ impl Archive {
     pub async fn read(&self, sha: &Sha256) -> Result<Vec<u8>, StoreError> {
         let (path, legacy) = (self.path_of(sha), self.legacy_path(sha));
         let sha = sha.clone();
-        tokio::task::spawn_blocking(move || {
+        self.blocking(move || {
             let mut bytes = Vec::new();
             let path = if path.exists() || !legacy.exists() {
                 path
@@ -207,10 +212,6 @@ impl Archive {
             Ok(bytes)
         })
         .await
-        .map_err(|e| StoreError::Io {
-            path: self.root.clone(),
-            source: std::io::Error::other(e),
-        })?
     }
 }
 
