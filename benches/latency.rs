@@ -172,14 +172,14 @@ fn main() {
                  Subject: 推荐表 {tag}\r\nMessage-ID: <{tag}@bench>\r\n\
                  Date: Sun, 4 May 2025 09:00:00 +0800\r\n\r\n附件见后。\r\n"
             );
-            let raw = RawMessage {
-                bytes: bytes.into_bytes(),
-                origin: Origin::Maildir {
+            let raw = RawMessage::new(
+                bytes.into_bytes(),
+                Origin::Maildir {
                     mailbox: kx.clone(),
                     key: tag.clone(),
                 },
-                received_at: None,
-            };
+                None,
+            );
             sent_at.insert(tag, Instant::now());
             push.send(raw).expect("push");
             came.notify_one();

@@ -152,7 +152,7 @@ impl Services {
         raw: &RawMessage,
         archived: Durability,
     ) -> Result<Prepared, ActionError> {
-        self.archive.put(raw.bytes.clone(), archived).await?;
+        self.archive.put(raw, archived).await?;
         let now = self.now();
         let learned = self.store.learned_addresses().await?;
         let analysis = self.analyse_bounded(raw, learned, now).await;
@@ -949,11 +949,7 @@ impl Services {
             )));
         }
         let m = detail.message;
-        let raw = RawMessage {
-            bytes: self.archive.read(&m.sha256).await?,
-            origin: m.origin,
-            received_at: m.received_at,
-        };
+        let raw = RawMessage::new(self.archive.read(&m.sha256).await?, m.origin, m.received_at);
         let now = self.now();
         let learned = self.store.learned_addresses().await?;
         let mut analysis = self.analyse_bounded(&raw, learned, now).await;
@@ -1004,11 +1000,7 @@ impl Services {
             return Ok(false);
         };
         let m = detail.message;
-        let raw = RawMessage {
-            bytes: self.archive.read(&m.sha256).await?,
-            origin: m.origin,
-            received_at: m.received_at,
-        };
+        let raw = RawMessage::new(self.archive.read(&m.sha256).await?, m.origin, m.received_at);
         let now = self.now();
         let learned = self.store.learned_addresses().await?;
         let mut analysis = self.analyse_bounded(&raw, learned, now).await;
@@ -1029,11 +1021,11 @@ impl Services {
             .messages_with_ack_reason(replies::COMMAND_MAIL)
             .await?;
         for item in &items {
-            let raw = RawMessage {
-                bytes: self.archive.read(&item.sha256).await?,
-                origin: item.origin.clone(),
-                received_at: item.received_at,
-            };
+            let raw = RawMessage::new(
+                self.archive.read(&item.sha256).await?,
+                item.origin.clone(),
+                item.received_at,
+            );
             let now = self.now();
             let learned = self.store.learned_addresses().await?;
             let mut analysis = self.analyse_bounded(&raw, learned, now).await;

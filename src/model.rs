@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -165,13 +167,39 @@ impl Origin {
 }
 
 /// A message as it arrived, before anything is parsed.
+///
+/// Cheap to clone: the bytes and their hash are shared, so the archive,
+/// the analysis and the row see one copy, hashed once.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     pub origin: Origin,
     /// When the message reached the mailbox (IMAP INTERNALDATE, Maildir delivery
     /// time); None for loose files, where the Received header is used.
     pub received_at: Option<DateTime<Utc>>,
+    /// Computed on first use, by whichever stage (usually the archive, off
+    /// the runtime) needs it first.
+    digest: Arc<OnceLock<Sha256>>,
+}
+
+impl RawMessage {
+    pub fn new(
+        bytes: impl Into<Bytes>,
+        origin: Origin,
+        received_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            bytes: bytes.into(),
+            origin,
+            received_at,
+            digest: Arc::default(),
+        }
+    }
+
+    /// SHA-256 of the bytes: the archive's key and the row's.
+    pub fn sha256(&self) -> &Sha256 {
+        self.digest.get_or_init(|| Sha256::of(&self.bytes))
+    }
 }
 
 /// Something wrong with a message or a file, said so a unit contact can fix it.

@@ -198,7 +198,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
         &problems,
     );
     Analysis {
-        sha256: Sha256::of(&raw.bytes),
+        sha256: raw.sha256().clone(),
         size: raw.bytes.len() as u64,
         header,
         auto_generated: intake.auto_generated.clone(),
@@ -338,7 +338,7 @@ pub fn headers_only(raw: &RawMessage, ctx: &Context<'_>, problem: Problem) -> An
         &problems,
     );
     Analysis {
-        sha256: Sha256::of(&raw.bytes),
+        sha256: raw.sha256().clone(),
         size: raw.bytes.len() as u64,
         header,
         auto_generated: intake.auto_generated,

@@ -597,14 +597,14 @@ async fn offline(clock: &Arc<FixedClock>) -> Vec<Offline> {
 }
 
 fn raw(bytes: Vec<u8>, name: &str) -> RawMessage {
-    RawMessage {
+    RawMessage::new(
         bytes,
-        origin: Origin::File {
+        Origin::File {
             path: name.into(),
             index: None,
         },
-        received_at: None,
-    }
+        None,
+    )
 }
 
 fn corpus(name: &str) -> RawMessage {

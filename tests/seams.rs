@@ -731,13 +731,15 @@ async fn a_source_failing_to_fetch_and_to_flag_is_retried_and_nothing_is_doubled
     let services = w.services().await;
     let done = Arc::new(Mutex::new(Vec::new()));
     let messages: Vec<RawMessage> = (1..=3)
-        .map(|n| RawMessage {
-            bytes: ordinary(n),
-            origin: Origin::Maildir {
-                mailbox: "kjt".into(),
-                key: format!("m{n}"),
-            },
-            received_at: Some(at("2025-05-04T09:00:00+08:00")),
+        .map(|n| {
+            RawMessage::new(
+                ordinary(n),
+                Origin::Maildir {
+                    mailbox: "kjt".into(),
+                    key: format!("m{n}"),
+                },
+                Some(at("2025-05-04T09:00:00+08:00")),
+            )
         })
         .collect();
     let source = ScriptedSource {

@@ -64,11 +64,11 @@ fn at(day: u32, hour: u32) -> DateTime<Utc> {
 }
 
 fn raw(tag: &str, origin: Origin) -> RawMessage {
-    RawMessage {
-        bytes: format!("From: unit@example.cn\r\nSubject: {tag}\r\n\r\n{tag}\r\n").into_bytes(),
+    RawMessage::new(
+        format!("From: unit@example.cn\r\nSubject: {tag}\r\n\r\n{tag}\r\n").into_bytes(),
         origin,
-        received_at: None,
-    }
+        None,
+    )
 }
 
 fn imap(uidvalidity: u32, uid: u32) -> Origin {
@@ -233,10 +233,11 @@ async fn same_bytes_twice_is_stored_once() {
         };
 
         // Same bytes from elsewhere, with an ack of another key: still nothing new.
-        let again = RawMessage {
-            origin: file("copy-of-a.eml"),
-            ..first.clone()
-        };
+        let again = RawMessage::new(
+            first.bytes.clone(),
+            file("copy-of-a.eml"),
+            first.received_at,
+        );
         let mut second_ack = ack_for(&again, "unit@example.cn");
         second_ack.dedupe_key = "ack:other".to_owned();
         second_ack.message_id = "<other@baosong.example>".to_owned();
@@ -1510,6 +1511,11 @@ async fn reminder_pauses_are_kept() {
     }
 }
 
+/// A message of these bytes, for the archive tests.
+fn message(bytes: &[u8]) -> RawMessage {
+    RawMessage::new(bytes.to_vec(), file("put.eml"), None)
+}
+
 #[tokio::test]
 async fn archive_write_is_durable_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
@@ -1517,7 +1523,7 @@ async fn archive_write_is_durable_and_idempotent() {
     let bytes = b"From: a@b.cn\r\nSubject: x\r\n\r\nbody\r\n".to_vec();
 
     let sha = archive
-        .put(bytes.clone(), Durability::Synced)
+        .put(&message(&bytes), Durability::Synced)
         .await
         .unwrap();
     assert_eq!(sha, Sha256::of(&bytes));
@@ -1533,7 +1539,8 @@ async fn archive_write_is_durable_and_idempotent() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
 
-    let put = |durability| archive.put(bytes.clone(), durability);
+    let msg = message(&bytes);
+    let put = |durability| archive.put(&msg, durability);
     // Again: same answer, the file is not rewritten, no temp file is left.
     assert_eq!(put(Durability::Synced).await.unwrap(), sha);
     assert_eq!(
@@ -1548,10 +1555,10 @@ async fn archive_write_is_durable_and_idempotent() {
     assert_eq!(archive.read(&sha).await.unwrap(), bytes);
 
     // Two writers of the same message at once both succeed.
-    let other = b"another message".to_vec();
+    let other = message(b"another message");
     let (x, y) = tokio::join!(
-        archive.put(other.clone(), Durability::Synced),
-        archive.put(other.clone(), Durability::Deferred)
+        archive.put(&other, Durability::Synced),
+        archive.put(&other, Durability::Deferred)
     );
     assert_eq!(x.unwrap(), y.unwrap());
 
@@ -1571,7 +1578,7 @@ async fn archive_write_is_durable_and_idempotent() {
     std::fs::create_dir_all(big_path.parent().unwrap()).unwrap();
     std::fs::write(&big_path, &bad).unwrap();
     archive
-        .put(big.clone(), Durability::Deferred)
+        .put(&message(&big), Durability::Deferred)
         .await
         .unwrap();
     assert_eq!(std::fs::read(&big_path).unwrap(), big);
@@ -1594,7 +1601,7 @@ async fn a_failed_archive_sync_is_tried_again_by_the_next() {
     // Nothing deferred: nothing to sync, even with no archive at all.
     archive.sync().await.unwrap();
     archive
-        .put(b"deferred".to_vec(), Durability::Deferred)
+        .put(&message(b"deferred"), Durability::Deferred)
         .await
         .unwrap();
     let away = dir.path().join("away");
@@ -1623,7 +1630,7 @@ async fn messages_archived_in_the_two_level_layout_are_still_read() {
     // A copy in the current layout is the one read once it exists.
     assert_eq!(
         archive
-            .put(bytes.clone(), Durability::Synced)
+            .put(&message(&bytes), Durability::Synced)
             .await
             .unwrap(),
         sha

@@ -93,25 +93,27 @@ pub fn read(path: &Path) -> Result<Vec<RawMessage>, FileSourceError> {
             return Ok(msgs
                 .into_iter()
                 .enumerate()
-                .map(|(i, m)| RawMessage {
-                    bytes: m,
-                    origin: Origin::File {
-                        path: path.to_owned(),
-                        index: Some(i),
-                    },
-                    received_at: None,
+                .map(|(i, m)| {
+                    RawMessage::new(
+                        m,
+                        Origin::File {
+                            path: path.to_owned(),
+                            index: Some(i),
+                        },
+                        None,
+                    )
                 })
                 .collect());
         }
     }
-    Ok(vec![RawMessage {
+    Ok(vec![RawMessage::new(
         bytes,
-        origin: Origin::File {
+        Origin::File {
             path: path.to_owned(),
             index: None,
         },
-        received_at: None,
-    }])
+        None,
+    )])
 }
 
 /// Splits an mbox (mboxrd or mboxo) at `From ` lines that follow a blank line,

@@ -257,15 +257,15 @@ impl MailboxSource for ImapSource {
                     )),
                 )));
             };
-            out.push(RawMessage {
-                bytes: body.to_vec(),
-                origin: Origin::Imap {
+            out.push(RawMessage::new(
+                body.to_vec(),
+                Origin::Imap {
                     mailbox: mailbox.clone(),
                     uidvalidity,
                     uid: Uid(uid),
                 },
-                received_at: f.internal_date().map(|d| d.with_timezone(&Utc)),
-            });
+                f.internal_date().map(|d| d.with_timezone(&Utc)),
+            ));
         }
         let gone: Vec<u32> = batch
             .iter()

@@ -66,14 +66,14 @@ impl MailboxSource for MaildirSource {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => return Err(SourceError::io(&e.path)(err)),
             };
-            out.push(RawMessage {
+            out.push(RawMessage::new(
                 bytes,
-                origin: Origin::Maildir {
+                Origin::Maildir {
                     mailbox: self.cfg.name.clone(),
                     key: e.key.clone(),
                 },
-                received_at: Some(e.received_at),
-            });
+                Some(e.received_at),
+            ));
             self.pending.push(e);
         }
         Ok(out)

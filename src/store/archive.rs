@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tracing::warn;
 
 use super::{Durability, StoreError};
+use crate::model::RawMessage;
 use crate::types::Sha256;
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -73,12 +74,17 @@ impl Archive {
         self.root.join(Self::relative_path(sha))
     }
 
-    /// Stores `bytes` and returns their hash: on disk when it returns
-    /// ([`Durability::Synced`]) or after the next [`Archive::sync`].
+    /// Stores a message's bytes and returns their hash: on disk when it
+    /// returns ([`Durability::Synced`]) or after the next [`Archive::sync`].
     /// Idempotent: a file that already holds these bytes is left alone.
-    pub async fn put(&self, bytes: Vec<u8>, durability: Durability) -> Result<Sha256, StoreError> {
-        let this = self.clone();
-        self.blocking(move || this.put_blocking(&bytes, durability))
+    /// The hash is computed here, off the runtime, and kept with the message.
+    pub async fn put(
+        &self,
+        raw: &RawMessage,
+        durability: Durability,
+    ) -> Result<Sha256, StoreError> {
+        let (this, raw) = (self.clone(), raw.clone());
+        self.blocking(move || this.put_blocking(&raw.bytes, raw.sha256().clone(), durability))
             .await
     }
 
@@ -95,8 +101,12 @@ impl Archive {
             })?
     }
 
-    fn put_blocking(&self, bytes: &[u8], durability: Durability) -> Result<Sha256, StoreError> {
-        let sha = Sha256::of(bytes);
+    fn put_blocking(
+        &self,
+        bytes: &[u8],
+        sha: Sha256,
+        durability: Durability,
+    ) -> Result<Sha256, StoreError> {
         let path = self.path_of(&sha);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         let io = |p: &Path| {

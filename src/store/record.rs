@@ -156,7 +156,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(Recorded, Option<OutboxRow>)> {
         // The archive is keyed by these bytes, so the row must be too.
-        let sha = Sha256::of(&raw.bytes);
+        let sha = raw.sha256().clone();
         let origin = OriginCols::of(&raw.origin);
 
         if let Origin::Imap {
