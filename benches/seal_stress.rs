@@ -41,8 +41,11 @@ fn main() {
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
         if every && let Ok(f) = &found {
             println!(
-                "page {name}: sealed {} confidence {:.6} document {:.6}",
-                f.sealed, f.confidence, f.document_score
+                "page {name}: sealed {} confidence {:.6} document {:.6} ms {:.2}",
+                f.sealed,
+                f.confidence,
+                f.document_score,
+                ms.last().unwrap()
             );
         }
         match found {

@@ -375,11 +375,20 @@ pub(crate) fn decode_jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, Probl
     } else {
         (info.width, info.height)
     };
-    dec.scale(rw, rh)
+    let (ow, oh) = dec
+        .scale(rw, rh)
         .map_err(|_| unreadable("JPEG 图片已损坏"))?;
-    let pixels = dec
-        .decode()
-        .map_err(|_| unreadable("JPEG 图片已损坏或不完整"))?;
+    let fast = (ow, oh) == (info.width, info.height)
+        && matches!(
+            info.pixel_format,
+            jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
+        );
+    let pixels = match fast.then(|| decode_full_size(data, info)).flatten() {
+        Some(pixels) => pixels,
+        None => dec
+            .decode()
+            .map_err(|_| unreadable("JPEG 图片已损坏或不完整"))?,
+    };
     let info = dec.info().ok_or_else(|| unreadable("JPEG 图片已损坏"))?;
     let (w, h) = (usize::from(info.width), usize::from(info.height));
     let rgb = match info.pixel_format {
@@ -412,6 +421,41 @@ pub(crate) fn decode_jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, Probl
         source_height: sh,
         decoded_pixels: (w * h) as u64,
     })
+}
+
+/// Decodes a JPEG at full size with zune-jpeg, in the layout jpeg-decoder
+/// gives for `info` (RGB24 or L8), or `None` to leave it to jpeg-decoder.
+///
+/// Most scans (100 dpi A4, 827×1169) are read at full size, since DCT
+/// scaling to half loses faded ink. There jpeg-decoder takes 2–4× the time
+/// of zune-jpeg, which has no DCT scaling, and starts a thread per colour
+/// component. Strict mode makes zune-jpeg refuse truncated data instead of
+/// padding it; anything it refuses or reads differently from the header
+/// jpeg-decoder read goes to jpeg-decoder, whose verdict then stands, so
+/// which files are readable does not change.
+fn decode_full_size(data: &[u8], info: jpeg_decoder::ImageInfo) -> Option<Vec<u8>> {
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+
+    let (w, h) = (usize::from(info.width), usize::from(info.height));
+    let (space, components) = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => (ColorSpace::RGB, 3),
+        jpeg_decoder::PixelFormat::L8 => (ColorSpace::Luma, 1),
+        _ => return None,
+    };
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(w)
+        .set_max_height(h)
+        .jpeg_set_out_colorspace(space);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(Cursor::new(data), options);
+    let pixels = dec.decode().ok()?;
+    let got = dec.info()?;
+    (usize::from(got.width) == w
+        && usize::from(got.height) == h
+        && dec.output_colorspace() == Some(space)
+        && pixels.len() == w * h * components)
+        .then_some(pixels)
 }
 
 /// Box-averages a decoded raster down as [`Shrink`] does; one already
