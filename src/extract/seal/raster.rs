@@ -378,12 +378,8 @@ pub(crate) fn decode_jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, Probl
     let (ow, oh) = dec
         .scale(rw, rh)
         .map_err(|_| unreadable("JPEG 图片已损坏"))?;
-    let fast = (ow, oh) == (info.width, info.height)
-        && matches!(
-            info.pixel_format,
-            jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
-        );
-    let pixels = match fast.then(|| decode_full_size(data, info)).flatten() {
+    let full_size = (ow, oh) == (info.width, info.height);
+    let pixels = match full_size.then(|| decode_full_size(data, info)).flatten() {
         Some(pixels) => pixels,
         None => dec
             .decode()
