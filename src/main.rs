@@ -149,7 +149,16 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         baosong::worker::serve(memory_bytes)?;
         return Ok(true);
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // One async worker thread. Parsing and reading files run on the blocking
+    // pool and in the extraction workers; the async tasks mostly wait on
+    // SQLite's threads and the network, and a second worker only added
+    // wake-ups between the two (1,000 mails: 83,000 context switches
+    // against 63,000, and 5 % more CPU).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let clock: Arc<dyn Clock> = match cli.now {
         Some(t) => Arc::new(FixedClock::new(t)),
         None => Arc::new(SystemClock),
