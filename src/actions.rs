@@ -89,6 +89,9 @@ struct LoadedDeadline<'a> {
     table: DigestDeadline,
 }
 
+/// The addresses coordinators have tied to units, as matching reads them.
+pub type Learned = Arc<Vec<(String, OrgId)>>;
+
 /// A message archived and analysed, not yet recorded.
 #[derive(Debug)]
 pub struct Prepared {
@@ -135,7 +138,9 @@ impl Services {
     /// ([`crate::replies`]); one that fails the checks is stored as ordinary
     /// mail, unanswered, for a person to see.
     pub async fn process(&self, raw: &RawMessage) -> Result<Recorded, ActionError> {
-        let prepared = self.prepare(raw, Durability::Synced).await?;
+        let prepared = self
+            .prepare(raw, Durability::Synced, self.learned().await?)
+            .await?;
         Ok(self
             .commit(raw, prepared, None, Durability::Synced)
             .await?
@@ -146,15 +151,16 @@ impl Services {
     /// message analysed. Several messages may be prepared at once; they are
     /// committed one by one, in order. With [`Durability::Deferred`] the
     /// bytes are on disk after [`Self::sync`], and the caller must call it
-    /// before it flags the message.
+    /// before it flags the message. `learned` is [`Self::learned`], read
+    /// once for messages prepared together.
     pub async fn prepare(
         &self,
         raw: &RawMessage,
         archived: Durability,
+        learned: Learned,
     ) -> Result<Prepared, ActionError> {
         self.archive.put(raw, archived).await?;
         let now = self.now();
-        let learned = self.store.learned_addresses().await?;
         let analysis = self.analyse_bounded(raw, learned, now).await;
         Ok(Prepared { analysis, now })
     }
@@ -257,13 +263,19 @@ impl Services {
         Ok(self.store.record(raw, &analysis, None, now).await?)
     }
 
+    /// The addresses coordinators have tied to units (`baosong assign`),
+    /// which matching reads.
+    pub async fn learned(&self) -> Result<Learned, ActionError> {
+        Ok(Arc::new(self.store.learned_addresses().await?))
+    }
+
     /// Runs the pipeline on a blocking thread with a time budget; a message
     /// that overruns it (or panics a parser) is still analysed from its
     /// headers, marked, and answered.
     pub async fn analyse_bounded(
         &self,
         raw: &RawMessage,
-        learned: Vec<(String, OrgId)>,
+        learned: Learned,
         now: DateTime<Utc>,
     ) -> Analysis {
         let this = self.clone();
@@ -951,8 +963,7 @@ impl Services {
         let m = detail.message;
         let raw = RawMessage::new(self.archive.read(&m.sha256).await?, m.origin, m.received_at);
         let now = self.now();
-        let learned = self.store.learned_addresses().await?;
-        let mut analysis = self.analyse_bounded(&raw, learned, now).await;
+        let mut analysis = self.analyse_bounded(&raw, self.learned().await?, now).await;
         if m.ack_reason == replies::COMMAND_MAIL {
             replies::mark_command_mail(&mut analysis);
         }
@@ -1002,8 +1013,7 @@ impl Services {
         let m = detail.message;
         let raw = RawMessage::new(self.archive.read(&m.sha256).await?, m.origin, m.received_at);
         let now = self.now();
-        let learned = self.store.learned_addresses().await?;
-        let mut analysis = self.analyse_bounded(&raw, learned, now).await;
+        let mut analysis = self.analyse_bounded(&raw, self.learned().await?, now).await;
         let Some(mut ack) = self.ack_for(&mut analysis, now).await? else {
             info!(message = %message, reason = %analysis.ack.reason, "held ack not sent after assignment");
             return Ok(false);
@@ -1027,8 +1037,7 @@ impl Services {
                 item.received_at,
             );
             let now = self.now();
-            let learned = self.store.learned_addresses().await?;
-            let mut analysis = self.analyse_bounded(&raw, learned, now).await;
+            let mut analysis = self.analyse_bounded(&raw, self.learned().await?, now).await;
             if commands.contains(&item.id) {
                 replies::mark_command_mail(&mut analysis);
             }

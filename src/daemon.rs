@@ -19,13 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, OnceCell, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::actions::{ActionError, Prepared, Services};
+use crate::actions::{ActionError, Learned, Prepared, Services};
 use crate::clock::Heartbeat;
 use crate::model::RawMessage;
 use crate::outbound::transport::MailSender;
@@ -261,13 +261,20 @@ async fn processor(
     // has a message to read.
     let width = services.parallelism() + 1;
     let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(width);
-    let start = |Delivery { raw, done }: Delivery| {
-        let (this, raw) = (services.clone(), Arc::new(raw));
+    // The learned addresses, read once per group rather than once per
+    // message: an assignment (here or by another process) reaches the
+    // messages started after the group it came in.
+    let mut learned = Arc::new(OnceCell::new());
+    let start = |Delivery { raw, done }: Delivery, learned: &Arc<OnceCell<Learned>>| {
+        let (this, raw, learned) = (services.clone(), Arc::new(raw), learned.clone());
         let mine = raw.clone();
         // A task of its own, so a message's archive write and analysis go on
         // while an earlier one is being committed.
         let archived = this.archive_durability(&mine.origin);
-        let job = tokio::spawn(async move { this.prepare(&mine, archived).await });
+        let job = tokio::spawn(async move {
+            let learned = learned.get_or_try_init(|| this.learned()).await?.clone();
+            this.prepare(&mine, archived, learned).await
+        });
         (raw, done, job)
     };
     let mut held: Vec<Held<'_>> = Vec::with_capacity(GROUP);
@@ -276,19 +283,19 @@ async fn processor(
     loop {
         while open && inflight.len() < width {
             match rx.try_recv() {
-                Ok(d) => inflight.push_back(start(d)),
+                Ok(d) => inflight.push_back(start(d, &learned)),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
         let Some((raw, done, mut job)) = inflight.pop_front() else {
             // The sources wait for these verdicts before they send more.
-            release(&services, &mut held, &wake).await;
+            release(&services, &mut held, &wake, &mut learned).await;
             if !open {
                 break;
             }
             match beat.while_pending(rx.recv()).await {
-                Some(d) => inflight.push_back(start(d)),
+                Some(d) => inflight.push_back(start(d, &learned)),
                 None => open = false,
             }
             continue;
@@ -299,7 +306,7 @@ async fn processor(
             match tokio::time::timeout_at(group_ends, beat.while_pending(&mut job)).await {
                 Ok(prepared) => prepared,
                 Err(_) => {
-                    release(&services, &mut held, &wake).await;
+                    release(&services, &mut held, &wake, &mut learned).await;
                     beat.while_pending(job).await
                 }
             }
@@ -324,7 +331,7 @@ async fn processor(
             wake: pending,
         });
         if held.len() >= GROUP || Instant::now() >= group_ends {
-            release(&services, &mut held, &wake).await;
+            release(&services, &mut held, &wake, &mut learned).await;
         }
     }
     ("processor", Ok(()))
@@ -334,11 +341,18 @@ async fn processor(
 /// the outbox worker its acks. A group that cannot be synced is offered
 /// again: its messages are in the store already and come back as
 /// duplicates, which are then flagged; their acks, leased, are sent when
-/// the lease runs out.
-async fn release(services: &Services, held: &mut Vec<Held<'_>>, wake: &Notify) {
+/// the lease runs out. Messages started after it read the learned
+/// addresses afresh.
+async fn release(
+    services: &Services,
+    held: &mut Vec<Held<'_>>,
+    wake: &Notify,
+    learned: &mut Arc<OnceCell<Learned>>,
+) {
     if held.is_empty() {
         return;
     }
+    *learned = Arc::new(OnceCell::new());
     let synced = services.sync().await;
     if let Err(e) = &synced {
         warn!(messages = held.len(), error = %e, "putting the messages on disk failed; they will be offered again");

@@ -145,8 +145,7 @@ impl Services {
             Authority::Obey => {}
         }
 
-        let learned = self.store.learned_addresses().await?;
-        let mut analysis = self.analyse_bounded(raw, learned, now).await;
+        let mut analysis = self.analyse_bounded(raw, self.learned().await?, now).await;
         mark_command_mail(&mut analysis);
         let recorded = self.store.record(raw, &analysis, None, now).await?;
         let mail = match recorded {
