@@ -168,23 +168,16 @@ impl Store {
             advance_mailbox(&mut tx, mailbox, *uidvalidity, *uid, now).await?;
         }
 
-        let key = analysis.content_key.as_deref();
-        let mut copy_of = match key {
-            Some(k) => original_of(&mut tx, k).await?,
-            None => None,
-        };
-        let mut inserted =
-            insert_message(&mut tx, raw, &sha, &origin, analysis, copy_of, now).await?;
+        let mut inserted = insert_message(&mut tx, raw, &sha, &origin, analysis, now).await?;
         if inserted.is_none()
-            && copy_of.is_none()
-            && let Some(k) = key
+            && analysis.content_key.is_some()
             && duplicate_of(&mut tx, &sha, &origin.key).await?.is_none()
         {
-            // Another instance recorded the first copy meanwhile.
-            copy_of = original_of(&mut tx, k).await?;
-            inserted = insert_message(&mut tx, raw, &sha, &origin, analysis, copy_of, now).await?;
+            // Neither these bytes nor this origin: another instance recorded
+            // the first copy meanwhile, and this one is a copy of it.
+            inserted = insert_message(&mut tx, raw, &sha, &origin, analysis, now).await?;
         }
-        let Some(message_id) = inserted.map(MessageId) else {
+        let Some((message_id, copy_of)) = inserted else {
             let existing = duplicate_of(&mut tx, &sha, &origin.key)
                 .await?
                 .ok_or_else(|| {
@@ -389,17 +382,6 @@ impl Store {
     }
 }
 
-/// The original (first recorded copy) of a mail with this content key.
-async fn original_of(tx: &mut Transaction<'_, Any>, key: &str) -> Result<Option<MessageId>> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM messages WHERE content_key = $1 AND copy_of IS NULL ORDER BY id LIMIT 1",
-    )
-    .bind(key)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(id.map(MessageId))
-}
-
 /// The message recorded before with these bytes or from this origin.
 async fn duplicate_of(
     tx: &mut Transaction<'_, Any>,
@@ -416,27 +398,36 @@ async fn duplicate_of(
     Ok(id.map(MessageId))
 }
 
-/// The message row; None when a uniqueness rule (bytes, origin, one
-/// original per content key) says it is not new.
+/// The message row and, for another copy of a mail recorded before (the
+/// same content key), its original: the first copy, looked up in the same
+/// statement (one round trip to the database where there were two). None
+/// when a uniqueness rule (bytes, origin, one original per content key)
+/// says it is not new.
 async fn insert_message(
     tx: &mut Transaction<'_, Any>,
     raw: &RawMessage,
     sha: &Sha256,
     origin: &OriginCols,
     analysis: &Analysis,
-    copy_of: Option<MessageId>,
     now: DateTime<Utc>,
-) -> Result<Option<i64>> {
+) -> Result<Option<(MessageId, Option<MessageId>)>> {
     let h = &analysis.header;
-    Ok(sqlx::query_scalar(
-        "INSERT INTO messages (sha256, size, archive_path, origin_key, origin_kind, mailbox, \
+    // A copy needs no one (no attention, no held ack): its original is listed.
+    // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's.
+    let row = sqlx::query(
+        "WITH original AS (SELECT id FROM messages \
+           WHERE content_key = $24 AND copy_of IS NULL ORDER BY id LIMIT 1) \
+         INSERT INTO messages (sha256, size, archive_path, origin_key, origin_kind, mailbox, \
            uidvalidity, uid, maildir_key, file_path, file_index, header_message_id, \
            from_addr, from_name, subject, date_header, received_at, arrived_at, \
            auto_generated, parse_status, ack_reason, body_excerpt, stored_at, content_key, \
            copy_of, attention, ack_held) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-           $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) \
-         ON CONFLICT DO NOTHING RETURNING id",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+           $17, $18, $19, $20, $21, $22, $23, $24, (SELECT id FROM original), \
+           CASE WHEN EXISTS (SELECT 1 FROM original) THEN NULL ELSE $25 END, \
+           CASE WHEN EXISTS (SELECT 1 FROM original) THEN 0 ELSE $26 END \
+         WHERE true \
+         ON CONFLICT DO NOTHING RETURNING id, copy_of",
     )
     .bind(sha.as_str())
     .bind(raw.bytes.len() as i64)
@@ -462,12 +453,17 @@ async fn insert_message(
     .bind(&analysis.body_excerpt)
     .bind(ts(now))
     .bind(analysis.content_key.as_deref())
-    .bind(copy_of.map(|m| m.0))
-    // A copy needs no one: its original is listed.
-    .bind(analysis.attention.as_deref().filter(|_| copy_of.is_none()))
-    .bind(i16::from(analysis.ack.held && copy_of.is_none()))
+    .bind(analysis.attention.as_deref())
+    .bind(i16::from(analysis.ack.held))
     .fetch_optional(&mut **tx)
-    .await?)
+    .await?;
+    row.map(|r| {
+        Ok((
+            MessageId(get(&r, "id")?),
+            get::<Option<i64>>(&r, "copy_of")?.map(MessageId),
+        ))
+    })
+    .transpose()
 }
 
 fn parse_status(analysis: &Analysis) -> &'static str {
