@@ -950,3 +950,36 @@ async fn mail_stored_but_not_yet_on_disk_is_neither_flagged_nor_answered() {
     );
     assert_eq!(smtp.acks().len(), 2, "one ack each, none twice");
 }
+
+/// The daemon reads the learned addresses once per group of messages, not
+/// once per message: an assignment made between two runs still reaches the
+/// sender's next mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_assigned_between_runs_matches_the_senders_next_mail() {
+    let mut w = World::new();
+    let stranger = "王五 <wangwu1987@qq.com>";
+    w.deliver("kjt", &mail(stranger, KJT, "材料", ""));
+    let services = w.services().await;
+    let smtp = Arc::new(ScriptedSmtp::default());
+    w.run_once(&services, smtp.clone()).await;
+    let unmatched = "SELECT COUNT(*) FROM submissions WHERE org_id IS NULL";
+    assert_eq!(query_i64(&services, unmatched).await, 1);
+
+    let said = services
+        .assign(baosong::store::MessageId(1), "南京市科技局", "ops")
+        .await
+        .unwrap();
+    assert!(said.ok, "{}", said.said);
+    w.deliver("kjt", &mail(stranger, KJT, "补充材料", ""));
+    w.run_once(&services, smtp.clone()).await;
+    assert_eq!(
+        query_i64(
+            &services,
+            "SELECT COUNT(*) FROM submissions WHERE org_id = 'nj-kjj' AND matched_by = 'manual'"
+        )
+        .await,
+        2,
+        "the assigned mail and the next one"
+    );
+    assert_eq!(query_i64(&services, unmatched).await, 0);
+}
