@@ -169,20 +169,24 @@ impl Store {
         }
 
         let mut inserted = insert_message(&mut tx, raw, &sha, &origin, analysis, now).await?;
-        if inserted.is_none()
-            && analysis.content_key.is_some()
-            && duplicate_of(&mut tx, &sha, &origin.key).await?.is_none()
-        {
-            // Neither these bytes nor this origin: another instance recorded
-            // the first copy meanwhile, and this one is a copy of it.
-            inserted = insert_message(&mut tx, raw, &sha, &origin, analysis, now).await?;
+        let mut existing = None;
+        if inserted.is_none() {
+            existing = duplicate_of(&mut tx, &sha, &origin.key).await?;
+            if existing.is_none() && analysis.content_key.is_some() {
+                // Neither these bytes nor this origin: another instance
+                // recorded the first copy meanwhile, and this one is a copy of it.
+                inserted = insert_message(&mut tx, raw, &sha, &origin, analysis, now).await?;
+            }
         }
         let Some((message_id, copy_of)) = inserted else {
-            let existing = duplicate_of(&mut tx, &sha, &origin.key)
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Conflict(format!("message {sha} was neither new nor a duplicate"))
-                })?;
+            // Asked again only after a retry: its conflict may be newer.
+            let existing = match existing {
+                Some(id) => Some(id),
+                None => duplicate_of(&mut tx, &sha, &origin.key).await?,
+            }
+            .ok_or_else(|| {
+                StoreError::Conflict(format!("message {sha} was neither new nor a duplicate"))
+            })?;
             tx.commit().await?;
             return Ok((
                 Recorded::Duplicate {
@@ -424,8 +428,8 @@ async fn insert_message(
            copy_of, attention, ack_held) \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
            $17, $18, $19, $20, $21, $22, $23, $24, (SELECT id FROM original), \
-           CASE WHEN EXISTS (SELECT 1 FROM original) THEN NULL ELSE $25 END, \
-           CASE WHEN EXISTS (SELECT 1 FROM original) THEN 0 ELSE $26 END \
+           CASE WHEN (SELECT id FROM original) IS NULL THEN $25 END, \
+           CASE WHEN (SELECT id FROM original) IS NULL THEN $26 ELSE 0 END \
          WHERE true \
          ON CONFLICT DO NOTHING RETURNING id, copy_of",
     )
