@@ -211,10 +211,12 @@ fn balance(img: &Raster) -> Balanced {
     let paper = paper_colour(img);
     let gain = paper.map(|p| (255.0 / p.max(40.0)).min(3.0));
     let n = img.width * img.height;
+    // Filled run by run below, not zeroed first: zeroing the three planes
+    // was 2 % of a scan's time.
     let mut out = Balanced {
-        red: vec![false; n],
-        luma: vec![0; n],
-        sat: vec![0; n],
+        red: Vec::with_capacity(n),
+        luma: Vec::with_capacity(n),
+        sat: Vec::with_capacity(n),
         ink: 0,
     };
     // Each channel value times its gain, looked up: the same products as
@@ -228,7 +230,7 @@ fn balance(img: &Raster) -> Balanced {
     let pixels = img.rgb.chunks_exact(3 * RUN);
     let tail = pixels.remainder();
     let runs = pixels.chain((!tail.is_empty()).then_some(tail));
-    for (k, run) in runs.enumerate() {
+    for run in runs {
         let (mut r, mut g, mut b) = ([0f32; RUN], [0f32; RUN], [0f32; RUN]);
         let n = run.len() / 3;
         for (j, px) in run.chunks_exact(3).enumerate() {
@@ -236,12 +238,7 @@ fn balance(img: &Raster) -> Balanced {
             g[j] = scaled[1][usize::from(px[1])];
             b[j] = scaled[2][usize::from(px[2])];
         }
-        let at = k * RUN;
-        let (red, luma, sat) = (
-            &mut out.red[at..at + n],
-            &mut out.luma[at..at + n],
-            &mut out.sat[at..at + n],
-        );
+        let (mut red, mut luma, mut sat) = ([false; RUN], [0u8; RUN], [0u8; RUN]);
         let mut ink = 0;
         for j in 0..n {
             let (r, g, b) = (r[j], g[j], b[j]);
@@ -254,6 +251,9 @@ fn balance(img: &Raster) -> Balanced {
             sat[j] = (hi - lo) as u8;
             ink += usize::from(is_red || max(r, gb) < 150.0);
         }
+        out.red.extend_from_slice(&red[..n]);
+        out.luma.extend_from_slice(&luma[..n]);
+        out.sat.extend_from_slice(&sat[..n]);
         out.ink += ink;
     }
     out
