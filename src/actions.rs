@@ -297,10 +297,7 @@ impl Services {
             Ok(Ok(a)) => return a,
             Ok(Err(e)) => {
                 error!(origin = raw.origin.display(), error = %e, "analysis panicked; recording the message from its headers");
-                Problem::new(
-                    ProblemCode::MessageUnreadable,
-                    "邮件无法解析，已保存原件，工作人员将人工处理。",
-                )
+                pipeline::unreadable()
             }
             Err(_) => {
                 warn!(

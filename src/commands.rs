@@ -1,9 +1,11 @@
 //! What each command-line verb does, so `main.rs` only parses arguments.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,10 +17,11 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError, MailboxConfig};
 use crate::daemon::{self, DaemonError, RunOptions};
 use crate::directory::{Directory, DirectoryError};
-use crate::extract::InProcess;
+use crate::extract::Extractor;
 use crate::fold::printable;
 use crate::leases::{LeaseTimes, Leases, MakeSource};
 use crate::mailcmd::{Command, Item, Verb};
+use crate::model::RawMessage;
 use crate::outbound::data::local;
 use crate::outbound::transport::{MailSender, Transport, TransportError};
 use crate::outbound::{CellState, DigestDeadline, Templates};
@@ -60,11 +63,16 @@ pub fn load(config: Option<&Path>) -> Result<(Config, Directory), CommandError> 
     }
 }
 
-/// `baosong ingest`: reads messages from files and prints one report each.
-/// Writes nothing, sends nothing.
+/// `baosong ingest`: reads messages from files and prints one report each,
+/// in the order read. Writes nothing, sends nothing.
+///
+/// Messages are analysed one more at a time than `extractor` reads files in
+/// parallel, each on a thread of its own, so the dry run uses every core as
+/// the daemon does; a reading error stops it after the reports before it.
 pub fn ingest(
     config: &Config,
     directory: &Directory,
+    extractor: &dyn Extractor,
     paths: &[PathBuf],
     json: bool,
     now: DateTime<Utc>,
@@ -74,24 +82,72 @@ pub fn ingest(
         config,
         directory,
         learned: &[],
-        extractor: &InProcess,
+        extractor,
         now,
     };
-    let mut count = 0;
-    for path in files::expand(paths)? {
-        for raw in files::read(&path)? {
-            let analysis = pipeline::analyse(&raw, &ctx);
-            let rules = rule_problems(config, &analysis, now);
-            let report = Report::new(raw.origin.display(), &analysis).with_rule_problems(&rules);
-            if json {
-                writeln!(out, "{}", report.to_json())?;
-            } else {
-                write!(out, "{}", report.to_text())?;
+    let paths = files::expand(paths)?;
+    let width = extractor.parallelism().max(1) + 1;
+    // Bounded, so that a large mbox is not read ahead of the analysis.
+    let (to_analyse, queue) = mpsc::sync_channel::<(usize, RawMessage)>(width);
+    // Held by the analysing threads alone: when they stop (the output is
+    // gone), the reader's next send fails and it stops too.
+    let queue = Arc::new(Mutex::new(queue));
+    let (analysed, reports) = mpsc::channel::<(usize, String)>();
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            let mut n = 0;
+            for path in &paths {
+                for raw in files::read(path)? {
+                    if to_analyse.send((n, raw)).is_err() {
+                        return Ok(());
+                    }
+                    n += 1;
+                }
             }
-            count += 1;
+            Ok::<(), CommandError>(())
+        });
+        for _ in 0..width {
+            let (queue, analysed, ctx) = (queue.clone(), analysed.clone(), &ctx);
+            s.spawn(move || {
+                loop {
+                    let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok((i, raw)) = next else { break };
+                    if analysed.send((i, report(&raw, ctx, json))).is_err() {
+                        break;
+                    }
+                }
+            });
         }
+        drop((queue, analysed));
+        // Reports come back in any order and are printed in the order read.
+        let mut waiting = BTreeMap::new();
+        let mut count = 0;
+        for (i, text) in reports {
+            waiting.insert(i, text);
+            while let Some(text) = waiting.remove(&count) {
+                out.write_all(text.as_bytes())?;
+                count += 1;
+            }
+        }
+        reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        Ok(count)
+    })
+}
+
+/// One message's report as `ingest` prints it. A panic in the analysis is
+/// reported as the daemon records it: from the headers, marked unreadable.
+fn report(raw: &RawMessage, ctx: &Context<'_>, json: bool) -> String {
+    let analysis = std::panic::catch_unwind(AssertUnwindSafe(|| pipeline::analyse(raw, ctx)))
+        .unwrap_or_else(|_| pipeline::headers_only(raw, ctx, pipeline::unreadable()));
+    let rules = rule_problems(ctx.config, &analysis, ctx.now);
+    let report = Report::new(raw.origin.display(), &analysis).with_rule_problems(&rules);
+    if json {
+        format!("{}\n", report.to_json())
+    } else {
+        report.to_text()
     }
-    Ok(count)
 }
 
 /// What the deadline's rules say about one mail taken alone.
@@ -138,22 +194,28 @@ pub enum RunError {
     Usage(String),
 }
 
-/// The services with their files read in contained worker processes of this
-/// executable, as the daemon must: a parser's crash, runaway or allocation
-/// bomb then costs one file, never the process.
+/// The services with their files read in [`pool`]'s workers, as the daemon
+/// must.
 pub fn with_workers(services: Services) -> Result<Services, RunError> {
+    let pool = pool(&services.config)?;
+    Ok(services.with_extractor(Arc::new(pool)))
+}
+
+/// Contained worker processes of this executable, as `[limits]` sets them: a
+/// parser's crash, runaway or allocation bomb then costs one file, never the
+/// process.
+pub fn pool(config: &Config) -> Result<Pool, RunError> {
     let program = std::env::current_exe().map_err(|source| WorkerError::Spawn {
         program: PathBuf::from("/proc/self/exe"),
         source,
     })?;
-    let limits = &services.config.limits;
+    let limits = &config.limits;
     let mut options = PoolOptions::new(program);
     options.memory_bytes = limits.worker_memory_mb.max(16) << 20;
     if limits.workers > 0 {
         options.workers = limits.workers;
     }
-    let pool = Pool::with_options(options)?;
-    Ok(services.with_extractor(Arc::new(pool)))
+    Ok(Pool::with_options(options)?)
 }
 
 /// Cancels `token` on SIGTERM or SIGINT, so the daemon finishes the mail in

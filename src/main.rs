@@ -177,7 +177,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Ingest { json, paths } => {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            commands::ingest(&config, &directory, &paths, json, clock.now(), &mut out)?;
+            // Files are read in the daemon's contained workers, on every core.
+            let pool = commands::pool(&config)?;
+            let now = clock.now();
+            commands::ingest(&config, &directory, &pool, &paths, json, now, &mut out)?;
             Ok(true)
         }
         Command::Run { once } => {

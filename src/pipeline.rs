@@ -356,6 +356,14 @@ pub fn headers_only(raw: &RawMessage, ctx: &Context<'_>, problem: Problem) -> An
     }
 }
 
+/// A message whose analysis broke off (a panic): recorded from its headers.
+pub fn unreadable() -> Problem {
+    Problem::new(
+        ProblemCode::MessageUnreadable,
+        "邮件无法解析，已保存原件，工作人员将人工处理。",
+    )
+}
+
 fn unaddressable() -> Problem {
     Problem::new(
         ProblemCode::AckUnaddressable,

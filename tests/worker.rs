@@ -5,12 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use baosong::commands;
 use baosong::config::{Config, FormDef, Limits};
-use baosong::extract::{Extractor, InProcess};
+use baosong::extract::{Extraction, Extractor, InProcess};
 use baosong::intake::FileEntry;
 use baosong::model::ProblemCode;
 use baosong::types::Sha256;
 use baosong::worker::{Pool, PoolOptions};
+use chrono::{DateTime, Utc};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -123,4 +125,81 @@ fn a_missing_worker_program_is_an_error_at_startup() {
         .err()
         .expect("no pool");
     assert!(err.to_string().contains("/nonexistent/baosong"), "{err}");
+}
+
+/// `ingest` over the mail fixtures, as JSON Lines: the count and the output.
+fn ingest(extractor: &dyn Extractor) -> (usize, String) {
+    let (config, directory) = commands::load(None).expect("example config");
+    let now = DateTime::parse_from_rfc3339("2026-05-01T08:00:00+08:00")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mails = [root().join("tests/fixtures/mail")];
+    let mut out = Vec::new();
+    let n = commands::ingest(&config, &directory, extractor, &mails, true, now, &mut out)
+        .expect("ingest");
+    (n, String::from_utf8(out).expect("utf-8"))
+}
+
+#[test]
+fn ingest_on_the_pool_prints_what_reading_one_mail_after_another_prints() {
+    let (n, serial) = ingest(&InProcess);
+    assert!(n > 20, "{n} mails");
+    let (m, pooled) = ingest(&pool(4, baosong::worker::DEFAULT_MEMORY_BYTES));
+    assert_eq!(m, n);
+    assert_eq!(pooled, serial);
+}
+
+/// Reads in process, eight files at once, each after a pause of up to 20 ms
+/// that depends on its bytes: mails finish in another order than read.
+struct Staggered;
+
+impl Extractor for Staggered {
+    fn extract(&self, file: &FileEntry, forms: &[FormDef], limits: &Limits) -> Extraction {
+        let pause = file.sha256.as_str().as_bytes()[0] % 20;
+        std::thread::sleep(Duration::from_millis(u64::from(pause)));
+        InProcess.extract(file, forms, limits)
+    }
+
+    fn parallelism(&self) -> usize {
+        8
+    }
+}
+
+#[test]
+fn ingest_prints_the_reports_in_the_order_the_mails_were_read() {
+    assert_eq!(ingest(&Staggered), ingest(&InProcess));
+}
+
+/// Panics on every file, as a parser bug would in process.
+struct Panicky;
+
+impl Extractor for Panicky {
+    fn extract(&self, file: &FileEntry, _: &[FormDef], _: &Limits) -> Extraction {
+        panic!("a parser bug reading {}", file.filename)
+    }
+
+    fn parallelism(&self) -> usize {
+        2
+    }
+}
+
+#[test]
+fn a_panic_in_ingest_costs_its_mail_a_problem_and_the_run_goes_on() {
+    let (n, serial) = ingest(&InProcess);
+    let (m, out) = ingest(&Panicky);
+    assert_eq!(m, n);
+    let reports: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(reports.len(), n);
+    // Only mails with files reach the reader, and most of them do.
+    let mut unreadable = 0;
+    for (got, want) in out.lines().zip(serial.lines()) {
+        if got.contains("message_unreadable") {
+            assert!(want.contains("\"documents\":[{"), "{got}");
+            unreadable += 1;
+        }
+    }
+    assert!(unreadable > 10, "{unreadable} mails marked");
 }
