@@ -658,3 +658,36 @@ async fn a_fixed_password_file_is_picked_up_without_restart() {
     commit(m);
     src.stop().await;
 }
+
+/// A Maildir backlog of large files is read about [`source::BATCH_BYTES`] at
+/// a time, not a whole batch of them at once; a larger file still comes,
+/// alone.
+#[tokio::test]
+async fn maildir_fetch_holds_about_batch_bytes_at_once() {
+    let dir = make_maildir();
+    let root = dir.path();
+    let half = usize::try_from(source::BATCH_BYTES / 2).unwrap();
+    let sizes = [2 * half + 1, half + 1, half + 1, 10];
+    for (i, size) in sizes.iter().enumerate() {
+        std::fs::write(
+            root.join(format!("new/170000000{i}.m.host")),
+            vec![b'x'; *size],
+        )
+        .unwrap();
+    }
+    let mut src = MaildirSource::new(maildir_config(root, AfterProcessing::Keep)).unwrap();
+    let mut lens = Vec::new();
+    loop {
+        let batch = src.fetch(source::BATCH).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        lens.push(batch.iter().map(|m| m.bytes.len()).collect::<Vec<_>>());
+        let origins: Vec<Origin> = batch.into_iter().map(|m| m.origin).collect();
+        src.finish(&origins).await.unwrap();
+    }
+    assert_eq!(
+        lens,
+        [vec![2 * half + 1], vec![half + 1], vec![half + 1, 10]]
+    );
+}

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{MailboxSource, SourceError, tls};
+use super::{BATCH, BATCH_BYTES, MailboxSource, SourceError, tls};
 use crate::config::{AfterProcessing, ImapAuth, ImapConfig, MailboxConfig, TlsMode};
 use crate::model::{Origin, RawMessage};
 use crate::types::{MailboxName, Uid};
@@ -28,10 +28,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// Servers may drop an IDLE after 30 minutes (RFC 2177); renew well before.
 const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
-/// Most messages fetched in one command, and most bytes (a larger message
-/// still comes, alone).
-const BATCH_MESSAGES: usize = 20;
-const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Anything async-imap can run over: plain TCP (loopback tests) or TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + Debug {}
@@ -608,14 +604,14 @@ async fn unfinished(
     Ok(found.into_iter().filter(|&u| u <= last).collect())
 }
 
-/// Splits (uid, size) pairs into fetches of at most BATCH_MESSAGES messages and
-/// about BATCH_BYTES bytes.
+/// Splits (uid, size) pairs into fetches of at most [`BATCH`] messages and
+/// about [`BATCH_BYTES`] bytes.
 fn batches(pending: &[(u32, u64)]) -> Vec<&[(u32, u64)]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
     for (i, &(_, size)) in pending.iter().enumerate() {
-        if i > start && (i - start == BATCH_MESSAGES || bytes + size > BATCH_BYTES) {
+        if i > start && (i - start == BATCH || bytes + size > BATCH_BYTES) {
             out.push(&pending[start..i]);
             start = i;
             bytes = 0;
@@ -784,9 +780,9 @@ mod tests {
 
     #[test]
     fn batches_are_bounded_by_count_and_bytes() {
-        let many: Vec<(u32, u64)> = (1..=45).map(|u| (u, 10)).collect();
+        let many: Vec<(u32, u64)> = (1..=2 * BATCH as u32 + 5).map(|u| (u, 10)).collect();
         let lens: Vec<usize> = batches(&many).iter().map(|b| b.len()).collect();
-        assert_eq!(lens, [20, 20, 5]);
+        assert_eq!(lens, [BATCH, BATCH, 5]);
         let big = [(1, BATCH_BYTES), (2, 1), (3, BATCH_BYTES * 2), (4, 1)];
         let lens: Vec<usize> = batches(&big).iter().map(|b| b.len()).collect();
         assert_eq!(lens, [1, 1, 1, 1]);

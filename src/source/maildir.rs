@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::imap::encode_mailbox_name;
-use super::{MailboxSource, SourceError};
+use super::{BATCH_BYTES, MailboxSource, SourceError};
 use crate::config::{AfterProcessing, MailboxConfig};
 use crate::model::{Origin, RawMessage};
 use crate::types::MailboxName;
@@ -59,7 +59,19 @@ impl MailboxSource for MaildirSource {
         entries.truncate(max);
         let mut out = Vec::with_capacity(entries.len());
         self.pending.clear();
+        let mut held = 0;
         for e in entries {
+            // The size first: a batch holds about BATCH_BYTES, however many
+            // large files wait.
+            let size = match tokio::fs::metadata(&e.path).await {
+                Ok(m) => m.len(),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(SourceError::io(&e.path)(err)),
+            };
+            if !out.is_empty() && held + size > BATCH_BYTES {
+                break;
+            }
+            held += size;
             let bytes = match tokio::fs::read(&e.path).await {
                 Ok(b) => b,
                 // Another mail client moved it meanwhile.

@@ -139,8 +139,13 @@ pub trait MailboxSource: Send {
     async fn reset(&mut self);
 }
 
-/// Most messages one `fetch` hands over before their verdicts are awaited.
-pub const BATCH: usize = 20;
+/// Most messages one `fetch` hands over before their verdicts are awaited,
+/// and about the most bytes (a larger message still comes, alone). The
+/// pipeline drains at each batch's end, while the verdicts are awaited and
+/// the next batch fetched: so the count is large, and the bytes, which are
+/// all in memory at once, are not.
+pub const BATCH: usize = 64;
+pub const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 /// A one-shot run gives up on a mailbox after this many failed rounds in a row.
 const ONCE_ATTEMPTS: u32 = 4;
 
