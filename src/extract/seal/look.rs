@@ -394,10 +394,13 @@ fn ruled_lines(p: &Planes<'_>, horizontal: bool) -> usize {
         let cols = w.saturating_sub(6);
         let mut runs = Runs::new(cols);
         let dark = &mut dark[..cols];
-        for y in (0..h).filter(|_| cols > 0) {
-            let r = row(y);
-            dark_row(&r[3..3 + cols], &r[..cols], &r[6..6 + cols], dark);
-            runs.step(dark);
+        // A raster six pixels wide or less has no column to test.
+        if cols > 0 {
+            for y in 0..h {
+                let r = row(y);
+                dark_row(&r[3..3 + cols], &r[..cols], &r[6..6 + cols], dark);
+                runs.step(dark);
+            }
         }
         runs.best.iter().map(|&b| usize::from(b) >= need).collect()
     };
