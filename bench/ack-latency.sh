@@ -34,6 +34,8 @@ if [ -z "${BAOSONG:-}" ]; then
 fi
 
 TMP=$(mktemp -d /tmp/baosong-latency.XXXXXX)
+. "$REPO/bench/scratch.sh"
+scratch_mount "$TMP"
 CONF="$TMP/dovecot.conf"
 . "$REPO/bench/dovecot.sh"
 . "$REPO/bench/example.sh"
@@ -41,6 +43,7 @@ DAEMON=
 cleanup() {
   [ -n "$DAEMON" ] && kill -9 "$DAEMON" 2>/dev/null
   dovecot_stop
+  scratch_umount
   if [ -n "${KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT INT TERM

@@ -34,7 +34,12 @@ if [ -z "${BAOSONG:-}" ]; then
 fi
 
 TMP=$(mktemp -d /tmp/baosong-growth.XXXXXX)
-cleanup() { if [ -n "${KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi; }
+. "$REPO/bench/scratch.sh"
+scratch_mount "$TMP"
+cleanup() {
+  scratch_umount
+  if [ -n "${KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+}
 trap cleanup EXIT INT TERM
 . "$REPO/bench/example.sh"
 

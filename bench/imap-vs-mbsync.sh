@@ -11,6 +11,7 @@
 #                                            # 2026-12-01's archive syncfs used keep)
 #   KEEP=1 ...                               # leave the temp dir for a look
 #   BAOSONG=/path/to/baosong ...             # time that build instead of building this tree
+#   WRAP="perf record -g -o /tmp/b.data" ... # run the first baosong under that command
 #
 # Needs root (Dovecot's login processes drop to dovecot/dovenull) on Debian
 # with dovecot-imapd, isync and time; missing packages are installed.
@@ -47,11 +48,14 @@ if [ -z "${BAOSONG:-}" ]; then
 fi
 
 TMP=$(mktemp -d /tmp/baosong-bench.XXXXXX)
+. "$REPO/bench/scratch.sh"
+scratch_mount "$TMP"
 CONF="$TMP/dovecot.conf"
 . "$REPO/bench/dovecot.sh"
 . "$REPO/bench/example.sh"
 cleanup() {
   dovecot_stop
+  scratch_umount
   if [ -n "${KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT INT TERM
@@ -184,12 +188,15 @@ export BAOSONG_BENCH_PASSWORD=$PASSWORD
   || { cat "$B/check-config.txt" >&2; die "baosong check-config failed"; }
 rm -f "$B/baosong.db"* # check-config may have created the database
 
-run_baosong() { # label log
-  NO_COLOR=1 BAOSONG_LOG=info /usr/bin/time -v -o "$B/time.$1" \
-    "$BAOSONG" --config "$B/config.toml" run --once >"$B/$1.log" 2>&1 \
-    || { tail -n 30 "$B/$1.log" >&2; die "baosong run --once failed ($1)"; }
+run_baosong() { # label [wrapper...]
+  local label=$1
+  shift
+  NO_COLOR=1 BAOSONG_LOG=info /usr/bin/time -v -o "$B/time.$label" \
+    "$@" "$BAOSONG" --config "$B/config.toml" run --once >"$B/$label.log" 2>&1 \
+    || { tail -n 30 "$B/$label.log" >&2; die "baosong run --once failed ($label)"; }
 }
-run_baosong first
+# shellcheck disable=SC2086 # WRAP is a command line, split on purpose
+run_baosong first ${WRAP:-}
 STORED=$(grep -c 'message stored' "$B/first.log" || true)
 [ "$STORED" = "$N" ] || echo "warning: baosong stored $STORED of $N mails" >&2
 add_row "baosong run --once" "$STORED" "$B/time.first" \

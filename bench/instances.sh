@@ -35,12 +35,15 @@ fi
 . "$REPO/bench/example.sh"
 
 TMP=$(mktemp -d /tmp/baosong-instances.XXXXXX)
+. "$REPO/bench/scratch.sh"
+scratch_mount "$TMP"
 PIDS=()
 cleanup() {
   # baosong first (its wrapper's death would leave it running), then the
   # /usr/bin/time wrappers.
   for p in "${PIDS[@]}"; do pkill -9 -P "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  scratch_umount
   if [ -n "${KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT INT TERM
