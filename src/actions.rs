@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::config::{AfterProcessing, CampaignConfig, Config, ConfigError, DeadlineConfig};
 use crate::directory::{Directory, Lookup, Organisation};
 use crate::export::{self, ExportColumn, ExportData, ExportError, ExportForm, ExportRecord};
-use crate::extract::{Extractor, InProcess};
+use crate::extract::{BACKGROUND_NICE, Extractor, InProcess};
 use crate::fold::clean_line;
 use crate::mailcmd::Item;
 use crate::model::{Analysis, Origin, Problem, ProblemCode, RawMessage};
@@ -29,8 +29,8 @@ use crate::replies::{self, Handled};
 use crate::schedule;
 use crate::status::{self, DeadlineStatus, Sent};
 use crate::store::{
-    Archive, Durability, Lease, Marked, MessageId, NewOutbox, OutboxId, OutboxKind, OutboxRow,
-    Recorded, Store, StoreError, SubmissionInfo,
+    AckVerdict, Archive, Durability, Lease, Marked, MessageId, NewOutbox, OutboxId, OutboxKind,
+    OutboxRow, Recorded, Store, StoreError, SubmissionInfo,
 };
 use crate::types::{CampaignId, DeadlineId, DocForm, MailboxName, OrgId};
 
@@ -185,17 +185,18 @@ impl Services {
             Handled::Ordinary => None,
         };
         let Prepared { mut analysis, now } = prepared;
-        let ack = match refused {
-            Some(why) => {
-                replies::not_obeyed(&mut analysis, &why);
-                None
+        if let Some(why) = &refused {
+            replies::not_obeyed(&mut analysis, why);
+        }
+        let ack = async {
+            if refused.is_some() {
+                return Ok(AckVerdict::default());
             }
-            None => self.ack_for(&mut analysis, now).await?,
+            self.ack_for(&analysis, now).await
         };
-        Ok(self
-            .store
+        self.store
             .record_leasing_ack(raw, &analysis, ack, lease, durability, now)
-            .await?)
+            .await
     }
 
     /// Puts everything prepared and committed [`Durability::Deferred`]
@@ -281,7 +282,7 @@ impl Services {
         let this = self.clone();
         let owned = raw.clone();
         let learned_for_job = learned.clone();
-        let job = tokio::task::spawn_blocking(move || {
+        let job = background(move || {
             let ctx = Context {
                 config: &this.config,
                 directory: &this.directory,
@@ -322,18 +323,20 @@ impl Services {
     }
 
     /// The acknowledgement for a message, composed now so its Message-ID and
-    /// bytes are fixed before the row exists; None when none is due (the
-    /// analysis says why).
+    /// bytes are fixed before the row exists. None goes when the analysis
+    /// says so (and why), or, with the reason to record instead, when a
+    /// rate limit is reached. Reads only what was committed before: the
+    /// message's own rows may be being written meanwhile.
     async fn ack_for(
         &self,
-        analysis: &mut Analysis,
+        analysis: &Analysis,
         now: DateTime<Utc>,
-    ) -> Result<Option<NewOutbox>, ActionError> {
+    ) -> Result<AckVerdict, ActionError> {
         if !analysis.ack.send {
-            return Ok(None);
+            return Ok(AckVerdict::default());
         }
         let Some(to) = analysis.ack.to.clone() else {
-            return Ok(None);
+            return Ok(AckVerdict::default());
         };
         let smtp = &self.config.smtp;
         let since = now - chrono::Duration::hours(1);
@@ -357,9 +360,10 @@ impl Services {
         };
         if let Some(why) = limit {
             warn!(%to, why, "ack rate limit reached; no ack");
-            analysis.ack.send = false;
-            analysis.ack.reason = format!("rate limit: {why}");
-            return Ok(None);
+            return Ok(AckVerdict {
+                row: None,
+                reason: Some(format!("rate limit: {why}")),
+            });
         }
         let deadline = self.deadline_of(analysis.campaign.as_ref(), analysis.deadline.as_ref());
         let unit = match (deadline, &analysis.organisation.id) {
@@ -377,12 +381,15 @@ impl Services {
             &data,
             &self.stamp(analysis.ack.from_mailbox.as_ref(), &message_id, now),
         )?;
-        Ok(Some(outbox_row(
-            OutboxKind::Ack,
-            &msg,
-            message_id,
-            format!("ack:{}", analysis.sha256),
-        )))
+        Ok(AckVerdict {
+            row: Some(outbox_row(
+                OutboxKind::Ack,
+                &msg,
+                message_id,
+                format!("ack:{}", analysis.sha256),
+            )),
+            reason: None,
+        })
     }
 
     /// From, Reply-To, Message-ID and Date of a mail sent for `mailbox`
@@ -1010,9 +1017,11 @@ impl Services {
         let m = detail.message;
         let raw = RawMessage::new(self.archive.read(&m.sha256).await?, m.origin, m.received_at);
         let now = self.now();
-        let mut analysis = self.analyse_bounded(&raw, self.learned().await?, now).await;
-        let Some(mut ack) = self.ack_for(&mut analysis, now).await? else {
-            info!(message = %message, reason = %analysis.ack.reason, "held ack not sent after assignment");
+        let analysis = self.analyse_bounded(&raw, self.learned().await?, now).await;
+        let decided = self.ack_for(&analysis, now).await?;
+        let Some(mut ack) = decided.row else {
+            let reason = decided.reason.as_ref().unwrap_or(&analysis.ack.reason);
+            info!(message = %message, reason = %reason, "held ack not sent after assignment");
             return Ok(false);
         };
         ack.related_message = Some(message);
@@ -1080,5 +1089,63 @@ pub(crate) fn outbox_row(
         related_message: None,
         dedupe_key: key,
         not_before: None,
+    }
+}
+
+/// Runs `f` on a thread of its own at [`BACKGROUND_NICE`]: not on tokio's
+/// blocking pool, whose threads would keep the lower priority for the
+/// archive and outbox writes they run later (an unprivileged thread cannot
+/// raise it again). Resolves to `f`'s value, or to its panic's message.
+fn background<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("analysis".into())
+        .spawn(move || {
+            // Lowering one's own priority needs no privilege; where it
+            // fails, the analysis runs at the daemon's.
+            let _ = rustix::process::nice(BACKGROUND_NICE);
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(done.map_err(panic_message));
+        });
+    async move {
+        spawned.map_err(|e| format!("no thread for the analysis: {e}"))?;
+        rx.await
+            .map_err(|_| "the analysis thread ended without a result".to_owned())?
+    }
+}
+
+/// What a panic said.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own_nice() -> i32 {
+        rustix::process::getpriority_process(None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_analysis_runs_below_the_commit_paths_priority() {
+        let caller = own_nice();
+        let theirs = background(own_nice).await.unwrap();
+        assert_eq!(theirs, (caller + BACKGROUND_NICE).min(19));
+        assert_eq!(own_nice(), caller, "the caller's thread keeps its priority");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_analysis_is_reported_with_its_message() {
+        let got = background(|| -> u32 { panic!("表格解析失败") }).await;
+        assert_eq!(got, Err("表格解析失败".to_owned()));
     }
 }

@@ -12,7 +12,6 @@
 //! cancellation: a message that cannot be recorded is a per-message failure
 //! ([`crate::source::Disposition`]), never a reason to stop.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -25,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::actions::{ActionError, Learned, Prepared, Services};
+use crate::actions::{ActionError, Learned, Prepared, Services, panic_message};
 use crate::clock::Heartbeat;
 use crate::model::RawMessage;
 use crate::outbound::transport::MailSender;
@@ -218,16 +217,6 @@ fn panic_text(e: tokio::task::JoinError) -> String {
     match e.try_into_panic() {
         Ok(payload) => panic_message(payload),
         Err(e) => e.to_string(),
-    }
-}
-
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic".to_owned()
     }
 }
 

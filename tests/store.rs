@@ -15,8 +15,8 @@ use baosong::model::{AckDecision, Analysis, Document, MatchedBy, OrgMatch, Probl
 use baosong::model::{FieldValue, Table};
 use baosong::model::{Origin, RawMessage};
 use baosong::store::{
-    Archive, Durability, Lease, MessageId, NewOutbox, OutboxKind, OutboxStatus, Recorded, Store,
-    StoreError, SubmissionState,
+    AckVerdict, Archive, Durability, Lease, MessageId, NewOutbox, OutboxKind, OutboxStatus,
+    Recorded, Store, StoreError, SubmissionState,
 };
 use baosong::types::{
     CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailAddress, MailboxName, OrgId, Sha256,
@@ -57,6 +57,11 @@ async fn dbs() -> Vec<Db> {
         });
     }
     out
+}
+
+/// An ack decided before the message is recorded.
+fn decided(row: Option<NewOutbox>) -> std::future::Ready<Result<AckVerdict, StoreError>> {
+    std::future::ready(Ok(AckVerdict::from(row)))
 }
 
 fn at(day: u32, hour: u32) -> DateTime<Utc> {
@@ -696,7 +701,14 @@ async fn an_ack_recorded_with_a_lease_comes_back_as_the_outbox_keeps_it() {
             until: t + chrono::Duration::seconds(30),
         };
         let (recorded, row) = s
-            .record_leasing_ack(&m, &a, Some(ack), Some(&lease), Durability::Synced, t)
+            .record_leasing_ack(
+                &m,
+                &a,
+                decided(Some(ack)),
+                Some(&lease),
+                Durability::Synced,
+                t,
+            )
             .await
             .unwrap();
         let row = row.unwrap_or_else(|| panic!("{}: the ack comes back", db.label));
@@ -724,7 +736,7 @@ async fn an_ack_recorded_with_a_lease_comes_back_as_the_outbox_keeps_it() {
             .record_leasing_ack(
                 &m2,
                 &a,
-                Some(ack_for(&m2, "unit@example.cn")),
+                decided(Some(ack_for(&m2, "unit@example.cn"))),
                 None,
                 Durability::Deferred,
                 t,
@@ -1791,7 +1803,7 @@ async fn a_deferred_record_is_seen_at_once_and_one_sync_puts_the_group_on_disk()
         for tag in ["d1", "d2", "d3"] {
             let m = raw(tag, file(&format!("{tag}.eml")));
             let (recorded, _) = s
-                .record_leasing_ack(&m, &a, None, None, Durability::Deferred, at(5, 10))
+                .record_leasing_ack(&m, &a, decided(None), None, Durability::Deferred, at(5, 10))
                 .await
                 .unwrap();
             assert!(matches!(recorded, Recorded::New { .. }), "{}", db.label);

@@ -119,6 +119,49 @@ fn a_worker_out_of_memory_costs_one_file_and_is_replaced() {
     assert!(next.table.is_some(), "{:?}", next.problems);
 }
 
+/// (parent pid, nice) of a process, from `/proc/PID/stat`.
+fn parent_and_nice(pid: u32) -> Option<(u32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which may hold spaces: the 4th
+    // field (the parent) and the 19th (nice).
+    let rest: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some((rest.get(1)?.parse().ok()?, rest.get(16)?.parse().ok()?))
+}
+
+#[test]
+fn workers_run_below_the_daemons_cpu_priority() {
+    let pool = pool(2, 512 << 20);
+    let file = std::fs::read(root().join("tests/fixtures/forms/tuijian.xlsx")).unwrap();
+    let x = pool.extract(&entry("tuijian.xlsx", file), &forms(), &Limits::default());
+    assert!(x.table.is_some(), "{:?}", x.problems);
+    let me = std::process::id();
+    let (_, own) = parent_and_nice(me).expect("own stat");
+    let expected = (own + baosong::extract::BACKGROUND_NICE).min(19);
+    let children = || -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(parent_and_nice)
+            .filter(|&(parent, _)| parent == me)
+            .map(|(_, nice)| nice)
+            .collect()
+    };
+    // Other tests start workers meanwhile: one just started may not have
+    // lowered its priority yet.
+    let started = Instant::now();
+    let mut workers = children();
+    while !workers.iter().all(|&n| n == expected) && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+        workers = children();
+    }
+    assert!(!workers.is_empty(), "no worker process found");
+    assert!(
+        workers.iter().all(|&n| n == expected),
+        "{workers:?}, expected {expected}"
+    );
+    drop(pool);
+}
+
 #[test]
 fn a_missing_worker_program_is_an_error_at_startup() {
     let err = Pool::with_options(PoolOptions::new("/nonexistent/baosong"))

@@ -60,6 +60,15 @@ pub struct Extraction {
     pub read_as: Option<ReadAs>,
 }
 
+/// CPU priority of a message's analysis (the extraction workers' and the
+/// analysing threads'): below the commit path's. Analyses run several at a
+/// time ahead of the commit, which takes the messages one by one; at the
+/// same priority the commit's round trips to the database waited for a
+/// core behind them (1000 Maildir mails on 2 cores: 2.6–2.8 ms a mail to
+/// commit, 2.0 ms with analyses at nice 10, −15 % wall time; see
+/// bench/RESULTS.md, 2026-12-02, fourth stop). Idle cores still go to them.
+pub const BACKGROUND_NICE: i32 = 10;
+
 /// How a file was read, from its content (`xlsx`, `xls`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

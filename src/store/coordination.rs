@@ -183,8 +183,7 @@ impl Store {
 
     /// A coordinator no longer wants a failed send listed.
     pub async fn dismiss_send(&self, id: OutboxId, by: &str, now: DateTime<Utc>) -> Result<Marked> {
-        let mut writer = self.write_conn(Durability::Synced).await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&mut *tx)
@@ -326,8 +325,7 @@ impl Store {
         snapshot: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxId>> {
-        let mut writer = self.write_conn(Durability::Synced).await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
         let id = outbox::insert(&mut tx, &mail, None, now).await?;
         if id.is_some() {
             sqlx::query("INSERT INTO digests (message_id, made_at, snapshot) VALUES ($1, $2, $3)")

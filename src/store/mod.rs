@@ -27,7 +27,7 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction};
 
 pub use archive::Archive;
 pub use coordination::{FailedRow, LogEntry, Marked, ReceivedRow, UnreadableRow, Via};
@@ -36,7 +36,7 @@ pub use query::{
     Assigned, Assignment, AttentionRow, DocumentInfo, MessageDetail, MessageInfo, RecordRow,
     ReprocessItem, SubmissionInfo, SubmissionState,
 };
-pub use record::Recorded;
+pub use record::{AckVerdict, Recorded};
 
 use crate::types::{MailboxName, Uid};
 
@@ -317,8 +317,7 @@ impl Store {
             return Ok(());
         }
         let synced = async {
-            let mut writer = self.write_conn(Durability::Synced).await?;
-            let mut tx = writer.begin().await?;
+            let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
             // A commit that changes nothing writes no WAL frame and syncs nothing.
             sqlx::query("UPDATE sync_point SET n = n + 1 WHERE id = 1")
                 .execute(&mut *tx)
@@ -357,8 +356,7 @@ impl Store {
         uid: Uid,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut writer = self.write_conn(Durability::Synced).await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
         advance_mailbox(&mut tx, mailbox, uidvalidity, uid, now).await?;
         tx.commit().await?;
         Ok(())
@@ -381,11 +379,13 @@ impl WriteConn {
     /// a writer of another process waits on `busy_timeout` instead of one
     /// failing on lock upgrade. Nothing inside may write outside it: on
     /// SQLite that would wait for the connection the transaction holds.
-    async fn begin(&mut self) -> Result<Transaction<'_, Any>> {
+    async fn begin(self) -> Result<Transaction<'static, Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => {
+                Transaction::begin(self.conn, Some("BEGIN IMMEDIATE".into_sql_str())).await?
+            }
             Backend::Postgres => {
-                let mut tx = self.conn.begin().await?;
+                let mut tx = Transaction::begin(self.conn, None).await?;
                 if self.durability == Durability::Deferred {
                     // For this transaction only: the connection goes back
                     // to the pool synced.
@@ -541,13 +541,18 @@ mod tests {
 
         // A deferred write is visible at once to every connection, and one
         // synced commit puts it on disk; with nothing deferred, sync is free.
-        let mut writer = store.write_conn(Durability::Deferred).await.unwrap();
-        let mut tx = writer.begin().await.unwrap();
+        let mut tx = store
+            .write_conn(Durability::Deferred)
+            .await
+            .unwrap()
+            .begin()
+            .await
+            .unwrap();
         advance_mailbox(&mut tx, &MailboxName::from("kjt"), 7, Uid(42), Utc::now())
             .await
             .unwrap();
+        // The connection goes back to the pool with the commit.
         tx.commit().await.unwrap();
-        drop(writer);
         let seen = store
             .mailbox_state(&MailboxName::from("kjt"))
             .await

@@ -176,8 +176,7 @@ impl Store {
     /// Adds a mail to the outbox. `None` when a row with the same
     /// `dedupe_key` exists: that mail is (being) sent already.
     pub async fn enqueue(&self, mail: NewOutbox, now: DateTime<Utc>) -> Result<Option<OutboxId>> {
-        let mut writer = self.write_conn(Durability::Synced).await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
         let id = insert(&mut tx, &mail, None, now).await?;
         tx.commit().await?;
         Ok(id)
@@ -192,8 +191,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxRow>> {
-        let mut writer = self.write_conn(Durability::Synced).await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
         let rows = self.claim_in(&mut tx, owner, lease, now, limit).await?;
         tx.commit().await?;
         Ok(rows)
@@ -211,8 +209,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<(bool, Vec<OutboxRow>)> {
-        let mut writer = self.write_conn(Durability::Synced).await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
         let done = sqlx::query(MARK_SENT)
             .bind(id.0)
             .bind(owner)

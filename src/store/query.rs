@@ -312,8 +312,7 @@ impl Store {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Assigned> {
-        let mut writer = self.write_conn(Durability::Synced).await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
         let row = sqlx::query(
             "SELECT s.id, s.org_id, s.campaign, s.deadline, m.from_addr, m.ack_held \
              FROM submissions s JOIN messages m ON m.id = s.message_id WHERE s.message_id = $1",

@@ -36,6 +36,36 @@ pub enum Recorded {
     },
 }
 
+/// A message's ack as decided while its rows are written
+/// ([`Store::record_leasing_ack`]).
+#[derive(Debug, Default)]
+pub struct AckVerdict {
+    /// The ack to queue, if one goes.
+    pub row: Option<NewOutbox>,
+    /// Why none goes, where that was decided with the ack (a rate limit)
+    /// and so is not the analysis's `ack.reason`: recorded instead of it.
+    pub reason: Option<String>,
+}
+
+impl From<Option<NewOutbox>> for AckVerdict {
+    /// The ack decided before: this row, or none for the analysis's reason.
+    fn from(row: Option<NewOutbox>) -> Self {
+        Self { row, reason: None }
+    }
+}
+
+/// A message's rows written, its transaction still open.
+enum Written {
+    /// Nothing new: the row says what it was.
+    Known(Recorded),
+    New {
+        message_id: MessageId,
+        submission_id: SubmissionId,
+        order_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+}
+
 impl Recorded {
     pub fn message_id(&self) -> MessageId {
         match *self {
@@ -122,7 +152,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Recorded> {
         Ok(self
-            .record_leasing_ack(raw, analysis, ack, None, Durability::Synced, now)
+            .record_leasing_ack(
+                raw,
+                analysis,
+                std::future::ready(Ok::<_, StoreError>(AckVerdict::from(ack))),
+                None,
+                Durability::Synced,
+                now,
+            )
             .await?
             .0)
     }
@@ -130,31 +167,42 @@ impl Store {
     /// [`Self::record`], with the ack stored as being sent under `lease`
     /// (when given) and returned as that row, for the caller to send, and
     /// committed as `durability` says.
-    pub async fn record_leasing_ack(
+    ///
+    /// The ack is decided by `ack` while the message's rows are written:
+    /// its reads (the rate limits, the unit's earlier mail) see what was
+    /// committed before this message, which is what they must see, and the
+    /// commit path, one message at a time, no longer waits for them before
+    /// it writes (bench/RESULTS.md, 2026-12-02, fourth stop).
+    pub async fn record_leasing_ack<E, F>(
         &self,
         raw: &RawMessage,
         analysis: &Analysis,
-        ack: Option<NewOutbox>,
+        ack: F,
         lease: Option<&Lease>,
         durability: Durability,
         now: DateTime<Utc>,
-    ) -> Result<(Recorded, Option<OutboxRow>)> {
-        let mut writer = self.write_conn(durability).await?;
-        let recorded = self
-            .record_on(writer.begin().await?, raw, analysis, ack, lease, now)
-            .await?;
-        Ok(recorded)
+    ) -> std::result::Result<(Recorded, Option<OutboxRow>), E>
+    where
+        F: std::future::Future<Output = std::result::Result<AckVerdict, E>>,
+        E: From<StoreError>,
+    {
+        let (written, decided) = tokio::join!(self.write_rows(raw, analysis, durability, now), ack);
+        let decided = decided?;
+        let (tx, written) = written?;
+        Ok(self
+            .finish_record(tx, written, decided, analysis, lease)
+            .await?)
     }
 
-    async fn record_on(
+    /// Everything of a message but its ack, in a transaction left open.
+    async fn write_rows(
         &self,
-        mut tx: Transaction<'_, Any>,
         raw: &RawMessage,
         analysis: &Analysis,
-        ack: Option<NewOutbox>,
-        lease: Option<&Lease>,
+        durability: Durability,
         now: DateTime<Utc>,
-    ) -> Result<(Recorded, Option<OutboxRow>)> {
+    ) -> Result<(Transaction<'static, Any>, Written)> {
+        let mut tx = self.write_conn(durability).await?.begin().await?;
         // The archive is keyed by these bytes, so the row must be too.
         let sha = raw.sha256().clone();
         let origin = OriginCols::of(&raw.origin);
@@ -187,22 +235,20 @@ impl Store {
             .ok_or_else(|| {
                 StoreError::Conflict(format!("message {sha} was neither new nor a duplicate"))
             })?;
-            tx.commit().await?;
             return Ok((
-                Recorded::Duplicate {
+                tx,
+                Written::Known(Recorded::Duplicate {
                     message_id: existing,
-                },
-                None,
+                }),
             ));
         };
         if let Some(original) = copy_of {
-            tx.commit().await?;
             return Ok((
-                Recorded::Copy {
+                tx,
+                Written::Known(Recorded::Copy {
                     message_id,
                     original,
-                },
-                None,
+                }),
             ));
         }
 
@@ -234,9 +280,48 @@ impl Store {
             analysis.deadline.as_ref(),
         )
         .await?;
+        Ok((
+            tx,
+            Written::New {
+                message_id,
+                submission_id,
+                order_at,
+                now,
+            },
+        ))
+    }
 
+    /// The ack's row (and its reason, where the decision changed it) and
+    /// the commit.
+    async fn finish_record(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        written: Written,
+        decided: AckVerdict,
+        analysis: &Analysis,
+        lease: Option<&Lease>,
+    ) -> Result<(Recorded, Option<OutboxRow>)> {
+        let (message_id, submission_id, order_at, now) = match written {
+            Written::Known(recorded) => {
+                tx.commit().await?;
+                return Ok((recorded, None));
+            }
+            Written::New {
+                message_id,
+                submission_id,
+                order_at,
+                now,
+            } => (message_id, submission_id, order_at, now),
+        };
+        if let Some(reason) = &decided.reason {
+            sqlx::query("UPDATE messages SET ack_reason = $1 WHERE id = $2")
+                .bind(reason)
+                .bind(message_id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut leased = None;
-        if let Some(mut ack) = ack {
+        if let Some(mut ack) = decided.row {
             ack.related_message = Some(message_id);
             // The message is new, so its ack key cannot be taken: if it is, the
             // store is inconsistent and nothing of this message is kept.
@@ -281,8 +366,7 @@ impl Store {
         message_id: MessageId,
         analysis: &Analysis,
     ) -> Result<SubmissionId> {
-        let mut writer = self.write_conn(Durability::Synced).await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
         let old = sqlx::query(
             "SELECT s.id, s.org_id, s.campaign, s.deadline, m.received_at, m.stored_at \
              FROM submissions s JOIN messages m ON m.id = s.message_id WHERE s.message_id = $1",

@@ -30,6 +30,8 @@ pub fn serve(memory_bytes: u64) -> Result<(), WorkerError> {
     // take a worker rather than the daemon. Raising one's own score needs
     // no privilege; where /proc is not there, the default stays.
     let _ = std::fs::write("/proc/self/oom_score_adj", OOM_SCORE_ADJ);
+    // Below the commit path (see the constant). Lowering needs no privilege.
+    let _ = rustix::process::nice(extract::BACKGROUND_NICE);
     let mut output = protocol_output()?;
     // A parser's panic is caught and becomes a problem; say it in one line.
     std::panic::set_hook(Box::new(|info| eprintln!("解析程序内部错误: {info}")));
