@@ -4,7 +4,7 @@
 //! tasks and the command line call the same functions.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -1095,24 +1095,41 @@ pub(crate) fn outbox_row(
 /// Runs `f` on a thread of its own at [`BACKGROUND_NICE`]: not on tokio's
 /// blocking pool, whose threads would keep the lower priority for the
 /// archive and outbox writes they run later (an unprivileged thread cannot
-/// raise it again). Resolves to `f`'s value, or to its panic's message.
+/// raise it again). Where no thread can be made now, `f` runs on that pool
+/// at the daemon's priority. Resolves to `f`'s value, or to its panic's
+/// message.
 fn background<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> impl std::future::Future<Output = Result<T, String>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let run = move || {
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(done.map_err(panic_message));
+    };
+    // Shared, so that the job is still here if the thread cannot be made.
+    let slot = Arc::new(std::sync::Mutex::new(Some(run)));
+    let theirs = slot.clone();
     let spawned = std::thread::Builder::new()
         .name("analysis".into())
         .spawn(move || {
             // Lowering one's own priority needs no privilege; where it
             // fails, the analysis runs at the daemon's.
             let _ = rustix::process::nice(BACKGROUND_NICE);
-            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-            let _ = tx.send(done.map_err(panic_message));
+            let run = theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(run) = run {
+                run();
+            }
         });
+    if let Err(e) = spawned {
+        warn!(error = %e, "no thread for an analysis; it runs on the blocking pool");
+        let run = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(run) = run {
+            drop(tokio::task::spawn_blocking(run));
+        }
+    }
     async move {
-        spawned.map_err(|e| format!("no thread for the analysis: {e}"))?;
         rx.await
-            .map_err(|_| "the analysis thread ended without a result".to_owned())?
+            .map_err(|_| "the analysis ended without a result".to_owned())?
     }
 }
 
