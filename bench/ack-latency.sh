@@ -97,7 +97,7 @@ EOF
 export BAOSONG_BENCH_PASSWORD=$PASSWORD
 
 start_daemon() { # log
-  NO_COLOR=1 BAOSONG_LOG=info "$BAOSONG" --config "$B/config.toml" run >"$B/$1.log" 2>&1 &
+  NO_COLOR=1 BAOSONG_LOG=${BAOSONG_LOG:-info} "$BAOSONG" --config "$B/config.toml" run >"$B/$1.log" 2>&1 &
   DAEMON=$!
   # Ready when both mailboxes are being watched.
   for _ in $(seq 200); do
@@ -113,7 +113,7 @@ stop_daemon() {
 }
 stored() { grep -c 'message stored' "$1" || true; }
 latency() { # count interval label
-  python3 "$REPO/bench/ack_latency.py" "$PORT" "$USER_NAME" "$PASSWORD" Fresh \
+  LATENCY_DUMP="$B/$3.times" python3 "$REPO/bench/ack_latency.py" "$PORT" "$USER_NAME" "$PASSWORD" Fresh \
     "$B/outbox" "$TEMPLATE" "$1" "$2" "$3"
 }
 

@@ -7,7 +7,8 @@ OUTBOX (baosong's file transport). Prints one line of percentiles.
 
 The template is sent with its Subject replaced by "LABEL-K 推荐表" and a new
 Message-ID; the ack's subject quotes it, which is how the ack is found (so
-each run needs its own LABEL).
+each run needs its own LABEL). With LATENCY_DUMP=FILE, each mail's APPEND
+and ack times (Unix time, to compare with the daemon's log) are written there.
 """
 
 import email
@@ -86,6 +87,13 @@ def main() -> None:
     deadline[0] = time.monotonic() + 60
     done.set()
     watcher.join()
+    dump = os.environ.get("LATENCY_DUMP")
+    if dump:
+        t0 = time.time() - time.monotonic()
+        with open(dump, "w") as f:
+            for k in sorted(appended):
+                a = acked.get(k)
+                f.write(f"{label}-{k} {appended[k] + t0:.3f} {'' if a is None else f'{a + t0:.3f}'}\n")
     lat = sorted(acked[k] - appended[k] for k in appended if k in acked)
     missing = len(appended) - len(lat)
     if not lat:

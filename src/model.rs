@@ -148,6 +148,14 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// The configured mailbox the message came from, if any.
+    pub fn mailbox(&self) -> Option<&MailboxName> {
+        match self {
+            Origin::Imap { mailbox, .. } | Origin::Maildir { mailbox, .. } => Some(mailbox),
+            Origin::File { .. } => None,
+        }
+    }
+
     /// How the report names the source.
     pub fn display(&self) -> String {
         match self {

@@ -10,7 +10,7 @@ use crate::extract::{Extraction, Extractor, media};
 use crate::intake::{self, OwnIdentity};
 use crate::matching::{self, ContentEvidence, DocumentText};
 use crate::model::{
-    AckDecision, Analysis, Document, Header, OrgMatch, Origin, Problem, ProblemCode, RawMessage,
+    AckDecision, Analysis, Document, Header, OrgMatch, Problem, ProblemCode, RawMessage,
 };
 use crate::status;
 use crate::trust::{self, AuthVerdict};
@@ -121,10 +121,7 @@ pub fn analyse(raw: &RawMessage, ctx: &Context<'_>) -> Analysis {
     );
 
     let arrived_at = arrival(raw, &header);
-    let mailbox = match &raw.origin {
-        Origin::Imap { mailbox, .. } | Origin::Maildir { mailbox, .. } => Some(mailbox),
-        Origin::File { .. } => None,
-    };
+    let mailbox = raw.origin.mailbox();
     let mut recipients = header.to.clone();
     recipients.extend(header.cc.iter().cloned());
     recipients.extend(header.delivered_to.iter().cloned());
@@ -313,11 +310,7 @@ pub fn headers_only(raw: &RawMessage, ctx: &Context<'_>, problem: Problem) -> An
         config,
     );
     let arrived_at = arrival(raw, &header);
-    let received_by = match &raw.origin {
-        Origin::Imap { mailbox, .. } | Origin::Maildir { mailbox, .. } => Some(mailbox),
-        Origin::File { .. } => None,
-    };
-    let answering = answering_mailbox(config, &header, received_by);
+    let answering = answering_mailbox(config, &header, raw.origin.mailbox());
     let mut ack = decide_ack(
         &header,
         intake.auto_generated.as_deref(),

@@ -325,6 +325,58 @@ async fn thirty_acks_behind_a_slow_send_each_go_once_handed_over_or_claimed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlogs_acks_do_not_hold_up_the_ack_of_a_fresh_mail_in_another_mailbox() {
+    let mut w = World::new();
+    w.config.smtp.ack_per_recipient_per_hour = 1000;
+    w.config.smtp.ack_per_hour = 1000;
+    for mb in &mut w.config.mailboxes {
+        mb.poll_interval_secs = 1;
+    }
+    const BACKLOG: i64 = 60;
+    for n in 1..=BACKLOG {
+        w.deliver("kjt", &ordinary(n as usize));
+    }
+    let services = w.services().await;
+    // The first send waits for the fresh mail's ack, so the backlog's acks
+    // fill their queue and overflow into the store before it comes.
+    let smtp = HeldFirst::new(&w, &services, BACKLOG + 1, false);
+    let (task, cancel) = w.start(&services, smtp.clone()).await;
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    let stored = "SELECT COUNT(*) FROM outbox WHERE kind = 'ack'";
+    while query_i64(&services, stored).await < BACKLOG {
+        assert!(std::time::Instant::now() < give_up, "the backlog is stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.deliver(
+        "kx",
+        &mail(&format!("南京市科技局 <{KNOWN}>"), KX, "推荐表 fresh", ""),
+    );
+    while (smtp.smtp.acks().len() as i64) < BACKLOG + 1 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "every mail is answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+
+    let acks = smtp.smtp.acks();
+    let fresh = acks
+        .iter()
+        .position(|(from, _, _)| from == KX)
+        .expect("the fresh mail is answered");
+    // After the held send, one from each busy queue (the backlog's handed
+    // acks, its overflow claimed from the store) at most.
+    assert!(
+        fresh <= 3,
+        "the fresh mail's ack went out after {fresh} of the backlog's {BACKLOG}"
+    );
+    let ids: HashSet<String> = acks.iter().map(|(_, _, b)| header_block(b)).collect();
+    assert_eq!(ids.len() as i64, BACKLOG + 1, "no ack twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handed_ack_whose_lease_ran_out_and_was_taken_is_not_sent_again() {
     let mut w = World::new();
     for n in 1..=3 {

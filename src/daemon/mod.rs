@@ -32,6 +32,9 @@ use crate::schedule;
 use crate::source::{self, Delivery, Disposition, MailboxSource, SourceError};
 use crate::store::{Durability, Lease, OutboxRow, Recorded};
 
+mod handover;
+use handover::{Handover, Place, Queue};
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// A mailbox cannot be read as configured (or, in a one-shot run, kept failing).
@@ -57,8 +60,8 @@ const LEASE: Duration = Duration::from_secs(30);
 const RENEW: Duration = Duration::from_secs(10);
 /// Outbox rows claimed at a time.
 const BATCH: u32 = 10;
-/// Acks handed from the processor to the outbox worker, at most; past that
-/// they are stored pending and claimed.
+/// Acks handed from the processor to the outbox worker, at most, per
+/// mailbox; past that they are stored pending and claimed.
 const HANDED: usize = 20;
 /// The processor commits messages [`Durability::Deferred`] and puts them on
 /// disk a group at a time, with one `syncfs` of the archive and one WAL
@@ -93,7 +96,7 @@ pub async fn run(
     let sources_done = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     // Acks stored as being sent by this instance, straight to its sender.
-    let (hand, handed) = mpsc::channel::<OutboxRow>(HANDED);
+    let handover = Handover::new(HANDED);
     let mut beats: Vec<(String, Heartbeat)> = Vec::new();
     let mut beat = |name: String| {
         let b = Heartbeat::default();
@@ -115,14 +118,14 @@ pub async fn run(
     tasks.spawn(processor(
         services.clone(),
         rx,
-        hand,
+        handover.clone(),
         wake.clone(),
         beat("processor".into()),
     ));
     tasks.spawn(outbox_worker(
         services.clone(),
         sender,
-        handed,
+        handover,
         wake.clone(),
         stop_worker.clone(),
         opts.once.then(|| sources_done.clone()),
@@ -229,11 +232,11 @@ type InFlight = (
 );
 
 /// A committed message of the group not yet on disk: what it is to be told.
-struct Held<'a> {
+struct Held {
     done: oneshot::Sender<Disposition>,
     disposition: Disposition,
     /// Its ack, leased to this instance, and its place in the worker's queue.
-    leased: Option<(mpsc::Permit<'a, OutboxRow>, OutboxRow)>,
+    leased: Option<(Place, OutboxRow)>,
     /// Its ack is stored pending: the worker is to claim it.
     wake: bool,
 }
@@ -246,7 +249,7 @@ struct Held<'a> {
 async fn processor(
     services: Services,
     mut rx: mpsc::Receiver<Delivery>,
-    hand: mpsc::Sender<OutboxRow>,
+    hand: Arc<Handover>,
     wake: Arc<Notify>,
     beat: Heartbeat,
 ) -> (&'static str, Result<(), String>) {
@@ -274,7 +277,7 @@ async fn processor(
         });
         (raw, done, job)
     };
-    let mut held: Vec<Held<'_>> = Vec::with_capacity(GROUP);
+    let mut held: Vec<Held> = Vec::with_capacity(GROUP);
     let mut group_ends = Instant::now();
     let mut open = true;
     loop {
@@ -310,7 +313,7 @@ async fn processor(
         };
         // A place in the worker's queue first: an ack leased to it must
         // reach it. Without one the ack is stored pending, and claimed.
-        let place = hand.try_reserve().ok();
+        let place = hand.try_reserve(raw.origin.mailbox());
         let lease = place.as_ref().map(|_| Lease {
             owner: owner.clone(),
             until: lease_end(services.now()),
@@ -342,7 +345,7 @@ async fn processor(
 /// addresses afresh.
 async fn release(
     services: &Services,
-    held: &mut Vec<Held<'_>>,
+    held: &mut Vec<Held>,
     wake: &Notify,
     learned: &mut Arc<OnceCell<Learned>>,
 ) {
@@ -452,8 +455,10 @@ async fn handle(
 
 /// Sends outbox rows: the acks the processor hands over, already leased,
 /// and rows it claims under a lease (due reminders, digests, retries, acks
-/// stored while the hand-over queue was full) when woken, every 15 s, and
-/// while a claim comes back full. Sends each and records the outcome.
+/// stored while their mailbox's hand-over queue was full) when woken, every
+/// 15 s, and while a claim comes back full. The queues of the hand-over
+/// take turns, so a mailbox's backlog does not hold up another's acks.
+/// Sends each and records the outcome.
 /// Transient failures come back later with backoff; permanent ones are kept
 /// as failed and shown in the digest; a broken `[smtp]` setup holds every
 /// mail until it is fixed. `once_done`: return when it fires and nothing is
@@ -461,7 +466,7 @@ async fn handle(
 async fn outbox_worker(
     services: Services,
     sender: Arc<dyn MailSender>,
-    mut handed: mpsc::Receiver<OutboxRow>,
+    handed: Arc<Handover>,
     wake: Arc<Notify>,
     stop: CancellationToken,
     once_done: Option<CancellationToken>,
@@ -480,8 +485,6 @@ async fn outbox_worker(
             warn!(error = %e, "cannot take back unfinished outbox rows; their leases will run out")
         }
     }
-    // Rows claimed together with the last send's mark, to send next.
-    let mut claimed: Vec<OutboxRow> = Vec::new();
     // Whether rows nobody handed over may be due.
     let mut due = true;
     // Whether the last claim came after `once_done` fired, and found nothing.
@@ -489,7 +492,7 @@ async fn outbox_worker(
     loop {
         beat.beat();
         if stop.is_cancelled() {
-            if !claimed.is_empty() || !handed.is_empty() {
+            if !handed.is_empty() {
                 // Leased but not tried: due again at once, for any instance.
                 if let Err(e) = services.store.release_leases(&owner).await {
                     warn!(error = %e, "cannot give back claimed outbox rows; their leases will run out");
@@ -497,11 +500,9 @@ async fn outbox_worker(
             }
             return ("outbox", Ok(()));
         }
-        let rows = if !claimed.is_empty() {
-            std::mem::take(&mut claimed)
-        } else if let Ok(row) = handed.try_recv() {
-            vec![row]
-        } else if due {
+        // Claimed rows take their turn beside the handed ones; the next
+        // batch is claimed when the last is sent.
+        if due && !handed.holds_claimed() {
             let finishing = once_done.as_ref().is_some_and(|d| d.is_cancelled());
             let rows = match services
                 .store
@@ -516,11 +517,9 @@ async fn outbox_worker(
             };
             due = !rows.is_empty();
             swept = finishing && rows.is_empty();
-            rows
-        } else {
-            Vec::new()
-        };
-        if rows.is_empty() {
+            handed.put_claimed(rows);
+        }
+        let Some((row, queue)) = handed.pop() else {
             if once_done.as_ref().is_some_and(|d| d.is_cancelled()) {
                 if swept {
                     return ("outbox", Ok(()));
@@ -535,7 +534,7 @@ async fn outbox_worker(
                 Duration::from_secs(15)
             };
             tokio::select! {
-                Some(row) = handed.recv() => claimed.push(row),
+                () = handed.ready() => {}
                 () = wake.notified() => due = true,
                 () = tokio::time::sleep(pause) => {
                     due = true;
@@ -548,67 +547,64 @@ async fn outbox_worker(
                 () = stop.cancelled() => {}
             }
             continue;
+        };
+        if !still_leased(&services, &row, &owner).await {
+            continue;
         }
-        let last = rows.last().map(|r| r.id);
-        for row in rows {
-            if !still_leased(&services, &row, &owner).await {
-                continue;
+        let result = beat
+            .while_pending(renewing(
+                &services,
+                row.id,
+                &owner,
+                sender.send(&row.envelope_from, &row.to, &row.raw),
+            ))
+            .await;
+        let now = services.now();
+        let outcome = match result {
+            Ok(()) => {
+                info!(outbox = %row.id, kind = row.kind.as_str(), to = ?row.to, "sent");
+                if queue == Queue::Store && due && !handed.holds_claimed() {
+                    services
+                        .store
+                        .mark_sent_and_claim(row.id, &owner, LEASE, now, BATCH)
+                        .await
+                        .map(|(marked, next)| {
+                            due = !next.is_empty();
+                            handed.put_claimed(next);
+                            marked
+                        })
+                } else {
+                    services.store.mark_sent(row.id, &owner, now).await
+                }
             }
-            let result = beat
-                .while_pending(renewing(
-                    &services,
-                    row.id,
-                    &owner,
-                    sender.send(&row.envelope_from, &row.to, &row.raw),
-                ))
-                .await;
-            let now = services.now();
-            let outcome = match result {
-                Ok(()) => {
-                    info!(outbox = %row.id, kind = row.kind.as_str(), to = ?row.to, "sent");
-                    if Some(row.id) == last && due {
-                        services
-                            .store
-                            .mark_sent_and_claim(row.id, &owner, LEASE, now, BATCH)
-                            .await
-                            .map(|(marked, next)| {
-                                due = !next.is_empty();
-                                claimed = next;
-                                marked
-                            })
-                    } else {
-                        services.store.mark_sent(row.id, &owner, now).await
-                    }
-                }
-                Err(e) if e.is_setup() => {
-                    let next = now + chrono::Duration::minutes(15);
-                    error!(outbox = %row.id, error = %e, "the mail server refuses us; fix [smtp] and restart; mail waits meanwhile");
-                    services
-                        .store
-                        .mark_retry(row.id, &owner, next, &e.to_string())
-                        .await
-                }
-                Err(e) if e.is_transient() && row.attempts < 12 => {
-                    let delay = retry_delay(services.config.smtp.retry_base_secs, row.attempts);
-                    warn!(outbox = %row.id, error = %e, attempt = row.attempts, retry_in_secs = delay.as_secs(), "send failed; will retry");
-                    let next = now
-                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::minutes(5));
-                    services
-                        .store
-                        .mark_retry(row.id, &owner, next, &e.to_string())
-                        .await
-                }
-                Err(e) => {
-                    error!(outbox = %row.id, error = %e, "send failed for good");
-                    services
-                        .store
-                        .mark_failed(row.id, &owner, &e.to_string())
-                        .await
-                }
-            };
-            if let Err(e) = outcome {
-                error!(outbox = %row.id, error = %e, "recording the send outcome failed");
+            Err(e) if e.is_setup() => {
+                let next = now + chrono::Duration::minutes(15);
+                error!(outbox = %row.id, error = %e, "the mail server refuses us; fix [smtp] and restart; mail waits meanwhile");
+                services
+                    .store
+                    .mark_retry(row.id, &owner, next, &e.to_string())
+                    .await
             }
+            Err(e) if e.is_transient() && row.attempts < 12 => {
+                let delay = retry_delay(services.config.smtp.retry_base_secs, row.attempts);
+                warn!(outbox = %row.id, error = %e, attempt = row.attempts, retry_in_secs = delay.as_secs(), "send failed; will retry");
+                let next =
+                    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::minutes(5));
+                services
+                    .store
+                    .mark_retry(row.id, &owner, next, &e.to_string())
+                    .await
+            }
+            Err(e) => {
+                error!(outbox = %row.id, error = %e, "send failed for good");
+                services
+                    .store
+                    .mark_failed(row.id, &owner, &e.to_string())
+                    .await
+            }
+        };
+        if let Err(e) = outcome {
+            error!(outbox = %row.id, error = %e, "recording the send outcome failed");
         }
     }
 }
