@@ -622,9 +622,8 @@ async fn send_all(services: &Services) -> Vec<baosong::store::OutboxRow> {
         .claim_outbox("test", Duration::from_secs(60), now, 100)
         .await
         .unwrap();
-    for row in &rows {
-        services.store.mark_sent(row.id, "test", now).await.unwrap();
-    }
+    let sent: Vec<_> = rows.iter().map(|r| (r.id, now)).collect();
+    services.store.mark_sent(&sent, "test").await.unwrap();
     rows
 }
 

@@ -15,8 +15,8 @@ use baosong::model::{AckDecision, Analysis, Document, MatchedBy, OrgMatch, Probl
 use baosong::model::{FieldValue, Table};
 use baosong::model::{Origin, RawMessage};
 use baosong::store::{
-    AckVerdict, Archive, Durability, Lease, MessageId, NewOutbox, OutboxKind, OutboxStatus,
-    Recorded, Store, StoreError, SubmissionState,
+    AckVerdict, Archive, Durability, Lease, MessageId, NewOutbox, OutboxId, OutboxKind,
+    OutboxStatus, Recorded, Store, StoreError, SubmissionState,
 };
 use baosong::types::{
     CampaignId, DeadlineId, DocForm, DocumentKind, FormId, MailAddress, MailboxName, OrgId, Sha256,
@@ -544,12 +544,12 @@ async fn expired_lease_is_reclaimed() {
         );
 
         assert!(
-            !s.mark_sent(a[0].id, "a", now()).await.unwrap(),
+            s.mark_sent(&[(a[0].id, now())], "a").await.unwrap() == 0,
             "{}: a lost its lease",
             db.label
         );
         assert!(
-            s.mark_sent(b[0].id, "b", now()).await.unwrap(),
+            s.mark_sent(&[(b[0].id, now())], "b").await.unwrap() == 1,
             "{}",
             db.label
         );
@@ -570,10 +570,10 @@ async fn marking_a_send_can_claim_the_next_rows_in_the_same_commit() {
         let third = s.enqueue(mail("ack:3"), now()).await.unwrap().unwrap();
 
         let (marked, next) = s
-            .mark_sent_and_claim(first, "w", lease, t, 10)
+            .mark_sent_and_claim(&[(first, t)], "w", lease, t, 10)
             .await
             .unwrap();
-        assert!(marked, "{}", db.label);
+        assert_eq!(marked, 1, "{}", db.label);
         let ids: Vec<_> = next.iter().map(|r| r.id).collect();
         assert_eq!(ids, [second, third], "{}", db.label);
         assert_eq!(
@@ -593,10 +593,10 @@ async fn marking_a_send_can_claim_the_next_rows_in_the_same_commit() {
         );
         // A mark by a worker that lost the lease says so, and claims all the same.
         let (marked, next) = s
-            .mark_sent_and_claim(second, "other", lease, t, 10)
+            .mark_sent_and_claim(&[(second, t)], "other", lease, t, 10)
             .await
             .unwrap();
-        assert!(!marked && next.is_empty(), "{}", db.label);
+        assert!(marked == 0 && next.is_empty(), "{}", db.label);
         assert_eq!(
             s.outbox_row(second).await.unwrap().status,
             OutboxStatus::Sending,
@@ -621,7 +621,12 @@ async fn sent_row_is_never_claimed_again() {
             .await
             .unwrap();
         assert_eq!(rows.len(), 1, "{}", db.label);
-        assert!(s.mark_sent(id, "w", now()).await.unwrap(), "{}", db.label);
+        assert_eq!(
+            s.mark_sent(&[(id, now())], "w").await.unwrap(),
+            1,
+            "{}",
+            db.label
+        );
 
         assert!(
             s.claim_outbox("w", Duration::from_secs(1), far_future(), 10)
@@ -645,6 +650,52 @@ async fn sent_row_is_never_claimed_again() {
         let row = s.outbox_row(id).await.unwrap();
         assert!(row.sent_at.is_some(), "{}", db.label);
         assert!(s.outbox_failed().await.unwrap().is_empty(), "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn sends_marked_together_keep_each_its_own_time_and_skip_a_lost_lease() {
+    for db in dbs().await {
+        let s = &db.store;
+        let mut ids = Vec::new();
+        for n in 1..=3 {
+            ids.push(
+                s.enqueue(mail(&format!("ack:{n}")), now())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        let later = Utc::now() + chrono::Duration::seconds(1);
+        let rows = s
+            .claim_outbox("w", Duration::from_secs(60), later, 10)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3, "{}", db.label);
+        let t = |secs| at(4, 10) + chrono::Duration::seconds(secs);
+        // The third was given back meanwhile: no longer this worker's.
+        s.release_leases("w").await.unwrap();
+        let again = s
+            .claim_outbox("w", Duration::from_secs(60), later, 2)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 2, "{}", db.label);
+        let (mine, lost): (Vec<OutboxId>, Vec<OutboxId>) = ids
+            .iter()
+            .partition(|id| again.iter().any(|r| r.id == **id));
+        let sent = [(mine[0], t(1)), (mine[1], t(2)), (lost[0], t(3))];
+        assert_eq!(s.mark_sent(&sent, "w").await.unwrap(), 2, "{}", db.label);
+        for (id, when) in &sent[..2] {
+            let row = s.outbox_row(*id).await.unwrap();
+            assert_eq!(row.status, OutboxStatus::Sent, "{}", db.label);
+            assert_eq!(row.sent_at, Some(*when), "{}", db.label);
+        }
+        assert_eq!(
+            s.outbox_row(lost[0]).await.unwrap().status,
+            OutboxStatus::Pending,
+            "{}",
+            db.label
+        );
     }
 }
 

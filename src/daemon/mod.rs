@@ -30,7 +30,7 @@ use crate::model::RawMessage;
 use crate::outbound::transport::MailSender;
 use crate::schedule;
 use crate::source::{self, Delivery, Disposition, MailboxSource, SourceError};
-use crate::store::{Durability, Lease, OutboxRow, Recorded};
+use crate::store::{Durability, Lease, OutboxId, OutboxRow, Recorded};
 
 mod handover;
 use handover::{Handover, Place, Queue};
@@ -489,9 +489,13 @@ async fn outbox_worker(
     let mut due = true;
     // Whether the last claim came after `once_done` fired, and found nothing.
     let mut swept = false;
+    let mut marks = Marks::default();
     loop {
         beat.beat();
         if stop.is_cancelled() {
+            // Sent rows are still leased until marked: mark them before
+            // giving the rest back.
+            marks.flush(&services, &owner).await;
             if !handed.is_empty() {
                 // Leased but not tried: due again at once, for any instance.
                 if let Err(e) = services.store.release_leases(&owner).await {
@@ -520,6 +524,7 @@ async fn outbox_worker(
             handed.put_claimed(rows);
         }
         let Some((row, queue)) = handed.pop() else {
+            marks.flush(&services, &owner).await;
             if once_done.as_ref().is_some_and(|d| d.is_cancelled()) {
                 if swept {
                     return ("outbox", Ok(()));
@@ -556,6 +561,7 @@ async fn outbox_worker(
                 &services,
                 row.id,
                 &owner,
+                &mut marks,
                 sender.send(&row.envelope_from, &row.to, &row.raw),
             ))
             .await;
@@ -563,18 +569,24 @@ async fn outbox_worker(
         let outcome = match result {
             Ok(()) => {
                 info!(outbox = %row.id, kind = row.kind.as_str(), to = ?row.to, "sent");
+                marks.push(row.id, now);
                 if queue == Queue::Store && due && !handed.holds_claimed() {
+                    let sent = marks.take();
                     services
                         .store
-                        .mark_sent_and_claim(row.id, &owner, LEASE, now, BATCH)
+                        .mark_sent_and_claim(&sent, &owner, LEASE, now, BATCH)
                         .await
                         .map(|(marked, next)| {
+                            lost_leases(sent.len() - marked);
                             due = !next.is_empty();
                             handed.put_claimed(next);
-                            marked
+                            true
                         })
                 } else {
-                    services.store.mark_sent(row.id, &owner, now).await
+                    if marks.due() {
+                        marks.flush(&services, &owner).await;
+                    }
+                    Ok(true)
                 }
             }
             Err(e) if e.is_setup() => {
@@ -641,11 +653,68 @@ async fn still_leased(services: &Services, row: &OutboxRow, owner: &str) -> bool
     }
 }
 
-/// Runs a send, renewing the row's lease while it takes.
+/// Sends not yet recorded: recorded together, in one transaction, once
+/// [`MARKS`] have gathered, the oldest is [`MARK_WAIT`] old, or nothing is
+/// left to send. One transaction a send took the writer from the
+/// processor's commits (a tenth of the wall time of 1000 mails on 2
+/// cores). A sent row stays leased until marked: the wait is kept well
+/// inside the lease, and a long send marks the others meanwhile.
+#[derive(Default)]
+struct Marks {
+    sent: Vec<(OutboxId, chrono::DateTime<chrono::Utc>)>,
+    since: Option<Instant>,
+}
+
+const MARKS: usize = 16;
+const MARK_WAIT: Duration = Duration::from_secs(1);
+
+impl Marks {
+    fn push(&mut self, id: OutboxId, at: chrono::DateTime<chrono::Utc>) {
+        self.since.get_or_insert_with(Instant::now);
+        self.sent.push((id, at));
+    }
+
+    fn due(&self) -> bool {
+        self.sent.len() >= MARKS || self.since.is_some_and(|t| t.elapsed() >= MARK_WAIT)
+    }
+
+    fn take(&mut self) -> Vec<(OutboxId, chrono::DateTime<chrono::Utc>)> {
+        self.since = None;
+        std::mem::take(&mut self.sent)
+    }
+
+    /// A row whose mark fails is sent again when its lease runs out.
+    async fn flush(&mut self, services: &Services, owner: &str) {
+        if self.sent.is_empty() {
+            return;
+        }
+        let sent = self.take();
+        match services.store.mark_sent(&sent, owner).await {
+            Ok(marked) => lost_leases(sent.len() - marked),
+            Err(e) => {
+                let rows: Vec<i64> = sent.iter().map(|(id, _)| id.0).collect();
+                error!(outbox = ?rows, error = %e, "recording the sends failed; they may go again");
+            }
+        }
+    }
+}
+
+fn lost_leases(rows: usize) {
+    if rows > 0 {
+        warn!(
+            rows,
+            "rows were sent after their lease ran out; another instance may send them too"
+        );
+    }
+}
+
+/// Runs a send, renewing the row's lease while it takes, and recording
+/// the sends before it meanwhile.
 async fn renewing<F: std::future::Future>(
     services: &Services,
-    id: crate::store::OutboxId,
+    id: OutboxId,
     owner: &str,
+    marks: &mut Marks,
     send: F,
 ) -> F::Output {
     tokio::pin!(send);
@@ -655,6 +724,7 @@ async fn renewing<F: std::future::Future>(
         tokio::select! {
             out = &mut send => return out,
             _ = tick.tick() => {
+                marks.flush(services, owner).await;
                 match services.store.renew_lease(id, owner, lease_end(services.now())).await {
                     Ok(true) => {}
                     Ok(false) => warn!(outbox = %id, "lost the lease on a row while sending it"),

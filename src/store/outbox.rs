@@ -172,6 +172,24 @@ const MARK_SENT: &str = "UPDATE outbox SET status = 'sent', sent_at = $3, lease_
      lease_until = NULL, last_error = NULL \
      WHERE id = $1 AND lease_owner = $2 AND status = 'sending'";
 
+async fn mark_sent_in(
+    tx: &mut Transaction<'_, Any>,
+    sent: &[(OutboxId, DateTime<Utc>)],
+    owner: &str,
+) -> Result<usize> {
+    let mut marked = 0;
+    for (id, at) in sent {
+        let done = sqlx::query(MARK_SENT)
+            .bind(id.0)
+            .bind(owner)
+            .bind(ts(*at))
+            .execute(&mut **tx)
+            .await?;
+        marked += usize::from(done.rows_affected() == 1);
+    }
+    Ok(marked)
+}
+
 impl Store {
     /// Adds a mail to the outbox. `None` when a row with the same
     /// `dedupe_key` exists: that mail is (being) sent already.
@@ -199,26 +217,21 @@ impl Store {
 
     /// [`Self::mark_sent`] and [`Self::claim_outbox`] in one transaction:
     /// the outbox worker's step after the last mail of a batch, one commit
-    /// (and one fsync) where there were two. The mark is as durable as
-    /// before, so a restart does not send that mail again.
+    /// (and one fsync) where there were two. The marks are as durable as
+    /// the claim, so a restart does not send those mails again.
     pub async fn mark_sent_and_claim(
         &self,
-        id: OutboxId,
+        sent: &[(OutboxId, DateTime<Utc>)],
         owner: &str,
         lease: Duration,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<(bool, Vec<OutboxRow>)> {
+    ) -> Result<(usize, Vec<OutboxRow>)> {
         let mut tx = self.write_conn(Durability::Synced).await?.begin().await?;
-        let done = sqlx::query(MARK_SENT)
-            .bind(id.0)
-            .bind(owner)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?;
+        let marked = mark_sent_in(&mut tx, sent, owner).await?;
         let rows = self.claim_in(&mut tx, owner, lease, now, limit).await?;
         tx.commit().await?;
-        Ok((done.rows_affected() == 1, rows))
+        Ok((marked, rows))
     }
 
     async fn claim_in(
@@ -284,20 +297,21 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Records a successful send. False when `owner` no longer holds the lease.
+    /// Records successful sends, each with its time, in one transaction:
+    /// how many `owner` still held the lease on.
     ///
     /// Deferred: on disk with the next synced commit. Power lost before
     /// that sends the mail once more, as a crash between the send and this
     /// mark always could; it saves a WAL fsync per mail sent.
-    pub async fn mark_sent(&self, id: OutboxId, owner: &str, now: DateTime<Utc>) -> Result<bool> {
-        let mut writer = self.write_conn(Durability::Deferred).await?;
-        let done = sqlx::query(MARK_SENT)
-            .bind(id.0)
-            .bind(owner)
-            .bind(ts(now))
-            .execute(writer.conn())
-            .await?;
-        Ok(done.rows_affected() == 1)
+    pub async fn mark_sent(
+        &self,
+        sent: &[(OutboxId, DateTime<Utc>)],
+        owner: &str,
+    ) -> Result<usize> {
+        let mut tx = self.write_conn(Durability::Deferred).await?.begin().await?;
+        let marked = mark_sent_in(&mut tx, sent, owner).await?;
+        tx.commit().await?;
+        Ok(marked)
     }
 
     /// Gives the row back to try again at `next_at`. False when `owner` no
