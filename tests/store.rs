@@ -1837,6 +1837,54 @@ async fn nul_in_cell_text_and_problems_is_stored_without_it() {
 }
 
 #[tokio::test]
+async fn every_problem_of_a_message_is_stored_in_order_past_one_statements_rows() {
+    for db in dbs().await {
+        let s = &db.store;
+        let mut d = doc(
+            "推荐表.xlsx",
+            DocumentKind::RecommendationForm,
+            DocForm::Electronic,
+            Some(recommendation(&["活动甲"])),
+        );
+        // More than one multi-row INSERT takes (64).
+        let said: Vec<String> = (1..=70).map(|i| format!("第{i}项简介过长")).collect();
+        for text in &said {
+            d.problems
+                .push(Problem::new(ProblemCode::SummaryTooLong, text.clone()));
+        }
+        let mut a = analysis("unit@example.cn", Some("nj-kjj"), at(3, 9), vec![d]);
+        a.problems
+            .push(Problem::new(ProblemCode::SummaryTooLong, "邮件本身的问题"));
+        let msg = raw("many problems", file("many.eml"));
+        let Recorded::New { message_id, .. } = s.record(&msg, &a, None, now()).await.unwrap()
+        else {
+            panic!("{}: not new", db.label);
+        };
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let rows: Vec<(Option<i64>, String)> = sqlx::query_as(
+            "SELECT document_id, message FROM problems WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(message_id.0)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let of_document: Vec<&str> = rows
+            .iter()
+            .filter(|(doc, _)| doc.is_some())
+            .map(|(_, m)| m.as_str())
+            .collect();
+        assert_eq!(of_document, said, "{}", db.label);
+        let own: Vec<&str> = rows
+            .iter()
+            .filter(|(doc, _)| doc.is_none())
+            .map(|(_, m)| m.as_str())
+            .collect();
+        assert_eq!(own, ["邮件本身的问题"], "{}", db.label);
+    }
+}
+
+#[tokio::test]
 async fn a_deferred_record_is_seen_at_once_and_one_sync_puts_the_group_on_disk() {
     for db in dbs().await {
         let s = &db.store;

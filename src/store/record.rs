@@ -9,8 +9,8 @@ use sqlx::{Any, Transaction};
 use super::archive::Archive;
 use super::outbox::{self, Lease, NewOutbox, OutboxRow};
 use super::{
-    Durability, MessageId, Result, Store, StoreError, SubmissionId, advance_mailbox, bool_val,
-    bump_revision, get, ts,
+    Backend, Durability, MessageId, Result, Store, StoreError, SubmissionId, advance_mailbox,
+    bool_val, bump_revision, get, ts,
 };
 use crate::model::FieldValue;
 use crate::model::Problem;
@@ -207,23 +207,30 @@ impl Store {
         let sha = raw.sha256().clone();
         let origin = OriginCols::of(&raw.origin);
 
-        if let Origin::Imap {
-            mailbox,
-            uidvalidity,
-            uid,
-        } = &raw.origin
-        {
-            advance_mailbox(&mut tx, mailbox, *uidvalidity, *uid, now).await?;
-        }
+        // On PostgreSQL the message's INSERT moves the mailbox on itself.
+        let advance = match &raw.origin {
+            Origin::Imap {
+                mailbox,
+                uidvalidity,
+                uid,
+            } if self.backend == Backend::Sqlite => {
+                advance_mailbox(&mut tx, mailbox, *uidvalidity, *uid, now).await?;
+                false
+            }
+            Origin::Imap { .. } => true,
+            _ => false,
+        };
 
-        let mut inserted = insert_message(&mut tx, raw, &sha, &origin, analysis, now).await?;
+        let mut inserted =
+            insert_message(&mut tx, raw, &sha, &origin, analysis, advance, now).await?;
         let mut existing = None;
         if inserted.is_none() {
             existing = duplicate_of(&mut tx, &sha, &origin.key).await?;
             if existing.is_none() && analysis.content_key.is_some() {
                 // Neither these bytes nor this origin: another instance
                 // recorded the first copy meanwhile, and this one is a copy of it.
-                inserted = insert_message(&mut tx, raw, &sha, &origin, analysis, now).await?;
+                inserted =
+                    insert_message(&mut tx, raw, &sha, &origin, analysis, false, now).await?;
             }
         }
         let Some((message_id, copy_of)) = inserted else {
@@ -253,23 +260,7 @@ impl Store {
         }
 
         let order_at = analysis.arrived_at.or(raw.received_at).unwrap_or(now);
-        let submission_id: i64 = sqlx::query_scalar(
-            "INSERT INTO submissions (message_id, org_id, org_name, matched_by, evidence, \
-               campaign, deadline, arrived_at, late, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'current') RETURNING id",
-        )
-        .bind(message_id.0)
-        .bind(analysis.organisation.id.as_ref().map(OrgId::as_str))
-        .bind(analysis.organisation.name.as_deref())
-        .bind(analysis.organisation.matched_by.as_str())
-        .bind(&analysis.organisation.evidence)
-        .bind(analysis.campaign.as_ref().map(CampaignId::as_str))
-        .bind(analysis.deadline.as_ref().map(DeadlineId::as_str))
-        .bind(ts(order_at))
-        .bind(bool_val(analysis.late))
-        .fetch_one(&mut *tx)
-        .await?;
-        let submission_id = SubmissionId(submission_id);
+        let submission_id = insert_submission(&mut tx, message_id, analysis, order_at).await?;
 
         insert_contents(&mut tx, message_id, submission_id, analysis).await?;
         supersede_with_new(
@@ -470,6 +461,53 @@ impl Store {
     }
 }
 
+/// A new message's submission. On PostgreSQL the same statement takes its
+/// unit's lock ([`lock_unit`]) for [`supersede_with_new`]: a round trip
+/// of every matched mail fewer. Taken before the supersede check's
+/// statement starts, it serves as well as a statement of its own.
+async fn insert_submission(
+    tx: &mut Transaction<'_, Any>,
+    message_id: MessageId,
+    analysis: &Analysis,
+    order_at: DateTime<Utc>,
+) -> Result<SubmissionId> {
+    let org = &analysis.organisation;
+    let postgres = tx.backend_name() == "PostgreSQL";
+    let sql = if postgres {
+        "INSERT INTO submissions (message_id, org_id, org_name, matched_by, evidence, \
+           campaign, deadline, arrived_at, late, state) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'current' \
+         FROM (SELECT CASE WHEN $10::text IS NOT NULL \
+                 THEN pg_advisory_xact_lock(hashtextextended($10, 0))::text END) AS unit_lock \
+         RETURNING id"
+    } else {
+        "INSERT INTO submissions (message_id, org_id, org_name, matched_by, evidence, \
+           campaign, deadline, arrived_at, late, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'current') RETURNING id"
+    };
+    let mut query = sqlx::query_scalar(sql)
+        .bind(message_id.0)
+        .bind(org.id.as_ref().map(OrgId::as_str))
+        .bind(org.name.as_deref())
+        .bind(org.matched_by.as_str())
+        .bind(&org.evidence)
+        .bind(analysis.campaign.as_ref().map(CampaignId::as_str))
+        .bind(analysis.deadline.as_ref().map(DeadlineId::as_str))
+        .bind(ts(order_at))
+        .bind(bool_val(analysis.late));
+    if postgres {
+        let unit = match (&org.id, &analysis.campaign, &analysis.deadline) {
+            (Some(org), Some(campaign), Some(deadline)) => {
+                Some(unit_lock_key(org, campaign, deadline))
+            }
+            _ => None,
+        };
+        query = query.bind(unit);
+    }
+    let id: i64 = query.fetch_one(&mut **tx).await?;
+    Ok(SubmissionId(id))
+}
+
 /// The message recorded before with these bytes or from this origin.
 async fn duplicate_of(
     tx: &mut Transaction<'_, Any>,
@@ -490,21 +528,37 @@ async fn duplicate_of(
 /// same content key), its original: the first copy, looked up in the same
 /// statement (one round trip to the database where there were two). None
 /// when a uniqueness rule (bytes, origin, one original per content key)
-/// says it is not new.
+/// says it is not new. With `advance` (PostgreSQL only, an IMAP origin)
+/// the same statement does [`advance_mailbox`]'s upsert, whatever becomes
+/// of the message's row: another round trip fewer.
 async fn insert_message(
     tx: &mut Transaction<'_, Any>,
     raw: &RawMessage,
     sha: &Sha256,
     origin: &OriginCols,
     analysis: &Analysis,
+    advance: bool,
     now: DateTime<Utc>,
 ) -> Result<Option<(MessageId, Option<MessageId>)>> {
     let h = &analysis.header;
+    let postgres = tx.backend_name() == "PostgreSQL";
+    let advanced = if postgres {
+        ", advanced AS (INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) \
+           SELECT $6, $7, $8, $23 WHERE $27 = 1 \
+           ON CONFLICT (mailbox) DO UPDATE SET \
+             last_uid = CASE WHEN mailbox_state.uidvalidity = excluded.uidvalidity \
+                             AND mailbox_state.last_uid > excluded.last_uid \
+                        THEN mailbox_state.last_uid ELSE excluded.last_uid END, \
+             uidvalidity = excluded.uidvalidity, \
+             updated_at = excluded.updated_at)"
+    } else {
+        ""
+    };
     // A copy needs no one (no attention, no held ack): its original is listed.
     // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's.
-    let row = sqlx::query(
+    let sql = format!(
         "WITH original AS (SELECT id FROM messages \
-           WHERE content_key = $24 AND copy_of IS NULL ORDER BY id LIMIT 1) \
+           WHERE content_key = $24 AND copy_of IS NULL ORDER BY id LIMIT 1){advanced} \
          INSERT INTO messages (sha256, size, archive_path, origin_key, origin_kind, mailbox, \
            uidvalidity, uid, maildir_key, file_path, file_index, header_message_id, \
            from_addr, from_name, subject, date_header, received_at, arrived_at, \
@@ -515,36 +569,40 @@ async fn insert_message(
            CASE WHEN (SELECT id FROM original) IS NULL THEN $25 END, \
            CASE WHEN (SELECT id FROM original) IS NULL THEN $26 ELSE 0 END \
          WHERE true \
-         ON CONFLICT DO NOTHING RETURNING id, copy_of",
-    )
-    .bind(sha.as_str())
-    .bind(raw.bytes.len() as i64)
-    .bind(Archive::relative_path(sha).to_string_lossy().into_owned())
-    .bind(&origin.key)
-    .bind(origin.kind)
-    .bind(origin.mailbox.as_deref())
-    .bind(origin.uidvalidity)
-    .bind(origin.uid)
-    .bind(origin.maildir_key.as_deref())
-    .bind(origin.file_path.as_deref())
-    .bind(origin.file_index)
-    .bind(h.message_id.as_deref())
-    .bind(h.from.as_deref())
-    .bind(h.from_name.as_deref())
-    .bind(h.subject.as_deref())
-    .bind(h.date.map(|d| d.to_rfc3339()))
-    .bind(raw.received_at.map(ts))
-    .bind(analysis.arrived_at.map(ts))
-    .bind(analysis.auto_generated.as_deref())
-    .bind(parse_status(analysis))
-    .bind(&analysis.ack.reason)
-    .bind(&analysis.body_excerpt)
-    .bind(ts(now))
-    .bind(analysis.content_key.as_deref())
-    .bind(analysis.attention.as_deref())
-    .bind(i16::from(analysis.ack.held))
-    .fetch_optional(&mut **tx)
-    .await?;
+         ON CONFLICT DO NOTHING RETURNING id, copy_of"
+    );
+    // Only the fixed CTE above is formatted in; every value is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(sha.as_str())
+        .bind(raw.bytes.len() as i64)
+        .bind(Archive::relative_path(sha).to_string_lossy().into_owned())
+        .bind(&origin.key)
+        .bind(origin.kind)
+        .bind(origin.mailbox.as_deref())
+        .bind(origin.uidvalidity)
+        .bind(origin.uid)
+        .bind(origin.maildir_key.as_deref())
+        .bind(origin.file_path.as_deref())
+        .bind(origin.file_index)
+        .bind(h.message_id.as_deref())
+        .bind(h.from.as_deref())
+        .bind(h.from_name.as_deref())
+        .bind(h.subject.as_deref())
+        .bind(h.date.map(|d| d.to_rfc3339()))
+        .bind(raw.received_at.map(ts))
+        .bind(analysis.arrived_at.map(ts))
+        .bind(analysis.auto_generated.as_deref())
+        .bind(parse_status(analysis))
+        .bind(&analysis.ack.reason)
+        .bind(&analysis.body_excerpt)
+        .bind(ts(now))
+        .bind(analysis.content_key.as_deref())
+        .bind(analysis.attention.as_deref())
+        .bind(i16::from(analysis.ack.held));
+    if postgres {
+        query = query.bind(i16::from(advance));
+    }
+    let row = query.fetch_optional(&mut **tx).await?;
     row.map(|r| {
         Ok((
             MessageId(get(&r, "id")?),
@@ -604,14 +662,9 @@ async fn insert_contents(
                 insert_records(tx, document_id, chunk).await?;
             }
         }
-        for p in &doc.problems {
-            insert_problem(tx, message_id, Some(document_id), p).await?;
-        }
+        insert_problems(tx, message_id, Some(document_id), &doc.problems).await?;
     }
-    for p in &analysis.problems {
-        insert_problem(tx, message_id, None, p).await?;
-    }
-    Ok(())
+    insert_problems(tx, message_id, None, &analysis.problems).await
 }
 
 async fn insert_document(
@@ -740,23 +793,41 @@ fn float_or_zero(v: Option<f64>) -> f64 {
     v.unwrap_or(0.0)
 }
 
-async fn insert_problem(
+/// A document's problems (or the message's own, `document_id` None) in
+/// one multi-row INSERT, as [`insert_records`] does cells: a message's
+/// problems came one round trip each.
+async fn insert_problems(
     tx: &mut Transaction<'_, Any>,
     message_id: MessageId,
     document_id: Option<i64>,
-    p: &Problem,
+    problems: &[Problem],
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO problems (message_id, document_id, code, message) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(message_id.0)
-    .bind(document_id)
-    .bind(p.code.as_str())
-    .bind(no_nul(&p.message).into_owned())
-    .execute(&mut **tx)
-    .await?;
+    for chunk in problems.chunks(PROBLEMS_PER_INSERT) {
+        let mut sql =
+            String::from("INSERT INTO problems (message_id, document_id, code, message) VALUES ");
+        for i in 0..chunk.len() {
+            let p = i * 4;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
+        }
+        // Only placeholders are formatted in; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
+            query = query
+                .bind(message_id.0)
+                .bind(document_id)
+                .bind(p.code.as_str())
+                .bind(no_nul(&p.message).into_owned());
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
+
+/// Rows of one problems INSERT (4 parameters a row).
+const PROBLEMS_PER_INSERT: usize = 64;
 
 /// The supersede chain after `new` was added to its unit's submissions for
 /// a deadline. When `new` is the latest (the usual case) only it and the
@@ -773,7 +844,7 @@ async fn supersede_with_new(
     let (Some(org), Some(campaign), Some(deadline)) = (org, campaign, deadline) else {
         return Ok(());
     };
-    lock_unit(tx, org, campaign, deadline).await?;
+    // The unit's lock was taken with the submission (insert_submission).
     // Ordered like recompute_supersedes: by arrival, then id. `later`: any
     // submission after `new`; `earlier`: the latest before it sharing a
     // document kind with it. One query, as every mail of a unit asks both.
@@ -824,16 +895,21 @@ async fn lock_unit(
 ) -> Result<()> {
     if tx.backend_name() == "PostgreSQL" {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!(
-                "supersede\u{1f}{}\u{1f}{}\u{1f}{}",
-                campaign.as_str(),
-                deadline.as_str(),
-                org.as_str()
-            ))
+            .bind(unit_lock_key(org, campaign, deadline))
             .execute(&mut **tx)
             .await?;
     }
     Ok(())
+}
+
+/// The name of a unit's lock for one deadline ([`lock_unit`]).
+fn unit_lock_key(org: &OrgId, campaign: &CampaignId, deadline: &DeadlineId) -> String {
+    format!(
+        "supersede\u{1f}{}\u{1f}{}\u{1f}{}",
+        campaign.as_str(),
+        deadline.as_str(),
+        org.as_str()
+    )
 }
 
 /// `new` arrived before some of its unit's stored mails. Recomputing the
@@ -943,16 +1019,15 @@ async fn supersede_before_later(
     Ok(())
 }
 
-/// `from` now supersedes `to`.
+/// `from` now supersedes `to`: one statement for both rows.
 async fn point(tx: &mut Transaction<'_, Any>, from: i64, to: i64) -> Result<()> {
-    sqlx::query("UPDATE submissions SET supersedes = $2 WHERE id = $1")
-        .bind(from)
-        .bind(to)
-        .execute(&mut **tx)
-        .await?;
     sqlx::query(
-        "UPDATE submissions SET state = 'superseded' WHERE id = $1 AND state <> 'superseded'",
+        "UPDATE submissions SET \
+           supersedes = CASE WHEN id = $1 THEN $2 ELSE supersedes END, \
+           state = CASE WHEN id = $2 THEN 'superseded' ELSE state END \
+         WHERE id = $1 OR (id = $2 AND state <> 'superseded')",
     )
+    .bind(from)
     .bind(to)
     .execute(&mut **tx)
     .await?;
