@@ -203,7 +203,7 @@ impl Services {
     /// before this call on disk: the archive's files, then the database.
     pub async fn sync(&self) -> Result<(), StoreError> {
         self.archive.sync().await?;
-        self.store.sync().await
+        self.store.sync_committed().await
     }
 
     /// Whether a message deferred into the archive is offered again if a

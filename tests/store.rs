@@ -1837,6 +1837,30 @@ async fn nul_in_cell_text_and_problems_is_stored_without_it() {
 }
 
 #[tokio::test]
+async fn a_sync_for_commits_already_ended_always_commits_synced() {
+    for db in dbs().await {
+        let s = &db.store;
+        let points = || async {
+            let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT n FROM sync_point")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        };
+        s.sync().await.unwrap();
+        let before = points().await;
+        // Nothing is marked unsynced, as when another caller's sync took
+        // the mark while a commit on another connection was still going.
+        s.sync().await.unwrap();
+        assert_eq!(points().await, before, "{}: skipped", db.label);
+        s.sync_committed().await.unwrap();
+        assert_eq!(points().await, before + 1, "{}: committed", db.label);
+    }
+}
+
+#[tokio::test]
 async fn every_problem_of_a_message_is_stored_in_order_past_one_statements_rows() {
     for db in dbs().await {
         let s = &db.store;

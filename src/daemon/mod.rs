@@ -245,7 +245,8 @@ struct Held {
 /// many as files can be read at once) and through [`Services::commit`] one
 /// by one in arrival order, so acks see every earlier message and each
 /// source gets its verdicts in order; the verdicts and acks of a group go
-/// out once the group is on disk. Ends when every source has gone.
+/// out once the group is on disk ([`syncer`]), while the next group is
+/// committed. Ends when every source has gone and the last group is out.
 async fn processor(
     services: Services,
     mut rx: mpsc::Receiver<Delivery>,
@@ -277,10 +278,14 @@ async fn processor(
         });
         (raw, done, job)
     };
+    // One group on its way to disk and one waiting for it, at most.
+    let (groups, synced) = mpsc::channel::<Vec<Held>>(1);
+    let syncer = tokio::spawn(syncer(services.clone(), synced, wake.clone()));
     let mut held: Vec<Held> = Vec::with_capacity(GROUP);
     let mut group_ends = Instant::now();
     let mut open = true;
-    loop {
+    let mut gone = false;
+    while !gone {
         while open && inflight.len() < width {
             match rx.try_recv() {
                 Ok(d) => inflight.push_back(start(d, &learned)),
@@ -290,8 +295,8 @@ async fn processor(
         }
         let Some((raw, done, mut job)) = inflight.pop_front() else {
             // The sources wait for these verdicts before they send more.
-            release(&services, &mut held, &wake, &mut learned).await;
-            if !open {
+            gone = !release(&groups, &mut held, &mut learned).await;
+            if !open || gone {
                 break;
             }
             match beat.while_pending(rx.recv()).await {
@@ -306,7 +311,7 @@ async fn processor(
             match tokio::time::timeout_at(group_ends, beat.while_pending(&mut job)).await {
                 Ok(prepared) => prepared,
                 Err(_) => {
-                    release(&services, &mut held, &wake, &mut learned).await;
+                    gone = !release(&groups, &mut held, &mut learned).await;
                     beat.while_pending(job).await
                 }
             }
@@ -331,48 +336,69 @@ async fn processor(
             wake: pending,
         });
         if held.len() >= GROUP || Instant::now() >= group_ends {
-            release(&services, &mut held, &wake, &mut learned).await;
+            gone = !release(&groups, &mut held, &mut learned).await;
         }
     }
-    ("processor", Ok(()))
+    drop(groups);
+    match syncer.await {
+        Ok(()) if !gone => ("processor", Ok(())),
+        Ok(()) => ("processor", Err("the syncer ended early".into())),
+        Err(e) => (
+            "processor",
+            Err(format!("the syncer died: {}", panic_text(e))),
+        ),
+    }
 }
 
-/// Puts the held group on disk, then tells each source its verdicts and
-/// the outbox worker its acks. A group that cannot be synced is offered
-/// again: its messages are in the store already and come back as
-/// duplicates, which are then flagged; their acks, leased, are sent when
-/// the lease runs out. Messages started after it read the learned
-/// addresses afresh.
+/// Hands the held group to the [`syncer`]; messages started after it read
+/// the learned addresses afresh. False when the syncer is gone (it
+/// panicked): the group's sources then hear their messages were dropped,
+/// and offer them again.
 async fn release(
-    services: &Services,
+    groups: &mpsc::Sender<Vec<Held>>,
     held: &mut Vec<Held>,
-    wake: &Notify,
     learned: &mut Arc<OnceCell<Learned>>,
-) {
+) -> bool {
     if held.is_empty() {
-        return;
+        return true;
     }
     *learned = Arc::new(OnceCell::new());
-    let synced = services.sync().await;
-    if let Err(e) = &synced {
-        warn!(messages = held.len(), error = %e, "putting the messages on disk failed; they will be offered again");
-    }
-    for h in held.drain(..) {
-        let disposition = match (&synced, h.disposition) {
-            (Err(e), Disposition::Committed) => Disposition::Failed {
-                transient: true,
-                reason: format!("the store could not put the message on disk: {e}"),
-            },
-            (_, d) => d,
-        };
-        if let (Ok(()), Some((place, row))) = (&synced, h.leased) {
-            place.send(row);
+    let group = std::mem::replace(held, Vec::with_capacity(GROUP));
+    groups.send(group).await.is_ok()
+}
+
+/// Puts each group on disk, in the order they come, then tells each
+/// source its verdicts and the outbox worker its acks. It runs beside the
+/// processor, which commits the next group meanwhile: waiting for the
+/// disk held the commits up for a quarter of the wall time (1000 Maildir
+/// mails: 2.8 s on ext4, 2.1 s on tmpfs). A sync covers every commit that
+/// ended before it began, so it covers its group. A group that cannot be
+/// synced is offered again: its messages are in the store already and
+/// come back as duplicates, which are then flagged; their acks, leased,
+/// are sent when the lease runs out.
+async fn syncer(services: Services, mut groups: mpsc::Receiver<Vec<Held>>, wake: Arc<Notify>) {
+    while let Some(mut held) = groups.recv().await {
+        let synced = services.sync().await;
+        if let Err(e) = &synced {
+            warn!(messages = held.len(), error = %e, "putting the messages on disk failed; they will be offered again");
         }
-        if h.wake {
-            wake.notify_one();
+        for h in held.drain(..) {
+            let disposition = match (&synced, h.disposition) {
+                (Err(e), Disposition::Committed) => Disposition::Failed {
+                    transient: true,
+                    reason: format!("the store could not put the message on disk: {e}"),
+                },
+                (_, d) => d,
+            };
+            if let (Ok(()), Some((place, row))) = (&synced, h.leased) {
+                place.send(row);
+            }
+            if h.wake {
+                wake.notify_one();
+            }
+            // A source that stopped meanwhile offers the message again next time.
+            let _ = h.done.send(disposition);
         }
-        // A source that stopped meanwhile offers the message again next time.
-        let _ = h.done.send(disposition);
     }
 }
 

@@ -310,10 +310,25 @@ impl Store {
     }
 
     /// Puts every [`Durability::Deferred`] commit on disk: one synced
-    /// commit, whose WAL flush covers everything written before it.
+    /// commit, whose WAL flush covers everything written before it; none
+    /// when nothing was written since the last.
     pub async fn sync(&self) -> Result<()> {
+        self.sync_inner(false).await
+    }
+
+    /// [`Self::sync`] for the caller whose own deferred commits have all
+    /// ended: always one synced commit, so they are on disk when it
+    /// returns. The skip of [`Self::sync`] is not safe for that on
+    /// PostgreSQL, where writes run on several connections: a sync that
+    /// started while a commit on another one was under way may have ended
+    /// before it, and left nothing marked to do.
+    pub async fn sync_committed(&self) -> Result<()> {
+        self.sync_inner(true).await
+    }
+
+    async fn sync_inner(&self, always: bool) -> Result<()> {
         let _one = self.syncing.lock().await;
-        if !self.unsynced.swap(false, Ordering::SeqCst) {
+        if !self.unsynced.swap(false, Ordering::SeqCst) && !always {
             return Ok(());
         }
         let synced = async {
