@@ -1836,19 +1836,22 @@ async fn nul_in_cell_text_and_problems_is_stored_without_it() {
     }
 }
 
+/// The synced commits [`Store::sync`] has made, read on a connection of its own.
+async fn sync_points(url: &str) -> i64 {
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT n FROM sync_point")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
 #[tokio::test]
 async fn a_sync_for_commits_already_ended_always_commits_synced() {
     for db in dbs().await {
         let s = &db.store;
-        let points = || async {
-            let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-            let n: i64 = sqlx::query_scalar("SELECT n FROM sync_point")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            n
-        };
+        let points = || sync_points(&db.url);
         s.sync().await.unwrap();
         let before = points().await;
         // Nothing is marked unsynced, as when another caller's sync took
@@ -1913,15 +1916,7 @@ async fn a_deferred_record_is_seen_at_once_and_one_sync_puts_the_group_on_disk()
     for db in dbs().await {
         let s = &db.store;
         let a = analysis("unit@example.cn", Some("nj-kjj"), at(5, 9), Vec::new());
-        let points = || async {
-            let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-            let n: i64 = sqlx::query_scalar("SELECT n FROM sync_point")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            n
-        };
+        let points = || sync_points(&db.url);
         let before = points().await;
         for tag in ["d1", "d2", "d3"] {
             let m = raw(tag, file(&format!("{tag}.eml")));
