@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end IMAP ingest: `baosong run --once` against `mbsync` (isync)
 # copying the same Dovecot INBOX, side by side in one run; wall time, CPU,
-# peak RSS and bytes for each.
+# peak RSS and bytes for each, and the whole machine's busy CPU while each
+# ran (Dovecot's and PostgreSQL's included): spread over the cores, that is
+# the least wall time the machine allows, which the last line compares.
 #
 #   sudo bench/imap-vs-mbsync.sh            # N=500 mails
 #   sudo N=2000 bench/imap-vs-mbsync.sh
@@ -93,11 +95,21 @@ parse_time() {
     /Maximum resident set size/ { r = $2 }
     END { printf "%.2f %.2f %d\n", w, u + s, r }' "$1"
 }
+# The whole machine's busy CPU seconds so far (user, nice, system, irq,
+# softirq of every core, from /proc/stat): taken before and after a tool,
+# it counts Dovecot serving that tool too, which the tool's own CPU does not.
+machine_busy() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
+}
 ROWS=()
-add_row() { # tool mails timefile bytes_written
+FLOORS=()
+add_row() { # tool mails timefile bytes_written machine_busy_before machine_busy_after
   read -r wall cpu rss < <(parse_time "$3")
-  ROWS+=("$(awk -v t="$1" -v n="$2" -v w="$wall" -v c="$cpu" -v r="$rss" -v b="$4" 'BEGIN {
-    printf "%-22s %6d %8.2f %8.2f %9.1f %9.1f %10.1f", t, n, w, c, (w > 0 ? n / w : 0), r / 1024, b / 1e6 }')")
+  local machine
+  machine=$(awk -v a="$5" -v b="$6" 'BEGIN { printf "%.2f", b - a }')
+  ROWS+=("$(awk -v t="$1" -v n="$2" -v w="$wall" -v c="$cpu" -v r="$rss" -v b="$4" -v m="$machine" 'BEGIN {
+    printf "%-22s %6d %8.2f %8.2f %10.2f %9.1f %9.1f %10.1f", t, n, w, c, m, (w > 0 ? n / w : 0), r / 1024, b / 1e6 }')")
+  FLOORS+=("$wall $machine")
 }
 count_files() { find "$1" -type f 2>/dev/null | wc -l; }
 bytes_of() { du -sb "$@" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
@@ -130,14 +142,16 @@ Sync Pull
 Create Near
 SyncState *
 EOF
+M0=$(machine_busy)
 /usr/bin/time -v -o "$TMP/mbsync/time" \
   mbsync -q -c "$TMP/mbsync/mbsyncrc" bench >"$TMP/mbsync/log" 2>&1 \
   || { cat "$TMP/mbsync/log" >&2; die "mbsync failed"; }
+M1=$(machine_busy)
 MB_MAILS=$(count_files "$TMP/mbsync/maildir/INBOX/cur"; )
 MB_MAILS=$((MB_MAILS + $(count_files "$TMP/mbsync/maildir/INBOX/new")))
 [ "$MB_MAILS" = "$N" ] || echo "warning: mbsync copied $MB_MAILS of $N mails" >&2
 add_row "mbsync (isync $(mbsync --version | awk '{print $2}'))" "$MB_MAILS" "$TMP/mbsync/time" \
-  "$(bytes_of "$TMP/mbsync/maildir")"
+  "$(bytes_of "$TMP/mbsync/maildir")" "$M0" "$M1"
 
 # ---------------------------------------------------------------- (b) baosong
 echo "== baosong run --once"
@@ -196,25 +210,38 @@ run_baosong() { # label [wrapper...]
     || { tail -n 30 "$B/$label.log" >&2; die "baosong run --once failed ($label)"; }
 }
 # shellcheck disable=SC2086 # WRAP is a command line, split on purpose
+M0=$(machine_busy)
 run_baosong first ${WRAP:-}
+M1=$(machine_busy)
 STORED=$(grep -c 'message stored' "$B/first.log" || true)
 [ "$STORED" = "$N" ] || echo "warning: baosong stored $STORED of $N mails" >&2
 add_row "baosong run --once" "$STORED" "$B/time.first" \
-  "$(bytes_of "$B/archive" "$B/outbox" "$B"/baosong.db*)"
+  "$(bytes_of "$B/archive" "$B/outbox" "$B"/baosong.db*)" "$M0" "$M1"
 
 # ---------------------------------------------------------------- (c) again
 echo "== baosong run --once again (nothing new)"
+M0=$(machine_busy)
 run_baosong second
+M1=$(machine_busy)
 AGAIN=$(grep -c 'message stored' "$B/second.log" || true)
-add_row "baosong again (no-op)" "$AGAIN" "$B/time.second" 0
+add_row "baosong again (no-op)" "$AGAIN" "$B/time.second" 0 "$M0" "$M1"
 
 # ---------------------------------------------------------------- report
 lines() { grep -cE "$1" "$2" || true; }
 echo
 echo "N=$N mails, $(awk -v b="$MAIL_BYTES" 'BEGIN { printf "%.1f MB", b / 1e6 }') in the Dovecot INBOX;" \
   "$(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
-printf '%-22s %6s %8s %8s %9s %9s %10s\n' tool mails wall_s cpu_s mails/s maxrss_MB written_MB
+printf '%-22s %6s %8s %8s %10s %9s %9s %10s\n' tool mails wall_s cpu_s machine_s mails/s maxrss_MB written_MB
 for r in "${ROWS[@]}"; do echo "$r"; done
+# No run can take less wall time than the machine's busy CPU spread over
+# every core; with Dovecot on the same cores that bounds the ratio to mbsync
+# from below, whatever baosong's own pipeline does.
+read -r mb_wall _ <<<"${FLOORS[0]}"
+read -r b_wall b_machine <<<"${FLOORS[1]}"
+awk -v c="$(nproc)" -v mw="$mb_wall" -v bw="$b_wall" -v bm="$b_machine" 'BEGIN {
+  f = bm / c
+  printf "baosong: %.2f s wall against a floor of %.2f s (machine CPU / %d cores): %.2f× the floor;", bw, f, c, (f > 0 ? bw / f : 0)
+  printf " %.2f× mbsync, and at least %.2f× on this machine at this CPU\n", (mw > 0 ? bw / mw : 0), (mw > 0 ? f / mw : 0) }'
 echo
 echo "baosong first run: $(lines ' WARN ' "$B/first.log") WARN, $(lines ' ERROR ' "$B/first.log") ERROR log lines;" \
   "$(count_files "$B/archive") archived, $(count_files "$B/outbox") acks written"
