@@ -1092,12 +1092,12 @@ pub(crate) fn outbox_row(
     }
 }
 
-/// Runs `f` on a thread of its own at [`BACKGROUND_NICE`]: not on tokio's
-/// blocking pool, whose threads would keep the lower priority for the
-/// archive and outbox writes they run later (an unprivileged thread cannot
-/// raise it again). Where no thread can be made now, `f` runs on that pool
-/// at the daemon's priority. Resolves to `f`'s value, or to its panic's
-/// message.
+/// Runs `f` on one of the analysis threads, at [`BACKGROUND_NICE`]: not on
+/// tokio's blocking pool, whose threads would keep the lower priority for
+/// the archive and outbox writes they run later (an unprivileged thread
+/// cannot raise it again). Where no analysis thread can be had, `f` runs on
+/// that pool at the daemon's priority. Resolves to `f`'s value, or to its
+/// panic's message.
 fn background<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> impl std::future::Future<Output = Result<T, String>> {
@@ -1106,22 +1106,24 @@ fn background<T: Send + 'static>(
         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let _ = tx.send(done.map_err(panic_message));
     };
-    // Shared, so that the job is still here if the thread cannot be made.
+    // Shared, so that the job is still here if no thread takes it.
     let slot = Arc::new(std::sync::Mutex::new(Some(run)));
     let theirs = slot.clone();
-    let spawned = std::thread::Builder::new()
-        .name("analysis".into())
-        .spawn(move || {
-            // Lowering one's own priority needs no privilege; where it
-            // fails, the analysis runs at the daemon's.
-            let _ = rustix::process::nice(BACKGROUND_NICE);
-            let run = theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
-            if let Some(run) = run {
-                run();
-            }
-        });
-    if let Err(e) = spawned {
-        warn!(error = %e, "no thread for an analysis; it runs on the blocking pool");
+    let handed = analysis_threads().is_some_and(|threads| {
+        // tokio panics when the OS makes no thread and the pool has none
+        // left to queue the job for; the job then runs on the daemon's pool.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(threads.spawn_blocking(move || {
+                let run = theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(run) = run {
+                    run();
+                }
+            }))
+        }))
+        .is_ok()
+    });
+    if !handed {
+        warn!("no thread for an analysis; it runs on the blocking pool");
         let run = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(run) = run {
             drop(tokio::task::spawn_blocking(run));
@@ -1131,6 +1133,32 @@ fn background<T: Send + 'static>(
         rx.await
             .map_err(|_| "the analysis ended without a result".to_owned())?
     }
+}
+
+/// The analysis threads: the blocking pool of a runtime of their own, whose
+/// threads lower their priority once, when made, and wait for the next mail
+/// (tokio keeps an idle one for ten seconds). A thread made for each mail
+/// cost a clone, a stack faulted in anew and its teardown every time. An
+/// analysis that overruns its budget keeps its thread; the next mail gets
+/// another. Never dropped: a runtime may not be dropped inside another.
+fn analysis_threads() -> Option<&'static tokio::runtime::Handle> {
+    static THREADS: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    THREADS
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .thread_name("analysis")
+                // Lowering one's own priority needs no privilege; where it
+                // fails, the analyses run at the daemon's.
+                .on_thread_start(|| {
+                    let _ = rustix::process::nice(BACKGROUND_NICE);
+                })
+                .build()
+                .inspect_err(|e| warn!(error = %e, "no runtime for the analysis threads"))
+                .ok()
+        })
+        .as_ref()
+        .map(tokio::runtime::Runtime::handle)
 }
 
 /// What a panic said.
@@ -1158,6 +1186,32 @@ mod tests {
         let theirs = background(own_nice).await.unwrap();
         assert_eq!(theirs, (caller + BACKGROUND_NICE).min(19));
         assert_eq!(own_nice(), caller, "the caller's thread keeps its priority");
+    }
+
+    #[tokio::test]
+    async fn analyses_one_after_another_share_threads() {
+        let mut threads = std::collections::HashSet::new();
+        for _ in 0..20 {
+            threads.insert(background(|| std::thread::current().id()).await.unwrap());
+        }
+        // Other tests' analyses run on the same pool meanwhile, so not one
+        // thread: a few, where a thread per mail made 20.
+        assert!(
+            threads.len() <= 10,
+            "{} threads for 20 analyses",
+            threads.len()
+        );
+        assert!(!threads.contains(&std::thread::current().id()));
+    }
+
+    #[tokio::test]
+    async fn a_stuck_analysis_does_not_hold_up_the_next() {
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let held = background(move || stuck.recv().is_ok());
+        let next = tokio::time::timeout(Duration::from_secs(10), background(|| 7)).await;
+        assert_eq!(next, Ok(Ok(7)));
+        release.send(()).unwrap();
+        assert_eq!(held.await, Ok(true));
     }
 
     #[tokio::test]
