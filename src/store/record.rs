@@ -829,6 +829,27 @@ async fn insert_problems(
 /// Rows of one problems INSERT (4 parameters a row).
 const PROBLEMS_PER_INSERT: usize = 64;
 
+/// The query of `supersede_with_new`: `$1` the new submission, `$2`–`$4` its
+/// unit (org, campaign, deadline). Public so that a test can check
+/// PostgreSQL's plan for it. The shared kind is a subquery with LIMIT, not
+/// EXISTS: PostgreSQL turns an EXISTS into a join, and a plan made while the
+/// tables were empty (kept for the connection) hashed every document for
+/// each mail: 1.1 ms a mail, growing, in a 1000-mail run into an empty
+/// database. A LIMIT subquery stays a lookup by `documents_submission`.
+pub const NEIGHBOURS_SQL: &str = "SELECT (SELECT s.id FROM submissions s, submissions n \
+                 WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
+                   AND s.id <> n.id \
+                   AND (s.arrived_at > n.arrived_at \
+                        OR (s.arrived_at = n.arrived_at AND s.id > n.id)) \
+                 LIMIT 1) AS later, \
+                (SELECT s.id FROM submissions s, submissions n \
+                 WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
+                   AND s.id <> n.id \
+                   AND (SELECT 1 FROM documents d, documents e \
+                        WHERE d.submission_id = s.id AND e.submission_id = n.id \
+                          AND d.kind = e.kind LIMIT 1) IS NOT NULL \
+                 ORDER BY s.arrived_at DESC, s.id DESC LIMIT 1) AS earlier";
+
 /// The supersede chain after `new` was added to its unit's submissions for
 /// a deadline. When `new` is the latest (the usual case) only it and the
 /// one it supersedes change, so only that one is looked up: a unit's
@@ -848,27 +869,13 @@ async fn supersede_with_new(
     // Ordered like recompute_supersedes: by arrival, then id. `later`: any
     // submission after `new`; `earlier`: the latest before it sharing a
     // document kind with it. One query, as every mail of a unit asks both.
-    let row = sqlx::query(
-        "SELECT (SELECT s.id FROM submissions s, submissions n \
-                 WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
-                   AND s.id <> n.id \
-                   AND (s.arrived_at > n.arrived_at \
-                        OR (s.arrived_at = n.arrived_at AND s.id > n.id)) \
-                 LIMIT 1) AS later, \
-                (SELECT s.id FROM submissions s, submissions n \
-                 WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
-                   AND s.id <> n.id \
-                   AND EXISTS (SELECT 1 FROM documents d, documents e \
-                               WHERE d.submission_id = s.id AND e.submission_id = n.id \
-                                 AND d.kind = e.kind) \
-                 ORDER BY s.arrived_at DESC, s.id DESC LIMIT 1) AS earlier",
-    )
-    .bind(new.0)
-    .bind(org.as_str())
-    .bind(campaign.as_str())
-    .bind(deadline.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = sqlx::query(NEIGHBOURS_SQL)
+        .bind(new.0)
+        .bind(org.as_str())
+        .bind(campaign.as_str())
+        .bind(deadline.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
     let later: Option<i64> = get(&row, "later")?;
     let earlier: Option<i64> = get(&row, "earlier")?;
     if later.is_some() {
@@ -944,13 +951,14 @@ async fn supersede_before_later(
         // Shares a kind with nothing: points nowhere, pointed to by none.
         return Ok(());
     }
+    // Shared kinds as LIMIT subqueries, not EXISTS: see supersede_with_new.
     let earlier: Option<i64> = sqlx::query_scalar(
         "SELECT s.id FROM submissions s \
          WHERE s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
            AND (s.arrived_at < $5 OR (s.arrived_at = $5 AND s.id < $1)) \
-           AND EXISTS (SELECT 1 FROM documents d, documents e \
-                       WHERE d.submission_id = s.id AND e.submission_id = $1 \
-                         AND d.kind = e.kind) \
+           AND (SELECT 1 FROM documents d, documents e \
+                WHERE d.submission_id = s.id AND e.submission_id = $1 \
+                  AND d.kind = e.kind LIMIT 1) IS NOT NULL \
          ORDER BY s.arrived_at DESC, s.id DESC LIMIT 1",
     )
     .bind(new.0)
@@ -970,8 +978,8 @@ async fn supersede_before_later(
              LEFT JOIN submissions t ON t.id = s.supersedes \
              WHERE s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
                AND (s.arrived_at > $5 OR (s.arrived_at = $5 AND s.id > $1)) \
-               AND EXISTS (SELECT 1 FROM documents d \
-                           WHERE d.submission_id = s.id AND d.kind = $6) \
+               AND (SELECT 1 FROM documents d \
+                    WHERE d.submission_id = s.id AND d.kind = $6 LIMIT 1) IS NOT NULL \
              ORDER BY s.arrived_at, s.id LIMIT 1",
         )
         .bind(new.0)
