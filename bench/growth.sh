@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Does a mail cost more when the store is big? Two measures, SQLite, Maildir
-# in, acks written as files (ack limits raised so that every ack is composed):
+# Does a mail cost more when the store is big? Two measures, SQLite (or
+# PostgreSQL), Maildir in, acks written as files (ack limits raised so that
+# every ack is composed):
 #
 #  1. one `run --once` over N mails (21,000 by default): seconds per 1000
 #     stored, from the log; the last 1000 should cost what the first did;
@@ -12,6 +13,13 @@
 #   N=5000 PAIRS=3 bench/growth.sh
 #   KEEP=1 ...                       # leave the temp dir for a look
 #   BAOSONG=/path/to/baosong ...     # time that build instead of building this tree
+#   DB=postgres://baosong:baosong@127.0.0.1/baosong_growth bench/growth.sh
+#                                    # the same on PostgreSQL
+#
+# With DB, the role must be allowed to create databases: the script drops
+# and creates DB's database for measure 1, and for measure 2 a database
+# named after it with "_pair", copied from it (CREATE DATABASE … TEMPLATE)
+# or empty. It connects to the `postgres` database to do so. Needs psql.
 #
 # The corpus mails are copied with their own Message-ID and attachment bytes
 # (bench/distinct.py); the corpus has about 30 units, so a unit sends about
@@ -26,6 +34,17 @@ die() { echo "growth: $*" >&2; exit 1; }
 [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 2000 ] || die "N must be a number ≥ 2000, got '$N'"
 command -v python3 >/dev/null || die "needs python3"
 [ -x /usr/bin/time ] || die "needs /usr/bin/time (apt-get install time)"
+if [ -n "${DB:-}" ]; then
+  [[ "$DB" =~ ^postgres(ql)?://[^?]+/([A-Za-z_][A-Za-z0-9_]*)$ ]] \
+    || die "DB must be postgres://user:pass@host[:port]/name, got '$DB'"
+  PG_NAME=${BASH_REMATCH[2]}
+  PG_BASE=${DB%/*}
+  command -v psql >/dev/null || die "needs psql (postgresql-client)"
+  pg_admin() {
+    PGOPTIONS="-c client_min_messages=warning" psql "$PG_BASE/postgres" -XAtq -v ON_ERROR_STOP=1 -c "$1" >/dev/null
+  }
+  pg_admin 'SELECT 1' || die "cannot connect to $PG_BASE/postgres"
+fi
 
 if [ -z "${BAOSONG:-}" ]; then
   echo "== building baosong (release)"
@@ -48,11 +67,12 @@ mkdir -p "$TMP/big/new" "$TMP/big/cur" "$TMP/big/tmp" "$TMP/next/new" "$TMP/next
 python3 "$REPO/bench/distinct.py" "$REPO/tests/fixtures/mail" "$N" "$TMP/big/new" 0
 python3 "$REPO/bench/distinct.py" "$REPO/tests/fixtures/mail" 1000 "$TMP/next/new" "$N"
 
-# config DIR MAILDIR: the example's forms and campaigns, this run's store.
+# config DIR MAILDIR [DATABASE]: the example's forms and campaigns, this
+# run's store (SQLite in DIR unless DATABASE is given).
 config() {
   {
     echo '[store]'
-    echo "database = \"sqlite://$1/baosong.db\""
+    echo "database = \"${3:-sqlite://$1/baosong.db}\""
     echo "archive = \"$1/archive\""
     echo '[[mailbox]]'
     echo 'name = "kjt"'
@@ -99,9 +119,13 @@ timed() {
     || die "run --once failed, see $1/$2.log"
 }
 
-echo "== 1. $N mails in one run"
+echo "== 1. $N mails in one run${DB:+ (PostgreSQL)}"
 mkdir -p "$TMP/grow"
-config "$TMP/grow" "$TMP/big"
+if [ -n "${DB:-}" ]; then
+  pg_admin "DROP DATABASE IF EXISTS $PG_NAME"
+  pg_admin "CREATE DATABASE $PG_NAME"
+fi
+config "$TMP/grow" "$TMP/big" "${DB:-}"
 timed "$TMP/grow" run
 read -r wall user sys rss <"$TMP/grow/run.time"
 echo "whole run ${wall} s wall, ${user} s user, ${sys} s sys, peak RSS $((rss / 1024)) MB"
@@ -113,11 +137,19 @@ for pair in $(seq 1 "$PAIRS"); do
     D="$TMP/pair-$pair-$where"
     mkdir -p "$D"
     cp -r "$TMP/next" "$D/mail"
-    config "$D" "$D/mail"
-    if [ "$where" = big ]; then
-      cp "$TMP/grow/baosong.db" "$D/baosong.db"
-      cp -al "$TMP/grow/archive" "$D/archive"
+    if [ -n "${DB:-}" ]; then
+      pg_admin "DROP DATABASE IF EXISTS ${PG_NAME}_pair"
+      if [ "$where" = big ]; then
+        pg_admin "CREATE DATABASE ${PG_NAME}_pair TEMPLATE $PG_NAME"
+      else
+        pg_admin "CREATE DATABASE ${PG_NAME}_pair"
+      fi
+      config "$D" "$D/mail" "$PG_BASE/${PG_NAME}_pair"
+    else
+      config "$D" "$D/mail"
+      [ "$where" = big ] && cp "$TMP/grow/baosong.db" "$D/baosong.db"
     fi
+    [ "$where" = big ] && cp -al "$TMP/grow/archive" "$D/archive"
     timed "$D" run
     read -r wall user sys rss <"$D/run.time"
     span=$(python3 - "$D/run.log" <<'PYEOF'
@@ -134,3 +166,4 @@ PYEOF
     rm -rf "$D"
   done
 done
+[ -z "${DB:-}" ] || pg_admin "DROP DATABASE IF EXISTS ${PG_NAME}_pair"

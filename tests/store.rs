@@ -983,11 +983,13 @@ async fn the_supersede_chain_is_the_same_whatever_order_mail_is_recorded_in() {
 }
 
 /// PostgreSQL keeps a connection's plan, and one made while the tables are
-/// empty must still find a unit's earlier submission by index: an EXISTS
-/// planned then hashed every document for each mail (1.1 ms a mail,
-/// growing, in a 1000-mail run into an empty database).
+/// empty must still find a unit's earlier and later submissions by index:
+/// an EXISTS planned then hashed every document for each mail (1.1 ms a
+/// mail, growing, in a 1000-mail run into an empty database); "arrived
+/// later" tested with an OR, and a new mail without documents, walked all
+/// of the unit's submissions.
 #[tokio::test]
-async fn postgres_finds_a_units_earlier_mail_by_index_on_empty_tables() {
+async fn postgres_finds_a_units_neighbouring_mail_by_index_on_empty_tables() {
     use sqlx::{Connection, Executor};
     let Some(schema) = pg::PgSchema::create().await else {
         return;
@@ -1001,7 +1003,7 @@ async fn postgres_finds_a_units_earlier_mail_by_index_on_empty_tables() {
         .unwrap();
     conn.execute(sqlx::AssertSqlSafe(format!(
         "PREPARE neighbours(bigint, text, text, text) AS {}",
-        baosong::store::NEIGHBOURS_SQL
+        baosong::store::NEIGHBOURS_SQL_POSTGRES
     )))
     .await
     .unwrap();
@@ -1013,6 +1015,14 @@ async fn postgres_finds_a_units_earlier_mail_by_index_on_empty_tables() {
     let plan = plan.join("\n");
     assert!(!plan.contains("Seq Scan on documents"), "{plan}");
     assert!(plan.contains("documents_submission"), "{plan}");
+    // "Arrived after the new one" bounds the index scan, not a filter on it.
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("Index Cond") && l.contains("ROW(arrived_at, id) > ROW($")),
+        "{plan}"
+    );
+    // A new mail without documents is not compared with each of its unit's.
+    assert!(plan.contains("One-Time Filter"), "{plan}");
     store.close().await;
 }
 
@@ -1362,6 +1372,76 @@ async fn a_units_kept_mails_follow_new_mails_reprocessing_and_assignment() {
             "{}: and joins its new one",
             db.label
         );
+    }
+}
+
+/// `unit_tallies` (kept by triggers) against a count of the submissions.
+async fn assert_tallies(url: &str, context: &str) {
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let tallied: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT campaign, deadline, org_id, n, max_id FROM unit_tallies \
+         WHERE n > 0 ORDER BY campaign, deadline, org_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let counted: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT campaign, deadline, org_id, COUNT(*), MAX(id) FROM submissions \
+         WHERE campaign IS NOT NULL AND deadline IS NOT NULL AND org_id IS NOT NULL \
+         GROUP BY campaign, deadline, org_id ORDER BY campaign, deadline, org_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(tallied, counted, "{context}");
+}
+
+#[tokio::test]
+async fn unit_tallies_follow_mail_recorded_reprocessed_and_assigned() {
+    for db in dbs().await {
+        let s = &db.store;
+        let scan = |name: &str| {
+            vec![doc(
+                name,
+                DocumentKind::RecommendationForm,
+                DocForm::Scan,
+                None,
+            )]
+        };
+        let mut ids = Vec::new();
+        for (i, org) in [Some("nj-kjj"), Some("nj-kjj"), Some("sz-kjj"), None]
+            .into_iter()
+            .enumerate()
+        {
+            let m = raw(&format!("tally{i}"), file(&format!("t{i}.eml")));
+            let a = analysis("unit@example.cn", org, at(3, 9 + i as u32), scan("1.pdf"));
+            ids.push(s.record(&m, &a, None, now()).await.unwrap().message_id());
+        }
+        assert_tallies(&db.url, &format!("{}: recorded", db.label)).await;
+
+        // Reprocessed: the newest of nj-kjj's mails now reads as unmatched,
+        // and the unmatched one as sz-kjj's.
+        let a = analysis("unit@example.cn", None, at(3, 10), scan("1.pdf"));
+        s.update_analysis(ids[1], &a).await.unwrap();
+        let a = analysis("unit@example.cn", Some("sz-kjj"), at(3, 12), scan("1.pdf"));
+        s.update_analysis(ids[3], &a).await.unwrap();
+        assert_tallies(&db.url, &format!("{}: reprocessed", db.label)).await;
+
+        // Assigned: nj-kjj's last mail goes to sz-kjj, so nj-kjj has none.
+        s.assign(ids[0], &OrgId::from("sz-kjj"), "coordinator", now())
+            .await
+            .unwrap();
+        assert_tallies(&db.url, &format!("{}: assigned", db.label)).await;
+        let sz = s
+            .unit_sent(
+                &CampaignId::from("js-2025"),
+                &DeadlineId::from("recommend"),
+                &OrgId::from("sz-kjj"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(sz.len(), 3, "{}", db.label);
     }
 }
 

@@ -36,7 +36,7 @@ pub use query::{
     Assigned, Assignment, AttentionRow, DocumentInfo, MessageDetail, MessageInfo, RecordRow,
     ReprocessItem, SubmissionInfo, SubmissionState,
 };
-pub use record::{AckVerdict, NEIGHBOURS_SQL, Recorded};
+pub use record::{AckVerdict, NEIGHBOURS_SQL_POSTGRES, Recorded};
 
 use crate::types::{MailboxName, Uid};
 

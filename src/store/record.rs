@@ -829,26 +829,55 @@ async fn insert_problems(
 /// Rows of one problems INSERT (4 parameters a row).
 const PROBLEMS_PER_INSERT: usize = 64;
 
-/// The query of `supersede_with_new`: `$1` the new submission, `$2`–`$4` its
-/// unit (org, campaign, deadline). Public so that a test can check
-/// PostgreSQL's plan for it. The shared kind is a subquery with LIMIT, not
-/// EXISTS: PostgreSQL turns an EXISTS into a join, and a plan made while the
-/// tables were empty (kept for the connection) hashed every document for
-/// each mail: 1.1 ms a mail, growing, in a 1000-mail run into an empty
-/// database. A LIMIT subquery stays a lookup by `documents_submission`.
-pub const NEIGHBOURS_SQL: &str = "SELECT (SELECT s.id FROM submissions s, submissions n \
-                 WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
-                   AND s.id <> n.id \
-                   AND (s.arrived_at > n.arrived_at \
-                        OR (s.arrived_at = n.arrived_at AND s.id > n.id)) \
-                 LIMIT 1) AS later, \
-                (SELECT s.id FROM submissions s, submissions n \
-                 WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
-                   AND s.id <> n.id \
-                   AND (SELECT 1 FROM documents d, documents e \
-                        WHERE d.submission_id = s.id AND e.submission_id = n.id \
-                          AND d.kind = e.kind LIMIT 1) IS NOT NULL \
-                 ORDER BY s.arrived_at DESC, s.id DESC LIMIT 1) AS earlier";
+/// The query of `supersede_with_new`, given its subquery for `later`: any
+/// submission of the unit after `$1`, the new one (`$2`–`$4` its unit: org,
+/// campaign, deadline). `earlier`'s shared kind is a subquery with LIMIT,
+/// not EXISTS: PostgreSQL turns an EXISTS into a join, and a plan made
+/// while the tables were empty (kept for the connection) hashed every
+/// document for each mail: 1.1 ms a mail, growing, in a 1000-mail run into
+/// an empty database. A LIMIT subquery stays a lookup by
+/// `documents_submission`. A new mail without documents shares no kind, and
+/// is tested for that once: else it walked all of its unit's mails.
+macro_rules! neighbours_sql {
+    ($later:literal) => {
+        concat!(
+            "SELECT (",
+            $later,
+            ") AS later, \
+             (SELECT s.id FROM submissions s, submissions n \
+               WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
+                 AND s.id <> n.id \
+                 AND (SELECT 1 FROM documents WHERE submission_id = $1 LIMIT 1) IS NOT NULL \
+                 AND (SELECT 1 FROM documents d, documents e \
+                      WHERE d.submission_id = s.id AND e.submission_id = n.id \
+                        AND d.kind = e.kind LIMIT 1) IS NOT NULL \
+               ORDER BY s.arrived_at DESC, s.id DESC LIMIT 1) AS earlier"
+        )
+    };
+}
+
+/// PostgreSQL's `later`: a row comparison with the new one's values, a
+/// range of `submissions_unit_arrival`. As a join with an OR it walked all
+/// of the unit's submissions that arrived when the new one did or before
+/// (in a unit whose mails carry one date, all of them, each a heap tuple
+/// while the pages were not yet all-visible); as a join with the row
+/// comparison, the plan made on empty tables did the same. Public so that
+/// a test can check that plan.
+pub const NEIGHBOURS_SQL_POSTGRES: &str = neighbours_sql!(
+    "SELECT s.id FROM submissions s \
+     WHERE s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
+       AND (s.arrived_at, s.id) > ((SELECT arrived_at FROM submissions WHERE id = $1), $1) \
+     LIMIT 1"
+);
+
+/// SQLite's `later`: an OR, which it answers with two lookups; of a row
+/// comparison it would range on `arrived_at` alone and walk the ties.
+const NEIGHBOURS_SQL_SQLITE: &str = neighbours_sql!(
+    "SELECT s.id FROM submissions s, submissions n \
+     WHERE n.id = $1 AND s.org_id = $2 AND s.campaign = $3 AND s.deadline = $4 \
+       AND (s.arrived_at > n.arrived_at OR (s.arrived_at = n.arrived_at AND s.id > n.id)) \
+     LIMIT 1"
+);
 
 /// The supersede chain after `new` was added to its unit's submissions for
 /// a deadline. When `new` is the latest (the usual case) only it and the
@@ -869,7 +898,12 @@ async fn supersede_with_new(
     // Ordered like recompute_supersedes: by arrival, then id. `later`: any
     // submission after `new`; `earlier`: the latest before it sharing a
     // document kind with it. One query, as every mail of a unit asks both.
-    let row = sqlx::query(NEIGHBOURS_SQL)
+    let sql = if tx.backend_name() == "PostgreSQL" {
+        NEIGHBOURS_SQL_POSTGRES
+    } else {
+        NEIGHBOURS_SQL_SQLITE
+    };
+    let row = sqlx::query(sql)
         .bind(new.0)
         .bind(org.as_str())
         .bind(campaign.as_str())

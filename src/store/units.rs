@@ -4,9 +4,10 @@
 //! the deadline (photos add up across mails). Loading those from the
 //! database for each ack made a unit's k-th mail cost O(k) rows. So the
 //! folded-over mails are kept in memory and checked against the database on
-//! every use with one indexed query: how many submissions the unit has, the
-//! highest id, and the store's revision, which every change other than a
-//! new submission bumps (reprocess, assign). A submission this store
+//! every use with one query of two rows: how many submissions the unit has
+//! and the highest id (table `unit_tallies`, kept by triggers), and the
+//! store's revision, which every change other than a new submission bumps
+//! (reprocess, assign). A submission this store
 //! records is added to its unit's kept mails at commit; only newer ones
 //! recorded elsewhere (another instance) are then read. Anything
 //! unexpected (another instance's commit landing under the highest id, a
@@ -149,10 +150,15 @@ impl Store {
         deadline: &DeadlineId,
         org: &OrgId,
     ) -> Result<Arc<Vec<Sent>>> {
+        // The tally, not a count of the unit's submissions: that read each
+        // of them, and a unit's k-th mail cost O(k) (on PostgreSQL a heap
+        // tuple each while the pages were not yet all-visible).
         let row = sqlx::query(
             "SELECT (SELECT n FROM store_revision WHERE id = 1) AS revision, \
-               COUNT(*) AS n, COALESCE(MAX(id), 0) AS max_id \
-             FROM submissions WHERE campaign = $1 AND deadline = $2 AND org_id = $3",
+               COALESCE(t.n, 0) AS n, COALESCE(t.max_id, 0) AS max_id \
+             FROM (SELECT 1 AS one) AS one \
+             LEFT JOIN unit_tallies t \
+               ON t.campaign = $1 AND t.deadline = $2 AND t.org_id = $3",
         )
         .bind(campaign.as_str())
         .bind(deadline.as_str())
