@@ -582,12 +582,9 @@ fn assert_archived(root: &Path, msgs: &[MsgRow]) {
 
 /// The daemon logged in over TLS (the probe's own logins are plain).
 fn assert_tls_login(d: &Dovecot) {
-    let log = d.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("Login: user=<alice>") && l.contains("TLS")),
-        "no login over TLS:\n{log}"
-    );
+    let tls = |l: &str| l.contains("Login: user=<alice>") && l.contains("TLS");
+    let log = d.log_when(tls);
+    assert!(log.lines().any(tls), "no login over TLS:\n{log}");
 }
 
 fn cst(s: &str) -> DateTime<Utc> {

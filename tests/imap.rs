@@ -300,7 +300,7 @@ async fn id_command_is_sent() {
     let mut src = Running::imap(mailbox(&d, AfterProcessing::Keep), PASSWORD, None);
     commit(src.next().await);
     src.stop().await;
-    let log = d.log();
+    let log = d.log_when(|l| l.contains("ID sent: name=baosong"));
     assert!(
         log.contains("ID sent: name=baosong"),
         "no ID in dovecot.log:\n{log}"
@@ -431,7 +431,8 @@ async fn wrong_password_is_reported_and_retried() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!src.task.is_finished());
     src.stop().await;
-    assert!(d.log().contains("auth failed") || d.log().contains("Authentication failed"));
+    let failed = |l: &str| l.contains("auth failed") || l.contains("Authentication failed");
+    assert!(d.log_when(failed).lines().any(failed));
 }
 
 #[tokio::test]

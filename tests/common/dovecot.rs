@@ -184,6 +184,20 @@ userdb {{
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
+    /// Dovecot's log once a line of it satisfies `line`, or after 10 s
+    /// without: its log process writes a session's lines a moment after the
+    /// session, so a test that reads the log at once may miss them.
+    pub fn log_when(&self, line: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.lines().any(&line) || Instant::now() > until {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A logged-in blocking IMAP session as [`USER`].
     pub fn probe(&self) -> Probe {
         Probe::login(self.port, USER, PASSWORD)
