@@ -7,12 +7,11 @@
 //! every use with one query of two rows: how many submissions the unit has
 //! and the highest id (table `unit_tallies`, kept by triggers), and the
 //! store's revision, which every change other than a new submission bumps
-//! (reprocess, assign). A submission this store
-//! records is added to its unit's kept mails at commit; only newer ones
-//! recorded elsewhere (another instance) are then read. Anything
-//! unexpected (another instance's commit landing under the highest id, a
-//! change by a coordinator) reloads the unit in full, so the kept copy is
-//! never trusted over the database.
+//! (reprocess, assign). A submission this store records is added to its
+//! unit's kept mails at commit; only newer ones recorded elsewhere (another
+//! instance) are then read. Anything unexpected (another instance's commit
+//! landing under the highest id, a change by a coordinator) reloads the
+//! unit in full, so the kept copy is never trusted over the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
